@@ -1,0 +1,22 @@
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use session_core::aws::{dynamodb::DynamoStore, sdk_config, sfn::SfnWorkflow};
+use session_core::config::{template_from, ProcessEnv, Tables};
+use session_core::ports::SystemClock;
+use session_core::steps::record::{record, RecordContext};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let tables = Tables::from_source(&ProcessEnv)?;
+    let template = template_from(&ProcessEnv)?;
+    let sdk = sdk_config().await;
+    let store = DynamoStore::connect(&sdk, tables);
+    let workflow = SfnWorkflow::connect(&sdk);
+    let ctx = &RecordContext { template: &template, store: &store, workflow: &workflow, clock: &SystemClock };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let recorded = record(session_core::input(event)?, ctx).await?;
+        session_core::output(&recorded)
+    }))
+    .await
+}

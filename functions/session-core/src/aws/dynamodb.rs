@@ -1,0 +1,423 @@
+//! Sessions and users in DynamoDB. Every status change is a conditional update on the
+//! statuses the transition function allows, so duplicate or late writers can never
+//! move a session backwards.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+
+use crate::config::Tables;
+use crate::error::{Error, Result};
+use crate::ports::{Change, SessionStore, TaskObservation, User};
+use crate::session::{timestamp, Event, Reason, Session, SessionId, Status, Urls};
+
+/// Sparse attribute, present only while a session is not terminal: the key of the
+/// `active` index, so the reaper and the per-user limit read only live sessions.
+pub const ACTIVE_USER_ID: &str = "active_user_id";
+/// Time-to-live attribute: set when a session ends.
+pub const EXPIRES_AT: &str = "expires_at";
+pub const BY_USER_INDEX: &str = "by-user";
+pub const ACTIVE_INDEX: &str = "active";
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn session_key(id: &SessionId) -> HashMap<String, AttributeValue> {
+    HashMap::from([("session_id".to_owned(), s(id.as_str()))])
+}
+
+fn user_key(user_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("user_id".to_owned(), s(user_id))])
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &'static str, item: HashMap<String, AttributeValue>) -> Result<T> {
+    serde_dynamo::from_item(item).map_err(|e| Error::Aws { operation: what, message: format!("unreadable item: {e}") })
+}
+
+/// Collects the parts of one UpdateItem expression.
+#[derive(Default)]
+struct UpdateExpr {
+    set: Vec<String>,
+    remove: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl UpdateExpr {
+    fn name(&mut self, attribute: &str) -> String {
+        let placeholder = format!("#a{}", self.names.len());
+        self.names.insert(placeholder.clone(), attribute.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, value: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    fn set(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
+        let (name, value) = (self.name(attribute), self.value(value));
+        self.set.push(format!("{name} = {value}"));
+        self
+    }
+
+    fn set_if_absent(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
+        let (name, value) = (self.name(attribute), self.value(value));
+        self.set.push(format!("{name} = if_not_exists({name}, {value})"));
+        self
+    }
+
+    fn remove(&mut self, attribute: &str) -> &mut Self {
+        let name = self.name(attribute);
+        self.remove.push(name);
+        self
+    }
+
+    fn expression(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.set.is_empty() {
+            parts.push(format!("SET {}", self.set.join(", ")));
+        }
+        if !self.remove.is_empty() {
+            parts.push(format!("REMOVE {}", self.remove.join(", ")));
+        }
+        parts.join(" ")
+    }
+
+    /// `#status IN (...)` over the given statuses.
+    fn status_in(&mut self, statuses: &[Status]) -> String {
+        let name = self.name("status");
+        let values: Vec<String> = statuses.iter().map(|st| self.value(s(st.as_str()))).collect();
+        format!("{name} IN ({})", values.join(", "))
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn connect(sdk: &aws_config::SdkConfig, tables: Tables) -> Self {
+        Self::new(Client::new(sdk), tables)
+    }
+
+    fn expires_at(&self, at: chrono::DateTime<chrono::Utc>) -> AttributeValue {
+        n(at.timestamp() + i64::from(self.tables.retention_days) * 86_400)
+    }
+
+    /// Runs an update of a session; `None` when its condition does not hold.
+    async fn update_session(&self, id: &SessionId, expr: UpdateExpr, condition: String) -> Result<Option<Session>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(id)))
+            .update_expression(expr.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(expr.names))
+            .set_expression_attribute_values(Some(expr.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(|item| decode("UpdateItem", item)).transpose(),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        }
+    }
+
+    fn change_expr(&self, change: Change) -> (Event, UpdateExpr) {
+        let mut expr = UpdateExpr::default();
+        let event = match change {
+            Change::Launched { task_arn } => {
+                expr.set("task_arn", s(task_arn));
+                Event::TaskLaunched
+            }
+            Change::Running { public_ip, urls, at } => {
+                expr.set("public_ip", s(public_ip)).set("started_at", s(timestamp(at))).remove("ip_token");
+                for (key, url) in urls.0 {
+                    expr.set(&Urls::attribute_name(&key), s(url));
+                }
+                Event::TaskRunning
+            }
+            Change::StopRequested { reason } => {
+                expr.set_if_absent("stop_reason", s(reason.as_str()));
+                Event::StopRequested
+            }
+            Change::Stopped { reason, at } => {
+                expr.set_if_absent("stop_reason", s(reason.as_str()));
+                self.ended(&mut expr, at);
+                Event::Stopped
+            }
+            Change::Failed { reason, cause, at } => {
+                expr.set("stop_reason", s(reason.as_str())).set("failure_cause", s(cause));
+                self.ended(&mut expr, at);
+                Event::Failed
+            }
+        };
+        let status = expr.value(s(event.target().as_str()));
+        let name = expr.name("status");
+        expr.set.push(format!("{name} = {status}"));
+        (event, expr)
+    }
+
+    fn ended(&self, expr: &mut UpdateExpr, at: chrono::DateTime<chrono::Utc>) {
+        expr.set("stopped_at", s(timestamp(at)))
+            .set(EXPIRES_AT, self.expires_at(at))
+            .remove(ACTIVE_USER_ID)
+            .remove("ip_token")
+            .remove("stop_token");
+    }
+
+    async fn session_limit_error(&self, user_id: &str, max: u32) -> Result<Error> {
+        let user = self.user(user_id).await?;
+        match user {
+            None => Ok(Error::NotAuthorized),
+            Some(user) => Ok(Error::SessionLimitReached { max, active: user.active_sessions.into_iter().collect() }),
+        }
+    }
+}
+
+impl SessionStore for DynamoStore {
+    async fn user(&self, user_id: &str) -> Result<Option<User>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(user_key(user_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("GetItem", e))?;
+        out.item.map(|item| decode("GetItem", item)).transpose()
+    }
+
+    async fn open(&self, session: &Session, max_sessions: u32) -> Result<()> {
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(session)
+            .map_err(|e| Error::Aws { operation: "PutItem", message: e.to_string() })?;
+        item.insert(ACTIVE_USER_ID.to_owned(), s(&session.user_id));
+        let put = Put::builder()
+            .table_name(&self.tables.sessions)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(session_id)")
+            .build()
+            .map_err(|e| Error::Aws { operation: "TransactWriteItems", message: e.to_string() })?;
+        let take_slot = Update::builder()
+            .table_name(&self.tables.users)
+            .set_key(Some(user_key(&session.user_id)))
+            .update_expression("ADD active_sessions :sid")
+            .condition_expression(
+                "attribute_exists(user_id) AND (attribute_not_exists(active_sessions) \
+                 OR size(active_sessions) < :max OR contains(active_sessions, :id))",
+            )
+            .expression_attribute_values(":sid", AttributeValue::Ss(vec![session.session_id.to_string()]))
+            .expression_attribute_values(":id", s(session.session_id.as_str()))
+            .expression_attribute_values(":max", n(max_sessions))
+            .build()
+            .map_err(|e| Error::Aws { operation: "TransactWriteItems", message: e.to_string() })?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(take_slot).build())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
+            return Err(Error::from_sdk("TransactWriteItems", err));
+        };
+        let failed = |i: usize| {
+            cancelled
+                .cancellation_reasons()
+                .get(i)
+                .and_then(|r| r.code())
+                .is_some_and(|c| c == "ConditionalCheckFailed")
+        };
+        // An existing session with this id is a retry of this very step when it
+        // belongs to the same user; anything else is a conflict.
+        if failed(0) || cancelled.cancellation_reasons().is_empty() {
+            if let Some(existing) = self.session(&session.session_id).await? {
+                if existing.user_id == session.user_id {
+                    return Ok(());
+                }
+                return Err(crate::error::InvalidInput::new("session_id", "is already used by another session").into());
+            }
+        }
+        Err(self.session_limit_error(&session.user_id, max_sessions).await?)
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("GetItem", e))?;
+        out.item.map(|item| decode("GetItem", item)).transpose()
+    }
+
+    async fn apply(&self, id: &SessionId, change: Change) -> Result<Option<Session>> {
+        let (event, mut expr) = self.change_expr(change);
+        let condition = expr.status_in(&Status::predecessors(event, event.target()));
+        self.update_session(id, expr, condition).await
+    }
+
+    async fn fail(&self, session: &Session, reason: Reason, cause: &str) -> Result<Option<Session>> {
+        let at = chrono::Utc::now();
+        let change = Change::Failed { reason, cause: cause.to_owned(), at };
+        if let Some(updated) = self.apply(&session.session_id, change).await? {
+            return Ok(Some(updated));
+        }
+        // Authorize refused the session before creating it: record it as failed.
+        let mut failed = session.clone();
+        failed.status = Status::Failed;
+        failed.stop_reason = Some(reason);
+        failed.failure_cause = Some(cause.to_owned());
+        failed.stopped_at = Some(timestamp(at));
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&failed)
+            .map_err(|e| Error::Aws { operation: "PutItem", message: e.to_string() })?;
+        item.insert(EXPIRES_AT.to_owned(), self.expires_at(at));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.sessions)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(session_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(failed)),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+            Err(err) => Err(Error::from_sdk("PutItem", err)),
+        }
+    }
+
+    async fn store_ip_token(&self, id: &SessionId, token: &str) -> Result<Option<Session>> {
+        let mut expr = UpdateExpr::default();
+        expr.set("ip_token", s(token));
+        self.update_session(id, expr, "attribute_exists(session_id)".into()).await
+    }
+
+    async fn store_stop_token(&self, id: &SessionId, token: &str) -> Result<Option<Session>> {
+        let mut expr = UpdateExpr::default();
+        expr.set("stop_token", s(token));
+        self.update_session(id, expr, "attribute_exists(session_id)".into()).await
+    }
+
+    async fn observe_task(&self, id: &SessionId, observation: &TaskObservation) -> Result<Option<Session>> {
+        let mut expr = UpdateExpr::default();
+        expr.set("task_status", s(&observation.last_status))
+            .set("task_version", n(observation.version))
+            .set_if_absent("task_arn", s(&observation.task_arn));
+        for (attribute, value) in [
+            ("eni_id", &observation.eni_id),
+            ("stop_code", &observation.stop_code),
+            ("stopped_reason", &observation.stopped_reason),
+        ] {
+            if let Some(value) = value {
+                expr.set(attribute, s(value));
+            }
+        }
+        let version = expr.name("task_version");
+        let task_arn = expr.name("task_arn");
+        let (v, arn) = (expr.value(n(observation.version)), expr.value(s(&observation.task_arn)));
+        let condition = format!(
+            "attribute_exists(session_id) AND (attribute_not_exists({version}) OR {version} < {v}) \
+             AND (attribute_not_exists({task_arn}) OR {task_arn} = {arn})"
+        );
+        self.update_session(id, expr, condition).await
+    }
+
+    async fn release_slot(&self, user_id: &str, id: &SessionId) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(user_key(user_id)))
+            .update_expression("DELETE active_sessions :sid")
+            .condition_expression("attribute_exists(user_id)")
+            .expression_attribute_values(":sid", AttributeValue::Ss(vec![id.to_string()]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        }
+    }
+
+    async fn set_access_point(&self, user_id: &str, access_point_id: &str) -> Result<String> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(user_key(user_id)))
+            .update_expression("SET efs_access_point_id = :ap")
+            .condition_expression("attribute_exists(user_id) AND attribute_not_exists(efs_access_point_id)")
+            .expression_attribute_values(":ap", s(access_point_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(access_point_id.to_owned()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => self
+                .user(user_id)
+                .await?
+                .and_then(|u| u.efs_access_point_id)
+                .ok_or(Error::NotAuthorized),
+            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        }
+    }
+
+    async fn cache_task_definition(&self, user_id: &str, key: &str, arn: &str) -> Result<()> {
+        // A nested map entry can only be set once the map exists; create it on first use.
+        for attempt in 0..3 {
+            let request = self
+                .client
+                .update_item()
+                .table_name(&self.tables.users)
+                .set_key(Some(user_key(user_id)))
+                .expression_attribute_names("#defs", "task_definitions");
+            let request = if attempt % 2 == 0 {
+                request
+                    .update_expression("SET #defs.#key = :arn")
+                    .condition_expression("attribute_exists(#defs)")
+                    .expression_attribute_names("#key", key)
+                    .expression_attribute_values(":arn", s(arn))
+            } else {
+                request
+                    .update_expression("SET #defs = :defs")
+                    .condition_expression("attribute_exists(user_id) AND attribute_not_exists(#defs)")
+                    .expression_attribute_values(
+                        ":defs",
+                        AttributeValue::M(HashMap::from([(key.to_owned(), s(arn))])),
+                    )
+            };
+            match request.send().await {
+                Ok(_) => return Ok(()),
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(Error::from_sdk("UpdateItem", err)),
+            }
+        }
+        Err(Error::NotAuthorized)
+    }
+}

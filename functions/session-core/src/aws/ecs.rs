@@ -1,0 +1,284 @@
+//! Session tasks on ECS Fargate.
+
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerCondition,
+    ContainerDefinition, ContainerDependency, DesiredStatus, EfsAuthorizationConfig, EfsAuthorizationConfigIam,
+    EfsTransitEncryption, EfsVolumeConfiguration, Failure, HealthCheck, KeyValuePair, LaunchType, LogConfiguration,
+    LogDriver, MountPoint, NetworkConfiguration, NetworkMode, PortMapping, Tag, TransportProtocol, Volume,
+};
+use aws_sdk_ecs::Client;
+
+use crate::config::{Capacity, LaunchSettings};
+use crate::error::{Error, Result};
+use crate::ports::{Compute, TaskLaunch};
+use crate::session::SessionId;
+use crate::template::{TaskDefinitionSpec, USER_DATA_VOLUME};
+
+#[derive(Clone, Debug)]
+pub struct EcsCompute {
+    client: Client,
+    cluster: String,
+    placement: Option<Placement>,
+}
+
+/// Where tasks run; only Launch needs it.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+    pub capacity: Capacity,
+}
+
+impl From<&LaunchSettings> for Placement {
+    fn from(s: &LaunchSettings) -> Self {
+        Self {
+            subnets: s.subnets.clone(),
+            security_groups: s.security_groups.clone(),
+            assign_public_ip: s.assign_public_ip,
+            capacity: s.capacity,
+        }
+    }
+}
+
+fn build_err(operation: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::Aws { operation, message: format!("invalid request: {e}") }
+}
+
+/// Turns RunTask's `failures[]` (capacity problems come back as HTTP 200) into an error.
+pub fn launch_failure(failures: &[Failure]) -> Error {
+    let describe = |f: &Failure| {
+        format!("{}{}", f.reason().unwrap_or("unknown"), f.detail().map(|d| format!(" ({d})")).unwrap_or_default())
+    };
+    let message = failures.iter().map(describe).collect::<Vec<_>>().join("; ");
+    let capacity = failures.iter().any(|f| {
+        let reason = f.reason().unwrap_or_default();
+        reason.starts_with("RESOURCE:") || reason.contains("Capacity is unavailable") || reason.contains("capacity")
+    });
+    if capacity {
+        Error::CapacityUnavailable(message)
+    } else {
+        Error::LaunchFailed(message)
+    }
+}
+
+impl EcsCompute {
+    pub fn new(client: Client, cluster: String, placement: Option<Placement>) -> Self {
+        Self { client, cluster, placement }
+    }
+
+    pub fn connect(sdk: &aws_config::SdkConfig, cluster: String, placement: Option<Placement>) -> Self {
+        Self::new(Client::new(sdk), cluster, placement)
+    }
+
+    fn container(spec: &crate::template::ContainerSpec, def: &TaskDefinitionSpec) -> Result<ContainerDefinition> {
+        let mut c = ContainerDefinition::builder()
+            .name(&spec.name)
+            .image(&spec.image)
+            .essential(spec.essential)
+            .memory(spec.memory as i32)
+            .set_command((!spec.command.is_empty()).then(|| spec.command.clone()))
+            .set_cpu(spec.cpu.map(|c| c as i32))
+            .set_stop_timeout(spec.stop_timeout_s.map(|s| s as i32))
+            .log_configuration(
+                LogConfiguration::builder()
+                    .log_driver(LogDriver::Awslogs)
+                    .options("awslogs-group", &def.log_group)
+                    .options("awslogs-region", &def.region)
+                    .options("awslogs-stream-prefix", &spec.name)
+                    .build()
+                    .map_err(|e| build_err("RegisterTaskDefinition", e))?,
+            );
+        for (name, value) in &spec.environment {
+            c = c.environment(KeyValuePair::builder().name(name).value(value).build());
+        }
+        if let Some(port) = spec.port {
+            c = c.port_mappings(
+                PortMapping::builder()
+                    .container_port(i32::from(port))
+                    .protocol(TransportProtocol::Tcp)
+                    .build(),
+            );
+        }
+        if let Some(path) = &spec.user_data_path {
+            c = c.mount_points(
+                MountPoint::builder().source_volume(USER_DATA_VOLUME).container_path(path).read_only(false).build(),
+            );
+        }
+        if let Some(check) = &spec.health_check {
+            c = c.health_check(
+                HealthCheck::builder()
+                    .set_command(Some(check.command.clone()))
+                    .interval(check.interval_s as i32)
+                    .timeout(check.timeout_s as i32)
+                    .retries(check.retries as i32)
+                    .start_period(check.start_period_s as i32)
+                    .build()
+                    .map_err(|e| build_err("RegisterTaskDefinition", e))?,
+            );
+        }
+        for dependency in &spec.depends_on_healthy {
+            c = c.depends_on(
+                ContainerDependency::builder()
+                    .container_name(dependency)
+                    .condition(ContainerCondition::Healthy)
+                    .build()
+                    .map_err(|e| build_err("RegisterTaskDefinition", e))?,
+            );
+        }
+        Ok(c.build())
+    }
+}
+
+impl Compute for EcsCompute {
+    async fn register_task_definition(&self, spec: &TaskDefinitionSpec) -> Result<String> {
+        let containers = spec.containers.iter().map(|c| Self::container(c, spec)).collect::<Result<Vec<_>>>()?;
+        let volume = Volume::builder()
+            .name(USER_DATA_VOLUME)
+            .efs_volume_configuration(
+                EfsVolumeConfiguration::builder()
+                    .file_system_id(&spec.efs_file_system_id)
+                    .transit_encryption(EfsTransitEncryption::Enabled)
+                    .authorization_config(
+                        EfsAuthorizationConfig::builder()
+                            .access_point_id(&spec.efs_access_point_id)
+                            .iam(EfsAuthorizationConfigIam::Enabled)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| build_err("RegisterTaskDefinition", e))?,
+            )
+            .build();
+        let out = self
+            .client
+            .register_task_definition()
+            .family(&spec.family)
+            .requires_compatibilities(Compatibility::Fargate)
+            .network_mode(NetworkMode::Awsvpc)
+            .cpu(spec.cpu.to_string())
+            .memory(spec.memory.to_string())
+            .execution_role_arn(&spec.execution_role_arn)
+            .task_role_arn(&spec.task_role_arn)
+            .set_container_definitions(Some(containers))
+            .volumes(volume)
+            .tags(Tag::builder().key("fingerprint").value(spec.fingerprint()).build())
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("RegisterTaskDefinition", e))?;
+        out.task_definition
+            .and_then(|d| d.task_definition_arn)
+            .ok_or_else(|| Error::Aws { operation: "RegisterTaskDefinition", message: "no ARN in the answer".into() })
+    }
+
+    async fn run_task(&self, launch: &TaskLaunch<'_>) -> Result<String> {
+        let placement = self
+            .placement
+            .as_ref()
+            .ok_or_else(|| Error::LaunchFailed("this function has no task placement configured".into()))?;
+        let network = NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                AwsVpcConfiguration::builder()
+                    .set_subnets(Some(placement.subnets.clone()))
+                    .set_security_groups(Some(placement.security_groups.clone()))
+                    .assign_public_ip(if placement.assign_public_ip {
+                        AssignPublicIp::Enabled
+                    } else {
+                        AssignPublicIp::Disabled
+                    })
+                    .build()
+                    .map_err(|e| build_err("RunTask", e))?,
+            )
+            .build();
+        let request = self
+            .client
+            .run_task()
+            .cluster(&self.cluster)
+            .task_definition(launch.task_definition_arn)
+            .count(1)
+            .network_configuration(network)
+            // The session id makes a retried RunTask return the original task.
+            .client_token(launch.session_id.as_str())
+            .started_by(launch.session_id.as_str())
+            .tags(Tag::builder().key("session_id").value(launch.session_id.as_str()).build())
+            .tags(Tag::builder().key("user_id").value(launch.user_id).build())
+            .enable_ecs_managed_tags(true);
+        let request = match placement.capacity {
+            Capacity::Fargate => request.launch_type(LaunchType::Fargate),
+            Capacity::FargateSpot => request.capacity_provider_strategy(
+                CapacityProviderStrategyItem::builder()
+                    .capacity_provider("FARGATE_SPOT")
+                    .weight(1)
+                    .build()
+                    .map_err(|e| build_err("RunTask", e))?,
+            ),
+        };
+        let out = request.send().await.map_err(|e| Error::from_sdk("RunTask", e))?;
+        if !out.failures().is_empty() {
+            return Err(launch_failure(out.failures()));
+        }
+        out.tasks()
+            .first()
+            .and_then(|t| t.task_arn.clone())
+            .ok_or_else(|| Error::LaunchFailed("RunTask answered no task and no failure".into()))
+    }
+
+    async fn stop_task(&self, task_arn: &str, reason: &str) -> Result<()> {
+        let reason: String = reason.chars().take(255).collect();
+        let result = self.client.stop_task().cluster(&self.cluster).task(task_arn).reason(reason).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            // Stopping what is already stopped or gone is success.
+            Err(err) if err.as_service_error().is_some_and(|e| {
+                e.is_invalid_parameter_exception() || e.is_cluster_not_found_exception()
+            }) => {
+                tracing::info!(task_arn, "task already stopped or gone");
+                Ok(())
+            }
+            Err(err) => Err(Error::from_sdk("StopTask", err)),
+        }
+    }
+
+    async fn tasks_started_by(&self, id: &SessionId) -> Result<Vec<String>> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_tasks()
+            .cluster(&self.cluster)
+            .started_by(id.as_str())
+            .desired_status(DesiredStatus::Running)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => arns.extend(page.task_arns().iter().cloned()),
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_cluster_not_found_exception()) => break,
+                Err(err) => return Err(Error::from_sdk("ListTasks", err)),
+            }
+        }
+        Ok(arns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(reason: &str) -> Failure {
+        Failure::builder().reason(reason).arn("arn:aws:ecs:eu-west-1:1:task/x").build()
+    }
+
+    #[test]
+    fn capacity_failures_are_capacity_unavailable() {
+        let err = launch_failure(&[failure("Capacity is unavailable at this time. Please try again later.")]);
+        assert_eq!(err.error_type(), "CapacityUnavailable");
+        assert!(err.to_string().contains("Capacity is unavailable"));
+        assert_eq!(launch_failure(&[failure("RESOURCE:MEMORY")]).error_type(), "CapacityUnavailable");
+    }
+
+    #[test]
+    fn other_failures_are_launch_failures() {
+        let err = launch_failure(&[failure("MISSING")]);
+        assert_eq!(err.error_type(), "LaunchFailed");
+        assert_eq!(err.to_string(), "task launch failed: MISSING");
+    }
+}

@@ -1,0 +1,250 @@
+//! Typed configuration, read from the environment once at start-up. Each group lists
+//! the variables it reads in `VARS`, so Terraform and the tests can be checked against
+//! exactly what the code reads.
+
+use std::collections::HashMap;
+
+use crate::template::SessionTemplate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+/// Where configuration values come from: the process environment in Lambda, a map in
+/// tests.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(name))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid { name, message: e.to_string() }),
+        }
+    }
+
+    fn list(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = self
+            .required(name)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if items.is_empty() {
+            return Err(ConfigError::Invalid { name, message: "needs at least one value".into() });
+        }
+        Ok(items)
+    }
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+/// The DynamoDB tables.
+#[derive(Clone, Debug)]
+pub struct Tables {
+    pub sessions: String,
+    pub users: String,
+    /// How long a finished session is kept before DynamoDB's TTL deletes it.
+    pub retention_days: u32,
+}
+
+impl Tables {
+    pub const VARS: &'static [&'static str] =
+        &["SESSIONS_TABLE", "USERS_TABLE", "SESSION_RETENTION_DAYS"];
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            sessions: env.required("SESSIONS_TABLE")?,
+            users: env.required("USERS_TABLE")?,
+            retention_days: env.parsed("SESSION_RETENTION_DAYS", 30)?,
+        })
+    }
+}
+
+/// The ECS cluster the session tasks run in.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub cluster: String,
+}
+
+impl Cluster {
+    pub const VARS: &'static [&'static str] = &["CLUSTER"];
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self { cluster: env.required("CLUSTER")? })
+    }
+}
+
+/// Which capacity the tasks run on. Fargate Spot has no automatic fallback to on-demand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capacity {
+    Fargate,
+    FargateSpot,
+}
+
+impl std::str::FromStr for Capacity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "FARGATE" => Ok(Capacity::Fargate),
+            "FARGATE_SPOT" => Ok(Capacity::FargateSpot),
+            other => Err(format!("expected FARGATE or FARGATE_SPOT, got {other:?}")),
+        }
+    }
+}
+
+/// Everything Launch needs to register a task definition and run a task.
+#[derive(Clone, Debug)]
+pub struct LaunchSettings {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+    pub capacity: Capacity,
+    pub execution_role_arn: String,
+    pub task_role_arn: String,
+    pub efs_file_system_id: String,
+    pub registry: String,
+    pub task_family_prefix: String,
+    pub task_log_group: String,
+    pub region: String,
+    pub template: SessionTemplate,
+}
+
+impl LaunchSettings {
+    pub const VARS: &'static [&'static str] = &[
+        "SUBNETS",
+        "SECURITY_GROUPS",
+        "ASSIGN_PUBLIC_IP",
+        "CAPACITY_PROVIDER",
+        "EXECUTION_ROLE_ARN",
+        "TASK_ROLE_ARN",
+        "EFS_FILE_SYSTEM_ID",
+        "ECR_REGISTRY",
+        "TASK_FAMILY_PREFIX",
+        "TASK_LOG_GROUP",
+        "SESSION_TEMPLATE",
+    ];
+
+    /// `region` comes from the SDK configuration (Lambda sets `AWS_REGION` itself).
+    pub fn from_source(env: &impl Source, region: String) -> Result<Self, ConfigError> {
+        Ok(Self {
+            subnets: env.list("SUBNETS")?,
+            security_groups: env.list("SECURITY_GROUPS")?,
+            assign_public_ip: env.parsed("ASSIGN_PUBLIC_IP", true)?,
+            capacity: env.parsed("CAPACITY_PROVIDER", Capacity::Fargate)?,
+            execution_role_arn: env.required("EXECUTION_ROLE_ARN")?,
+            task_role_arn: env.required("TASK_ROLE_ARN")?,
+            efs_file_system_id: env.required("EFS_FILE_SYSTEM_ID")?,
+            registry: env.required("ECR_REGISTRY")?,
+            task_family_prefix: env.parsed("TASK_FAMILY_PREFIX", "sessions".to_owned())?,
+            task_log_group: env.required("TASK_LOG_GROUP")?,
+            region,
+            template: template_from(env)?,
+        })
+    }
+}
+
+/// What Authorize checks before it admits a session.
+#[derive(Clone, Debug)]
+pub struct AdmissionSettings {
+    /// Sessions a user may have at once unless their user item says otherwise.
+    pub max_sessions: u32,
+    /// Whether every versioned image of the template must exist in ECR.
+    pub check_images: bool,
+    pub template: SessionTemplate,
+}
+
+impl AdmissionSettings {
+    pub const VARS: &'static [&'static str] =
+        &["MAX_SESSIONS_PER_USER", "CHECK_IMAGES", "SESSION_TEMPLATE"];
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let max_sessions = env.parsed("MAX_SESSIONS_PER_USER", 1u32)?;
+        if max_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                name: "MAX_SESSIONS_PER_USER",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            max_sessions,
+            check_images: env.parsed("CHECK_IMAGES", true)?,
+            template: template_from(env)?,
+        })
+    }
+}
+
+/// The session template: `SESSION_TEMPLATE` as JSON, or the default four containers.
+pub fn template_from(env: &impl Source) -> Result<SessionTemplate, ConfigError> {
+    match env.get("SESSION_TEMPLATE").filter(|v| !v.trim().is_empty()) {
+        None => Ok(SessionTemplate::default()),
+        Some(json) => SessionTemplate::from_json(&json)
+            .map_err(|message| ConfigError::Invalid { name: "SESSION_TEMPLATE", message }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_missing_variable_is_named_in_the_error() {
+        let err = Tables::from_source(&env(&[("USERS_TABLE", "users")])).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable SESSIONS_TABLE is required but not set");
+    }
+
+    #[test]
+    fn an_unparseable_variable_is_named_in_the_error() {
+        let err = AdmissionSettings::from_source(&env(&[("MAX_SESSIONS_PER_USER", "many")]))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("environment variable MAX_SESSIONS_PER_USER is invalid"));
+        let err = AdmissionSettings::from_source(&env(&[("MAX_SESSIONS_PER_USER", "0")])).unwrap_err();
+        assert!(err.to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn admission_defaults_to_one_session_and_checked_images() {
+        let settings = AdmissionSettings::from_source(&env(&[])).unwrap();
+        assert_eq!(settings.max_sessions, 1);
+        assert!(settings.check_images);
+        assert_eq!(settings.template, SessionTemplate::default());
+    }
+
+    #[test]
+    fn lists_are_split_on_commas_and_trimmed() {
+        let e = env(&[("SUBNETS", " subnet-1, subnet-2 ,")]);
+        assert_eq!(e.list("SUBNETS").unwrap(), vec!["subnet-1", "subnet-2"]);
+        assert!(env(&[("SUBNETS", " , ")]).list("SUBNETS").is_err());
+    }
+}

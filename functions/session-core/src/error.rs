@@ -1,0 +1,129 @@
+//! Errors of the lifecycle functions. Each variant has a stable `error_type`: the name
+//! the state machine's Retry and Catch match (see `statemachine/session.asl.json`), so
+//! these strings are part of the contract and never derived from Rust type names.
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use lambda_runtime::Diagnostic;
+
+/// Input that does not have the expected shape or values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {message}")]
+pub struct InvalidInput {
+    pub field: String,
+    pub message: String,
+}
+
+impl InvalidInput {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
+    #[error("invalid version: {}", .0.message)]
+    InvalidVersion(InvalidInput),
+    #[error("user is unknown or not authorized to start sessions")]
+    NotAuthorized,
+    #[error("session limit of {max} reached; active: {}", active.join(", "))]
+    SessionLimitReached { max: u32, active: Vec<String> },
+    #[error("image {image} was not found in ECR")]
+    ImageNotFound { image: String },
+    #[error("no Fargate capacity: {0}")]
+    CapacityUnavailable(String),
+    #[error("task launch failed: {0}")]
+    LaunchFailed(String),
+    #[error("task stopped before it was running: {0}")]
+    TaskStoppedBeforeRunning(String),
+    #[error("session {0} does not exist")]
+    SessionNotFound(String),
+    #[error("AWS throttled {operation}: {message}")]
+    Throttled { operation: &'static str, message: String },
+    #[error("transient failure of {operation}: {message}")]
+    Transient { operation: &'static str, message: String },
+    #[error("{operation} failed: {message}")]
+    Aws { operation: &'static str, message: String },
+}
+
+/// Service error codes that mean "slow down", across the services we call.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+];
+
+impl Error {
+    /// The `error_type` reported to Lambda, which Step Functions exposes as `Error`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "InvalidInput",
+            Error::InvalidVersion(_) => "InvalidVersion",
+            Error::NotAuthorized => "NotAuthorized",
+            Error::SessionLimitReached { .. } => "SessionLimitReached",
+            Error::ImageNotFound { .. } => "ImageNotFound",
+            Error::CapacityUnavailable(_) => "CapacityUnavailable",
+            Error::LaunchFailed(_) => "LaunchFailed",
+            Error::TaskStoppedBeforeRunning(_) => "TaskStoppedBeforeRunning",
+            Error::SessionNotFound(_) => "SessionNotFound",
+            Error::Throttled { .. } => "Throttled",
+            Error::Transient { .. } => "Transient",
+            Error::Aws { .. } => "AwsError",
+        }
+    }
+
+    /// Classifies an AWS SDK error: throttling and transport/5xx failures are
+    /// retryable by the state machine, everything else is not.
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let code = err.code().map(str::to_owned);
+        let message = match (&code, err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.clone(),
+            _ => aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string(),
+        };
+        let server_error = err.raw_response().is_some_and(|r| r.status().is_server_error());
+        let transport = matches!(
+            err,
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+        );
+        if code.as_deref().is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+            Error::Throttled { operation, message }
+        } else if transport || server_error {
+            Error::Transient { operation, message }
+        } else {
+            Error::Aws { operation, message }
+        }
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(err: Error) -> Self {
+        Diagnostic { error_type: err.error_type().to_owned(), error_message: err.to_string() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_carry_the_names_the_state_machine_matches() {
+        let d: Diagnostic = Error::CapacityUnavailable("RESOURCE:FARGATE".into()).into();
+        assert_eq!(d.error_type, "CapacityUnavailable");
+        assert_eq!(d.error_message, "no Fargate capacity: RESOURCE:FARGATE");
+        let d: Diagnostic = Error::from(InvalidInput::new("version", "bad")).into();
+        assert_eq!(d.error_type, "InvalidInput");
+        assert_eq!(d.error_message, "invalid version: bad");
+    }
+}

@@ -1,0 +1,170 @@
+//! The small interfaces the lifecycle steps need from the outside world. AWS adapters
+//! implement them in `crate::aws`; tests may implement them in memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::session::{Reason, Session, SessionId, Urls};
+use crate::template::TaskDefinitionSpec;
+
+/// A user as stored in the users table.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct User {
+    pub user_id: String,
+    #[serde(default)]
+    pub authorized: bool,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub efs_access_point_id: Option<String>,
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
+    #[serde(default)]
+    pub idle_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub max_lifetime_s: Option<u64>,
+    /// The sessions holding one of the user's slots (a string set).
+    #[serde(default)]
+    pub active_sessions: BTreeSet<String>,
+    /// Registered task definition ARNs by `{version}:{fingerprint}`.
+    #[serde(default)]
+    pub task_definitions: BTreeMap<String, String>,
+}
+
+/// What an ECS task state change says about a session's task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskObservation {
+    pub task_arn: String,
+    pub last_status: String,
+    /// ECS `detail.version`: grows with every change of the task.
+    pub version: i64,
+    pub eni_id: Option<String>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+}
+
+/// How a session changes when the state machine's steps record progress.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Launched { task_arn: String },
+    Running { public_ip: String, urls: Urls, at: DateTime<Utc> },
+    StopRequested { reason: Reason },
+    Stopped { reason: Reason, at: DateTime<Utc> },
+    Failed { reason: Reason, cause: String, at: DateTime<Utc> },
+}
+
+/// Sessions and users (DynamoDB).
+pub trait SessionStore: Send + Sync {
+    fn user(&self, user_id: &str) -> impl Future<Output = Result<Option<User>>> + Send;
+
+    /// Creates the session in `starting` and takes one of the user's slots, atomically.
+    /// A repeat for the same session and user succeeds without a second slot.
+    fn open(&self, session: &Session, max_sessions: u32) -> impl Future<Output = Result<()>> + Send;
+
+    fn session(&self, id: &SessionId) -> impl Future<Output = Result<Option<Session>>> + Send;
+
+    /// Applies a change if the session's status allows it (a conditional write on the
+    /// statuses [`crate::session::Status::predecessors`] gives). Returns the updated
+    /// session, or `None` when the change did not apply (duplicate, late, or the
+    /// session does not exist).
+    fn apply(&self, id: &SessionId, change: Change) -> impl Future<Output = Result<Option<Session>>> + Send;
+
+    /// Records a failure for a session that may never have been created (Authorize
+    /// refused it): creates it as `failed` or moves it there.
+    fn fail(
+        &self,
+        session: &Session,
+        reason: Reason,
+        cause: &str,
+    ) -> impl Future<Output = Result<Option<Session>>> + Send;
+
+    /// Stores the task token of WaitForIp; returns the session as it now is.
+    fn store_ip_token(&self, id: &SessionId, token: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
+
+    /// Stores the task token of AwaitStop; returns the session as it now is.
+    fn store_stop_token(&self, id: &SessionId, token: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
+
+    /// Records a task state change unless a newer one (higher `version`) is already
+    /// recorded. Returns the session as it now is, or `None` for a stale event.
+    fn observe_task(
+        &self,
+        id: &SessionId,
+        observation: &TaskObservation,
+    ) -> impl Future<Output = Result<Option<Session>>> + Send;
+
+    /// Gives the user's slot back. Idempotent.
+    fn release_slot(&self, user_id: &str, id: &SessionId) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores the user's access point unless one is stored already; returns the one
+    /// that is stored afterwards.
+    fn set_access_point(&self, user_id: &str, access_point_id: &str) -> impl Future<Output = Result<String>> + Send;
+
+    fn cache_task_definition(&self, user_id: &str, key: &str, arn: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A request to run one session's task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskLaunch<'a> {
+    pub task_definition_arn: &'a str,
+    pub session_id: &'a SessionId,
+    pub user_id: &'a str,
+}
+
+/// Tasks (ECS).
+pub trait Compute: Send + Sync {
+    fn register_task_definition(&self, spec: &TaskDefinitionSpec) -> impl Future<Output = Result<String>> + Send;
+
+    /// Runs the session's task; capacity problems are `Error::CapacityUnavailable`.
+    fn run_task(&self, launch: &TaskLaunch<'_>) -> impl Future<Output = Result<String>> + Send;
+
+    /// Stops a task. Stopping a task that is already stopped or gone succeeds.
+    fn stop_task(&self, task_arn: &str, reason: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Tasks not yet stopped that were started for this session.
+    fn tasks_started_by(&self, id: &SessionId) -> impl Future<Output = Result<Vec<String>>> + Send;
+}
+
+/// Per-user persistent storage (EFS access points).
+pub trait Storage: Send + Sync {
+    fn create_access_point(&self, user_id: &str) -> impl Future<Output = Result<String>> + Send;
+}
+
+/// The image registry (ECR).
+pub trait Registry: Send + Sync {
+    fn image_exists(&self, repository: &str, tag: &str) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Network interfaces (EC2).
+pub trait Network: Send + Sync {
+    fn public_ip(&self, eni_id: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+}
+
+/// What became of a task token we completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// The token was already completed, timed out, or its execution ended.
+    AlreadyClosed,
+}
+
+/// Callback tokens of the lifecycle state machine (Step Functions).
+pub trait Workflow: Send + Sync {
+    fn succeed(&self, token: &str, output: &serde_json::Value) -> impl Future<Output = Result<Delivery>> + Send;
+    fn fail(&self, token: &str, error: &str, cause: &str) -> impl Future<Output = Result<Delivery>> + Send;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

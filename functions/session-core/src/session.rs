@@ -1,0 +1,531 @@
+//! The session: its identity, its status and the only legal ways that status changes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InvalidInput;
+
+/// Prefix of every session id this product mints, and so of every task's `startedBy`.
+pub const SESSION_ID_PREFIX: &str = "sess-";
+
+/// A session id: at most 64 characters of `[A-Za-z0-9-]`, which makes it valid as a
+/// Step Functions execution name, an ECS `clientToken` and an ECS `startedBy` at once.
+/// Ids minted here carry no personal data; ids chosen by an operator who starts an
+/// execution by hand are accepted when they fit the same rules.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub const MAX_LEN: usize = 64;
+
+    /// Mints a new, time-ordered id.
+    pub fn generate() -> Self {
+        Self(format!("{SESSION_ID_PREFIX}{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let valid_chars = raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !valid_chars {
+            return Err(InvalidInput::new(
+                "session_id",
+                format!("must be 1 to {} characters of A-Z, a-z, 0-9 and '-'", Self::MAX_LEN),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SessionId {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An image version: an ECR tag (`[A-Za-z0-9_.-]`, 1 to 128 characters, not starting
+/// with `.` or `-`). Anything else is refused before it can reach a task definition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Version(String);
+
+impl Version {
+    pub const DEFAULT: &'static str = "latest";
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let valid_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        let valid_start = raw.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if raw.len() > Self::MAX_LEN || !valid_chars || !valid_start {
+            return Err(InvalidInput::new(
+                "version",
+                format!(
+                    "must be an image tag: 1 to {} characters of A-Z, a-z, 0-9, '_', '.' and '-', \
+                     starting with a letter, digit or '_'",
+                    Self::MAX_LEN
+                ),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Version {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+impl TryFrom<String> for Version {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Version> for String {
+    fn from(v: Version) -> Self {
+        v.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a session is in its life. `stopped` and `failed` are terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Starting,
+    Provisioning,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Starting,
+        Status::Provisioning,
+        Status::Running,
+        Status::Stopping,
+        Status::Stopped,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Provisioning => "provisioning",
+            Status::Running => "running",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Stopped | Status::Failed)
+    }
+
+    /// Position along the lifecycle; a legal transition never lowers it.
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Starting => 0,
+            Status::Provisioning => 1,
+            Status::Running => 2,
+            Status::Stopping => 3,
+            Status::Stopped | Status::Failed => 4,
+        }
+    }
+
+    /// The one transition function: what `event` does to a session in status `self`.
+    /// `None` means the event does not apply (duplicate, late or out of order) and the
+    /// session must be left as it is.
+    pub fn on(self, event: Event) -> Option<Status> {
+        use Status::*;
+        match (self, event) {
+            (Starting, Event::TaskLaunched) => Some(Provisioning),
+            (Provisioning, Event::TaskRunning) => Some(Running),
+            (Starting | Provisioning | Running, Event::StopRequested) => Some(Stopping),
+            // A stop that ran without a prior request (an operator completed the
+            // AwaitStop token by hand, or the task died) still ends the session cleanly.
+            (Starting | Provisioning | Running | Stopping, Event::Stopped) => Some(Stopped),
+            (Starting | Provisioning | Running | Stopping, Event::Failed) => Some(Failed),
+            _ => None,
+        }
+    }
+
+    /// Every status from which `event` leads to `to`: the condition of the conditional
+    /// write that applies it, so that the store enforces exactly [`Status::on`].
+    pub fn predecessors(event: Event, to: Status) -> Vec<Status> {
+        Status::ALL.into_iter().filter(|s| s.on(event) == Some(to)).collect()
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can happen to a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    TaskLaunched,
+    TaskRunning,
+    StopRequested,
+    Stopped,
+    Failed,
+}
+
+impl Event {
+    pub const ALL: [Event; 5] = [
+        Event::TaskLaunched,
+        Event::TaskRunning,
+        Event::StopRequested,
+        Event::Stopped,
+        Event::Failed,
+    ];
+
+    /// The status this event leads to, from whichever status it applies to.
+    pub fn target(self) -> Status {
+        match self {
+            Event::TaskLaunched => Status::Provisioning,
+            Event::TaskRunning => Status::Running,
+            Event::StopRequested => Status::Stopping,
+            Event::Stopped => Status::Stopped,
+            Event::Failed => Status::Failed,
+        }
+    }
+}
+
+/// Why a session stopped or failed. Stable strings: they are stored, published and
+/// shown to users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The user (or an operator) asked for the stop.
+    User,
+    Idle,
+    MaxLifetime,
+    TaskStopped,
+    Lost,
+    NotAuthorized,
+    InvalidInput,
+    InvalidVersion,
+    SessionLimit,
+    ImageNotFound,
+    CapacityUnavailable,
+    LaunchFailed,
+    Timeout,
+    Internal,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::User => "user",
+            Reason::Idle => "idle",
+            Reason::MaxLifetime => "max_lifetime",
+            Reason::TaskStopped => "task_stopped",
+            Reason::Lost => "lost",
+            Reason::NotAuthorized => "not_authorized",
+            Reason::InvalidInput => "invalid_input",
+            Reason::InvalidVersion => "invalid_version",
+            Reason::SessionLimit => "session_limit",
+            Reason::ImageNotFound => "image_not_found",
+            Reason::CapacityUnavailable => "capacity_unavailable",
+            Reason::LaunchFailed => "launch_failed",
+            Reason::Timeout => "timeout",
+            Reason::Internal => "internal",
+        }
+    }
+
+    /// The failure reason for an error caught by the state machine, from its `Error`
+    /// name (our functions' `error_type`, or a `States.*` name).
+    pub fn from_error_name(name: &str) -> Reason {
+        match name {
+            "NotAuthorized" => Reason::NotAuthorized,
+            "InvalidInput" => Reason::InvalidInput,
+            "InvalidVersion" => Reason::InvalidVersion,
+            "SessionLimitReached" => Reason::SessionLimit,
+            "ImageNotFound" => Reason::ImageNotFound,
+            "CapacityUnavailable" => Reason::CapacityUnavailable,
+            "LaunchFailed" | "NoPublicIp" => Reason::LaunchFailed,
+            "TaskStoppedBeforeRunning" => Reason::TaskStopped,
+            "States.Timeout" | "States.HeartbeatTimeout" => Reason::Timeout,
+            _ => Reason::Internal,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A session as stored in the sessions table. Field names are the seed's where the seed
+/// has them; the URLs are stored flat as `{key}_url` (`api_url`, `frontend_url`,
+/// `suv_ui_url` for the default template).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub session_id: SessionId,
+    pub user_id: String,
+    pub version: Version,
+    pub status: Status,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eni_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<Reason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_token: Option<String>,
+    #[serde(flatten, default)]
+    pub urls: Urls,
+}
+
+impl Session {
+    /// A session as Authorize admits it.
+    pub fn new(session_id: SessionId, user_id: String, version: Version, created_at: String) -> Self {
+        Self {
+            session_id,
+            user_id,
+            version,
+            status: Status::Starting,
+            created_at,
+            execution_arn: None,
+            task_arn: None,
+            task_status: None,
+            task_version: None,
+            stop_code: None,
+            stopped_reason: None,
+            eni_id: None,
+            public_ip: None,
+            started_at: None,
+            stopped_at: None,
+            last_activity_at: None,
+            stop_reason: None,
+            failure_cause: None,
+            ip_token: None,
+            stop_token: None,
+            urls: Urls::default(),
+        }
+    }
+}
+
+/// Timestamps are stored as RFC 3339 in UTC with milliseconds.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A session's URLs by key (`api`, `frontend`, ...), stored as `{key}_url` attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Urls(pub BTreeMap<String, String>);
+
+impl Urls {
+    const SUFFIX: &'static str = "_url";
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn attribute_name(key: &str) -> String {
+        format!("{key}{}", Self::SUFFIX)
+    }
+}
+
+impl Serialize for Urls {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, url) in &self.0 {
+            map.serialize_entry(&Self::attribute_name(key), url)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Urls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Urls;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of attributes")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Urls, A::Error> {
+                let mut urls = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    match name.strip_suffix(Urls::SUFFIX) {
+                        Some(key) if !key.is_empty() => {
+                            if let UrlValue::Url(url) = map.next_value::<UrlValue>()? {
+                                urls.insert(key.to_owned(), url);
+                            }
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Urls(urls))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// Tolerates a non-string `*_url` attribute (ignored) instead of failing the whole read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UrlValue {
+    Url(String),
+    #[allow(dead_code)]
+    Other(serde::de::IgnoredAny),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_session_ids_are_valid_execution_names_and_client_tokens() {
+        let id = SessionId::generate();
+        assert!(id.as_str().starts_with(SESSION_ID_PREFIX));
+        assert!(id.as_str().len() <= 64);
+        assert_eq!(SessionId::parse(id.as_str()).unwrap(), id);
+    }
+
+    #[test]
+    fn session_ids_with_other_characters_or_too_long_are_refused() {
+        for bad in ["", "a b", "sess_1", "sess/1", "é", &"a".repeat(65)] {
+            let err = SessionId::parse(bad).unwrap_err();
+            assert_eq!(err.field, "session_id", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn versions_follow_ecr_tag_rules() {
+        for good in ["latest", "1.0.0", "v2_rc-1", "_x", &"a".repeat(128)] {
+            assert!(Version::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", ".1", "-x", "1.0.0;rm", "a/b", "tag:1", &"a".repeat(129), "ü"] {
+            assert!(Version::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn predecessors_are_exactly_the_statuses_the_transition_function_accepts() {
+        assert_eq!(
+            Status::predecessors(Event::TaskRunning, Status::Running),
+            vec![Status::Provisioning]
+        );
+        assert_eq!(
+            Status::predecessors(Event::Failed, Status::Failed),
+            vec![Status::Starting, Status::Provisioning, Status::Running, Status::Stopping]
+        );
+    }
+
+    #[test]
+    fn urls_are_stored_flat_with_the_url_suffix() {
+        let urls = Urls(BTreeMap::from([("api".into(), "http://1.2.3.4:8000".into())]));
+        let json = serde_json::to_value(&urls).unwrap();
+        assert_eq!(json, serde_json::json!({"api_url": "http://1.2.3.4:8000"}));
+        let back: Urls = serde_json::from_value(serde_json::json!({
+            "api_url": "http://1.2.3.4:8000", "user_id": "u", "bad_url": 3
+        }))
+        .unwrap();
+        assert_eq!(back, urls);
+    }
+
+    fn any_event() -> impl Strategy<Value = Event> {
+        prop::sample::select(Event::ALL.to_vec())
+    }
+
+    fn any_status() -> impl Strategy<Value = Status> {
+        prop::sample::select(Status::ALL.to_vec())
+    }
+
+    proptest! {
+        #[test]
+        fn no_event_sequence_leaves_a_terminal_state_or_moves_backwards(
+            start in any_status(),
+            events in prop::collection::vec(any_event(), 0..40),
+        ) {
+            let mut status = start;
+            for event in events {
+                let before = status;
+                if let Some(next) = status.on(event) {
+                    prop_assert!(!before.is_terminal(), "{before} left by {event:?}");
+                    prop_assert!(next.rank() >= before.rank(), "{before} -> {next} is backwards");
+                    prop_assert_eq!(next, event.target());
+                    status = next;
+                }
+            }
+        }
+
+        #[test]
+        fn applying_an_event_twice_changes_nothing_the_second_time(
+            start in any_status(),
+            event in any_event(),
+        ) {
+            if let Some(next) = start.on(event) {
+                prop_assert_eq!(next.on(event), None);
+            }
+        }
+    }
+}

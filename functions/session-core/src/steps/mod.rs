@@ -1,0 +1,8 @@
+//! The lifecycle steps, one per function, over the ports.
+
+pub mod authorize;
+pub mod launch;
+pub mod record;
+pub mod stop;
+pub mod task_events;
+pub mod wait_for_ip;

@@ -1,0 +1,152 @@
+//! Record: writes the session's progress (running, stopped, failed) and stores the
+//! AwaitStop task token.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::ports::{Change, Clock, SessionStore, Workflow};
+use crate::session::{timestamp, Reason, Session, SessionId, Status, Version};
+use crate::steps::authorize::{parse_user_id, parse_version};
+use crate::template::SessionTemplate;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RecordInput {
+    /// WaitForIp completed: the task runs and has this address.
+    Running { session_id: SessionId, network: NetworkInfo },
+    /// AwaitStop began: keep its token so a stop request can resume the execution.
+    StopToken { session_id: SessionId, task_token: String },
+    /// The task was stopped.
+    Stopped { session_id: SessionId, reason: Reason },
+    /// A step failed; `error` is what the state machine's Catch caught.
+    Failed {
+        session_id: SessionId,
+        #[serde(default)]
+        request: Option<serde_json::Value>,
+        error: CaughtError,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub public_ip: String,
+    #[serde(default)]
+    pub eni_id: Option<String>,
+}
+
+/// The error output of a Catch: `{"Error": "...", "Cause": "..."}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaughtError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+impl CaughtError {
+    /// A Lambda error's Cause is the function's JSON error payload; keep its message.
+    pub fn message(&self) -> String {
+        let cause = self.cause.as_deref().unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(cause)
+            .ok()
+            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| cause.to_owned())
+    }
+}
+
+/// What Record answers: the session as it now is, in the API's shape.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordOutput {
+    pub session_id: SessionId,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    pub urls: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&Session> for RecordOutput {
+    fn from(s: &Session) -> Self {
+        Self {
+            session_id: s.session_id.clone(),
+            status: s.status,
+            stop_reason: s.stop_reason,
+            public_ip: s.public_ip.clone(),
+            urls: s.urls.0.clone(),
+        }
+    }
+}
+
+pub struct RecordContext<'a, S, W, C> {
+    pub template: &'a SessionTemplate,
+    pub store: &'a S,
+    pub workflow: &'a W,
+    pub clock: &'a C,
+}
+
+pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
+    input: RecordInput,
+    ctx: &RecordContext<'_, S, W, C>,
+) -> Result<RecordOutput> {
+    match input {
+        RecordInput::Running { session_id, network } => {
+            let change = Change::Running {
+                urls: ctx.template.urls(&network.public_ip),
+                public_ip: network.public_ip,
+                at: ctx.clock.now(),
+            };
+            let session = applied_or_current(ctx.store, &session_id, change).await?;
+            tracing::info!(session_id = %session_id, status = %session.status, "session running");
+            Ok((&session).into())
+        }
+        RecordInput::StopToken { session_id, task_token } => {
+            let session = ctx
+                .store
+                .store_stop_token(&session_id, &task_token)
+                .await?
+                .ok_or_else(|| Error::SessionNotFound(session_id.to_string()))?;
+            // A stop requested before the token was stored is delivered now.
+            if session.status == Status::Stopping {
+                let reason = session.stop_reason.unwrap_or(Reason::User);
+                let delivery = ctx.workflow.succeed(&task_token, &json!({ "reason": reason })).await?;
+                tracing::info!(session_id = %session_id, ?delivery, "stop requested before AwaitStop");
+            }
+            Ok((&session).into())
+        }
+        RecordInput::Stopped { session_id, reason } => {
+            let change = Change::Stopped { reason, at: ctx.clock.now() };
+            let session = applied_or_current(ctx.store, &session_id, change).await?;
+            tracing::info!(session_id = %session_id, %reason, status = %session.status, "session stopped");
+            Ok((&session).into())
+        }
+        RecordInput::Failed { session_id, request, error } => {
+            let reason = Reason::from_error_name(&error.error);
+            let cause = format!("{}: {}", error.error, error.message());
+            let request = request.unwrap_or_default();
+            let user_id = parse_user_id(request.get("user_id"))?;
+            let version = parse_version(request.get("version")).unwrap_or_else(|_| Version::default());
+            let blank = Session::new(session_id.clone(), user_id, version, timestamp(ctx.clock.now()));
+            let session = match ctx.store.fail(&blank, reason, &cause).await? {
+                Some(session) => session,
+                None => ctx
+                    .store
+                    .session(&session_id)
+                    .await?
+                    .ok_or_else(|| Error::SessionNotFound(session_id.to_string()))?,
+            };
+            tracing::warn!(session_id = %session_id, %reason, status = %session.status, "session failed");
+            Ok((&session).into())
+        }
+    }
+}
+
+/// Applies a change; when it does not apply (a retried step already applied it, or a
+/// concurrent stop moved the session on) answers the session as it is.
+async fn applied_or_current(store: &impl SessionStore, id: &SessionId, change: Change) -> Result<Session> {
+    if let Some(session) = store.apply(id, change).await? {
+        return Ok(session);
+    }
+    store.session(id).await?.ok_or_else(|| Error::SessionNotFound(id.to_string()))
+}

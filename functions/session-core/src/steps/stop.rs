@@ -1,0 +1,57 @@
+//! Stop: stops every task of the session and gives the user's slot back. Used both at
+//! the end of a session's life and by the compensation path after a failure, so it
+//! must succeed whatever was or was not launched.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ports::{Change, Compute, SessionStore};
+use crate::session::{Reason, SessionId};
+use crate::steps::authorize::parse_user_id;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopInput {
+    pub session_id: SessionId,
+    /// Why the session stops; absent on the compensation path (the session fails).
+    #[serde(default)]
+    pub reason: Option<Reason>,
+    /// The execution input, to find the user when Authorize never created the session.
+    #[serde(default)]
+    pub request: Option<serde_json::Value>,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+pub struct StopOutput {
+    pub stopped_tasks: Vec<String>,
+    pub slot_released: bool,
+}
+
+pub async fn stop(input: StopInput, store: &impl SessionStore, compute: &impl Compute) -> Result<StopOutput> {
+    let id = &input.session_id;
+    let session = store.session(id).await?;
+    if let (Some(reason), Some(_)) = (input.reason, &session) {
+        store.apply(id, Change::StopRequested { reason }).await?;
+    }
+
+    // The stored task ARN, and any task started for this session that a failure left
+    // unrecorded (RunTask succeeded but its result was never written).
+    let mut tasks: BTreeSet<String> = session.iter().filter_map(|s| s.task_arn.clone()).collect();
+    tasks.extend(compute.tasks_started_by(id).await?);
+    let why = format!("session {id} stopped: {}", input.reason.map_or("failed", Reason::as_str));
+    for task_arn in &tasks {
+        compute.stop_task(task_arn, &why).await?;
+    }
+
+    let user_id = match &session {
+        Some(s) => Some(s.user_id.clone()),
+        None => input.request.as_ref().and_then(|r| parse_user_id(r.get("user_id")).ok()),
+    };
+    if let Some(user_id) = &user_id {
+        store.release_slot(user_id, id).await?;
+    }
+    tracing::info!(session_id = %id, tasks = tasks.len(), "session tasks stopped");
+    Ok(StopOutput { stopped_tasks: tasks.into_iter().collect(), slot_released: user_id.is_some() })
+}

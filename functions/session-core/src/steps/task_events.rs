@@ -1,0 +1,135 @@
+//! task-events: mirrors "ECS Task State Change" events of our cluster onto sessions.
+//! Events are at-least-once and may arrive out of order; `detail.version` orders the
+//! changes of one task, and older or repeated versions change nothing.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ports::{Delivery, Network, SessionStore, TaskObservation, Workflow};
+use crate::session::SessionId;
+use crate::steps::wait_for_ip::complete_wait_for_ip;
+
+pub const DETAIL_TYPE: &str = "ECS Task State Change";
+
+/// The `detail` of an ECS task state change, with the fields we use.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStateChange {
+    pub cluster_arn: String,
+    pub task_arn: String,
+    pub last_status: String,
+    #[serde(default)]
+    pub desired_status: Option<String>,
+    #[serde(default)]
+    pub started_by: Option<String>,
+    pub version: i64,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    #[serde(default)]
+    pub stop_code: Option<String>,
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+    #[serde(default)]
+    pub pull_started_at: Option<String>,
+    #[serde(default)]
+    pub pull_stopped_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub details: Vec<AttachmentDetail>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentDetail {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+impl TaskStateChange {
+    /// The task's network interface (events call the attachment `eni`, DescribeTasks
+    /// `ElasticNetworkInterface`).
+    pub fn eni_id(&self) -> Option<&str> {
+        self.attachments
+            .iter()
+            .filter(|a| a.kind == "eni" || a.kind == "ElasticNetworkInterface")
+            .flat_map(|a| &a.details)
+            .find(|d| d.name == "networkInterfaceId")
+            .and_then(|d| d.value.as_deref())
+    }
+
+    fn observation(&self) -> TaskObservation {
+        TaskObservation {
+            task_arn: self.task_arn.clone(),
+            last_status: self.last_status.clone(),
+            version: self.version,
+            eni_id: self.eni_id().map(str::to_owned),
+            stop_code: self.stop_code.clone(),
+            stopped_reason: self.stopped_reason.clone(),
+        }
+    }
+}
+
+/// What handling one event did; logged, and asserted on by tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+pub enum Outcome {
+    /// Not an event about one of our sessions.
+    Ignored(String),
+    /// A duplicate, or older than what is already recorded.
+    Stale,
+    Recorded,
+    CompletedWaitForIp,
+}
+
+/// True when `cluster_arn` names the configured cluster (given as a name or an ARN).
+pub fn is_our_cluster(cluster_arn: &str, configured: &str) -> bool {
+    cluster_arn == configured || cluster_arn.rsplit_once(":cluster/").is_some_and(|(_, name)| name == configured)
+}
+
+pub async fn on_task_state_change(
+    event: EventBridgeEvent<TaskStateChange>,
+    cluster: &str,
+    store: &impl SessionStore,
+    network: &impl Network,
+    workflow: &impl Workflow,
+) -> Result<Outcome> {
+    if event.detail_type != DETAIL_TYPE || event.source != "aws.ecs" {
+        return Ok(Outcome::Ignored(format!("{} from {}", event.detail_type, event.source)));
+    }
+    let detail = event.detail;
+    if !is_our_cluster(&detail.cluster_arn, cluster) {
+        return Ok(Outcome::Ignored(format!("cluster {}", detail.cluster_arn)));
+    }
+    let Some(session_id) = detail.started_by.as_deref().and_then(|s| SessionId::parse(s).ok()) else {
+        return Ok(Outcome::Ignored("task not started for a session".into()));
+    };
+    let Some(session) = store.observe_task(&session_id, &detail.observation()).await? else {
+        tracing::info!(session_id = %session_id, version = detail.version, "stale task event");
+        return Ok(Outcome::Stale);
+    };
+    tracing::info!(session_id = %session_id, last_status = %detail.last_status, version = detail.version, "task state recorded");
+    match complete_wait_for_ip(&session, network, workflow).await? {
+        Some(Delivery::Delivered) => Ok(Outcome::CompletedWaitForIp),
+        _ => Ok(Outcome::Recorded),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_cluster_matches_by_name_or_arn() {
+        let arn = "arn:aws:ecs:eu-west-1:123456789012:cluster/sessions";
+        assert!(is_our_cluster(arn, "sessions"));
+        assert!(is_our_cluster(arn, arn));
+        assert!(!is_our_cluster(arn, "other"));
+        assert!(!is_our_cluster("arn:aws:ecs:eu-west-1:123456789012:cluster/sessions-2", "sessions"));
+    }
+}

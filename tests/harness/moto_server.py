@@ -1,0 +1,472 @@
+#!/usr/bin/env python3
+"""Launch a moto server (pinned: moto[server]==5.2.5) for the integration tests.
+
+What this adds on top of plain `moto_server`:
+
+* Step Functions really execute state machines and the Lambda backend is the
+  Docker-free "simple" one: the equivalent of
+  ``POST /moto-api/config {"stepfunctions": {"execute_state_machine": true},
+  "lambda": {"use_docker": false}}`` is applied before the socket serves.
+* Lambda ``Invoke`` (the REST API, which is also what moto's Step Functions
+  interpreter uses for ``arn:aws:states:::lambda:invoke[.waitForTaskToken]``
+  and for plain Lambda-ARN resources) is forwarded to a locally hosted Lambda
+  runtime emulator, e.g. ``cargo lambda watch --only-lambda-apis``:
+  ``POST {--lambda-endpoint}/2015-03-31/functions/{name}/invocations``.
+  ``name`` is the moto function's name with ``--function-prefix`` stripped.
+  Function errors come back the way real Lambda reports them
+  (``X-Amz-Function-Error: Unhandled`` + ``{"errorType", "errorMessage"}``),
+  so a state machine sees ``Error == errorType`` and ``Cause == payload``.
+* ECS RunTask no longer crashes (HTTP 500) on a Fargate task definition whose
+  containers carry no container-level memory, nor for awsvpc tasks in a VPC
+  without enableDnsHostnames (two moto 5.2.5 bugs).
+* Task tokens that were already answered (or whose task timed out / whose
+  execution ended) make SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat fail
+  with ``TaskTimedOut`` as on AWS, instead of silently succeeding (moto 5.2.5),
+  SendTaskFailure keeps its ``cause``, and a StartExecution without ``name``
+  gets a UUID name instead of None, and StopExecution aborts an execution
+  that waits for a task token at once (moto 5.2.5 bugs).
+
+The function still has to exist in moto (CreateFunction with any role that
+exists in moto IAM, a dummy zip, runtime provided.al2023, handler bootstrap);
+invoking an unknown function gives ResourceNotFoundException as on AWS.
+
+Usage:
+    python moto_server.py --host 127.0.0.1 --port 5000 \
+        --lambda-endpoint http://127.0.0.1:9000 [--function-prefix sessions-]
+
+Prints ``moto ready on HOST:PORT`` once serving (``--port 0`` picks a free
+port and prints it). SIGTERM/SIGINT stop it with exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+# Local addresses must never go through an HTTP proxy from the environment:
+# both our forwarding and moto's own SFN->Lambda boto3 client talk to loopback.
+_LOOPBACK = "localhost,127.0.0.1,::1"
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(filter(None, [os.environ.get(_var, ""), _LOOPBACK]))
+
+_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000, help="0 = pick a free port")
+    p.add_argument(
+        "--lambda-endpoint",
+        required=True,
+        help="base URL of the local Lambda Invoke API, e.g. http://127.0.0.1:9000",
+    )
+    p.add_argument(
+        "--function-prefix",
+        default="",
+        help="stripped from moto function names before forwarding "
+        "(sessions-authorize -> authorize)",
+    )
+    p.add_argument(
+        "--invoke-timeout",
+        type=float,
+        default=900.0,
+        help="seconds to wait for one forwarded invocation (Lambda max is 900)",
+    )
+    return p.parse_args(argv)
+
+
+def local_function_name(function_name: str, prefix: str) -> str:
+    if prefix and function_name.startswith(prefix):
+        return function_name[len(prefix) :]
+    return function_name
+
+
+def forward_invocation(
+    endpoint: str, name: str, payload: bytes, timeout: float
+) -> tuple[bytes, str | None]:
+    """POST one invocation to the local Lambda emulator.
+
+    Returns (response body, function-error kind or None). Raises
+    ``_LocalLambdaUnavailable`` when the emulator could not run the function.
+    """
+    url = f"{endpoint.rstrip('/')}/2015-03-31/functions/{name}/invocations"
+    req = urllib.request.Request(
+        url,
+        data=payload,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with _NO_PROXY_OPENER.open(req, timeout=timeout) as resp:
+            # A real Invoke API (or a future emulator) may already flag errors.
+            return resp.read(), resp.headers.get("X-Amz-Function-Error")
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        status = err.code
+    except (urllib.error.URLError, OSError) as err:  # refused, timeout, ...
+        raise _LocalLambdaUnavailable(f"cannot reach {url}: {err}") from err
+
+    # `cargo lambda watch` answers a function error (the runtime POSTed to
+    # /runtime/invocation/{id}/error) with HTTP 500 and the runtime's JSON
+    # {"errorType": ..., "errorMessage": ...}, but without the
+    # X-Amz-Function-Error header that the real Invoke API sends (with 200).
+    if status == 500 and _is_error_payload(body):
+        return body, "Unhandled"
+    # `cargo lambda watch --timeout N` gives 408 with an empty body when the
+    # function did not answer in time; real Lambda reports a timed-out
+    # provided.al2023 function as a Sandbox.Timedout function error.
+    if status == 408:
+        return (
+            json.dumps(
+                {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": "Task timed out (local emulator timeout)",
+                }
+            ).encode(),
+            "Unhandled",
+        )
+    # 404 "Missing function" (no such binary in the emulator's manifest), ...
+    raise _LocalLambdaUnavailable(
+        f"{url} answered HTTP {status}: {body[:500].decode('utf-8', 'replace')}"
+    )
+
+
+def _is_error_payload(body: bytes) -> bool:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "errorType" in doc
+
+
+class _LocalLambdaUnavailable(Exception):
+    pass
+
+
+def patch_lambda_invoke(endpoint: str, prefix: str, timeout: float) -> None:
+    """Forward moto's Lambda Invoke to the local emulator.
+
+    Why: with {"lambda": {"use_docker": false}} every Lambda Invoke request
+    (boto3 / SDK clients, and moto's Step Functions interpreter, which calls
+    Invoke through a boto3 client pointed at http://localhost:$MOTO_PORT) ends
+    in LambdaSimpleBackend.invoke(function_name, qualifier, body, headers,
+    response_headers). Upstream it just echoes the request body (or a queued
+    canned result) without even checking that the function exists. We
+    replace it so that the real Rust handler runs.
+    """
+    from moto.awslambda.exceptions import LambdaClientError
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    class ServiceException(LambdaClientError):
+        # Surfaces in a state machine as Error "Lambda.ServiceException".
+        code = 500
+
+        def __init__(self, message: str):
+            super().__init__("ServiceException", message)
+
+    def invoke(
+        self: LambdaSimpleBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> bytes:
+        # Like real Lambda: the function must exist (name, ARN or partial ARN,
+        # optional qualifier); raises ResourceNotFoundException (404) if not.
+        fn = self.get_function(function_name, qualifier)
+        name = local_function_name(fn.function_name, prefix)
+        if body is None or body == "":
+            payload = b"{}"
+        elif isinstance(body, str):
+            payload = body.encode("utf-8")
+        else:
+            payload = bytes(body)
+
+        invocation_type = (headers or {}).get("X-Amz-Invocation-Type") or "RequestResponse"
+        if invocation_type == "DryRun":
+            return b""
+        if invocation_type == "Event":
+            # Asynchronous invoke: AWS answers 202 at once and runs it later.
+            threading.Thread(
+                target=_fire_and_forget,
+                args=(endpoint, name, payload, timeout),
+                daemon=True,
+            ).start()
+            return b""
+
+        try:
+            result, function_error = forward_invocation(endpoint, name, payload, timeout)
+        except _LocalLambdaUnavailable as err:
+            raise ServiceException(str(err)) from err
+        if function_error:
+            # Read by boto3 as InvokeResponse.FunctionError; moto's SFN
+            # interpreter then raises LambdaFunctionErrorException and maps it
+            # to Error=<errorType>, Cause=<payload JSON string>.
+            response_headers["x-amz-function-error"] = function_error
+        response_headers["x-amz-executed-version"] = fn.version
+        response_headers["Content-Length"] = str(len(result))
+        return result
+
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+
+
+def _fire_and_forget(endpoint: str, name: str, payload: bytes, timeout: float) -> None:
+    try:
+        forward_invocation(endpoint, name, payload, timeout)
+    except Exception as err:  # noqa: BLE001 - nobody waits for an async invoke
+        print(f"async invoke of {name} failed: {err}", file=sys.stderr, flush=True)
+
+
+def patch_task_token_reuse() -> None:
+    """Answer a token whose task is no longer waiting with TaskTimedOut.
+
+    Why: in moto 5.2.5 a task token stays in its execution's callback pool
+    after the task finished. A second SendTaskSuccess/SendTaskFailure for it
+    then succeeds silently while the execution is still RUNNING (and
+    SendTaskFailure even after it ended), while SendTaskSuccess on an ended
+    execution says InvalidToken. AWS answers TaskTimedOut ("Provided task does
+    not exist anymore") once the task is closed: answered, timed out, or its
+    execution ended. Unknown tokens stay InvalidToken.
+    """
+    from moto.stepfunctions.parser.api import InvalidToken, TaskTimedOut
+    from moto.stepfunctions.parser.asl.eval.callback import callback as cb
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    def _send(self: StepFunctionsParserBackend, task_token: str, op: Any) -> None:
+        for execution in self._get_executions():  # every status
+            env = getattr(getattr(execution, "exec_worker", None), "env", None)
+            if env is None:
+                continue
+            pool = env.callback_pool_manager
+            endpoint = pool.get(task_token)
+            if endpoint is None:
+                continue
+            closed = (
+                execution.status != "RUNNING"
+                or endpoint.get_outcome() is not None  # already answered
+                # set by interrupt_all() once the task stopped waiting
+                # (outcome, TimeoutSeconds/HeartbeatSeconds expiry, error)
+                or endpoint._notify_event.is_set()  # noqa: SLF001
+            )
+            if closed:
+                # (message, code, HTTP status): moto's AWSError signature.
+                raise TaskTimedOut(
+                    "Task Timed Out: 'Provided task does not exist anymore'", "TaskTimedOut", 400
+                )
+            op(pool)
+            return
+        raise InvalidToken()
+
+    def send_task_success(self: StepFunctionsParserBackend, task_token: str, outcome: str):
+        success = cb.CallbackOutcomeSuccess(callback_id=task_token, output=outcome)
+        _send(self, task_token, lambda pool: pool.notify(task_token, success))
+
+    def send_task_failure(
+        self: StepFunctionsParserBackend,
+        task_token: str,
+        error: str | None = None,
+        cause: str | None = None,
+    ):
+        failure = cb.CallbackOutcomeFailure(callback_id=task_token, error=error, cause=cause)
+        _send(self, task_token, lambda pool: pool.notify(task_token, failure))
+
+    def send_task_heartbeat(self: StepFunctionsParserBackend, task_token: str):
+        # Upstream says InvalidToken when the task has no HeartbeatSeconds;
+        # AWS accepts the heartbeat, so we ignore the pool's return value.
+        _send(self, task_token, lambda pool: pool.heartbeat(task_token))
+
+    StepFunctionsParserBackend.send_task_success = send_task_success  # type: ignore[method-assign]
+    StepFunctionsParserBackend.send_task_failure = send_task_failure  # type: ignore[method-assign]
+    StepFunctionsParserBackend.send_task_heartbeat = send_task_heartbeat  # type: ignore[method-assign]
+
+
+def patch_start_execution_default_name() -> None:
+    """Give a StartExecution without `name` a fresh UUID name, as AWS does.
+
+    Why: moto 5.2.5's executing backend (StepFunctionsParserBackend) uses the
+    missing name as is: the execution is called None (ARN "...:None",
+    $$.Execution.Name null), and a second name-less StartExecution returns
+    that same execution (same input, still RUNNING) or fails with
+    ExecutionAlreadyExists. The non-executing backend already does this.
+    """
+    import uuid
+
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if not name:
+            name = str(uuid.uuid4())
+        return original(self, state_machine_arn, name, *args, **kwargs)
+
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+
+
+def patch_stop_execution() -> None:
+    """Make StopExecution abort an execution that waits for a task token.
+
+    Why: moto 5.2.5 only flags the execution's environment as stopped; a
+    thread blocked in a .waitForTaskToken wait is not woken, so the execution
+    stays RUNNING (and the response has no stopDate) until the token is
+    answered or its TimeoutSeconds (default 99999999) expires. AWS aborts at
+    once. We wake the waits of that execution's callback tokens and give the
+    worker a moment to record ABORTED (it runs no further state once stopped;
+    an in-flight Lambda invocation still runs to its end).
+    """
+    import time
+
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend.stop_execution
+
+    def stop_execution(self: Any, execution_arn: str, *args: Any, **kwargs: Any) -> Any:
+        execution = original(self, execution_arn, *args, **kwargs)
+        env = getattr(getattr(execution, "exec_worker", None), "env", None)
+        if env is not None:
+            for endpoint in list(env.callback_pool_manager._pool.values()):  # noqa: SLF001
+                endpoint.interrupt_all()
+            deadline = time.monotonic() + 5.0
+            while execution.status == "RUNNING" and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return execution
+
+    StepFunctionsParserBackend.stop_execution = stop_execution  # type: ignore[method-assign]
+
+
+def patch_send_task_failure_cause() -> None:
+    """Pass SendTaskFailure's `cause` on to the backend.
+
+    Why: moto 5.2.5's StepFunctionResponse.send_task_failure only forwards
+    `error`, so the TaskFailed event and a Catch's {"Error", "Cause"} always
+    have an empty Cause.
+    """
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original = StepFunctionResponse.send_task_failure
+
+    def send_task_failure(self: StepFunctionResponse) -> Any:
+        backend = self.stepfunction_backend
+        if not isinstance(backend, StepFunctionsParserBackend):
+            return original(self)  # non-executing backend: no-op anyway
+        backend.send_task_failure(
+            self._get_param("taskToken"),
+            error=self._get_param("error"),
+            cause=self._get_param("cause"),
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+
+
+def patch_ecs_fargate_task_memory() -> None:
+    """Let RunTask accept container definitions without container-level memory.
+
+    Why: on Fargate the memory may be given for the task only (task
+    definition "memory"), which AWS accepts. moto 5.2.5's RunTask sums
+    memory/memoryReservation over the containers and crashes with a
+    TypeError (HTTP 500) when a container has neither. Count such a
+    container as 0 MiB, which is all this bookkeeping is used for.
+    """
+    import copy
+
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend._calculate_task_resource_requirements  # noqa: SLF001
+    memory_keys = ("Memory", "MemoryReservation", "memory", "memoryReservation")
+
+    def calculate(task_definition: Any) -> dict[str, Any]:
+        containers = task_definition.container_definitions
+        if all(any(c.get(k) is not None for k in memory_keys) for c in containers):
+            return original(task_definition)
+        proxy = copy.copy(task_definition)
+        proxy.container_definitions = [
+            c if any(c.get(k) is not None for k in memory_keys) else {**c, "memory": 0}
+            for c in containers
+        ]
+        return original(proxy)
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(calculate)  # noqa: SLF001
+
+
+def patch_ecs_awsvpc_eni_dns_name() -> None:
+    """Let RunTask (awsvpc) work in a VPC without DNS hostnames.
+
+    Why: moto 5.2.5's ECS Task reads eni.private_dns_name for the task's
+    ElasticNetworkInterface attachment, but EC2's NetworkInterface only sets
+    that attribute when the subnet's VPC has enableDnsHostnames (moto's
+    default VPC has it, a CreateVpc one does not): RunTask then fails with
+    AttributeError (HTTP 500). Default the attribute to None (the detail's
+    value is then null) instead.
+    """
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+
+    if not hasattr(NetworkInterface, "private_dns_name"):
+        NetworkInterface.private_dns_name = None  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    from werkzeug.serving import make_server
+
+    from moto.moto_api._internal.models import moto_api_backend
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    # Same effect as POST /moto-api/config, but before the first request.
+    # (POST /moto-api/reset resets the backends, not this config.)
+    moto_api_backend.set_config(MOTO_CONFIG)
+    patch_lambda_invoke(args.lambda_endpoint, args.function_prefix, args.invoke_timeout)
+    patch_task_token_reuse()
+    patch_send_task_failure_cause()
+    patch_start_execution_default_name()
+    patch_stop_execution()
+    patch_ecs_fargate_task_memory()
+    patch_ecs_awsvpc_eni_dns_name()
+
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    port = server.server_address[1]
+    # moto's Step Functions interpreter calls Lambda (and other services) via
+    # boto3 at http://localhost:$MOTO_PORT, so it must be the port we serve.
+    os.environ["MOTO_PORT"] = str(port)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        # shutdown() blocks until serve_forever() returns: call it off-thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+    print(f"moto ready on {args.host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
