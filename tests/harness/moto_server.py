@@ -16,15 +16,16 @@ What this adds on top of plain `moto_server`:
   Function errors come back the way real Lambda reports them
   (``X-Amz-Function-Error: Unhandled`` + ``{"errorType", "errorMessage"}``),
   so a state machine sees ``Error == errorType`` and ``Cause == payload``.
-* ECS RunTask no longer crashes (HTTP 500) on a Fargate task definition whose
-  containers carry no container-level memory, nor for awsvpc tasks in a VPC
-  without enableDnsHostnames (two moto 5.2.5 bugs).
-* Task tokens that were already answered (or whose task timed out / whose
-  execution ended) make SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat fail
-  with ``TaskTimedOut`` as on AWS, instead of silently succeeding (moto 5.2.5),
-  SendTaskFailure keeps its ``cause``, and a StartExecution without ``name``
-  gets a UUID name instead of None, and StopExecution aborts an execution
-  that waits for a task token at once (moto 5.2.5 bugs).
+* Fixes for moto 5.2.5 bugs the session provisioner runs into (each patch_*
+  function below says why):
+  - SendTaskSuccess/Failure/Heartbeat for a token whose task is closed
+    (answered, timed out, execution ended) -> TaskTimedOut, as on AWS;
+  - SendTaskFailure keeps its ``cause``;
+  - StartExecution without ``name`` gets a UUID name (not None);
+  - StopExecution aborts an execution blocked in .waitForTaskToken at once;
+  - ECS RunTask (Fargate, awsvpc) no longer fails with HTTP 500 when the
+    containers have no container-level memory or the VPC has no
+    enableDnsHostnames.
 
 The function still has to exist in moto (CreateFunction with any role that
 exists in moto IAM, a dummy zip, runtime provided.al2023, handler bootstrap);
@@ -36,6 +37,10 @@ Usage:
 
 Prints ``moto ready on HOST:PORT`` once serving (``--port 0`` picks a free
 port and prints it). SIGTERM/SIGINT stop it with exit status 0.
+
+moto's Step Functions interpreter calls Lambda through boto3 at
+http://localhost:$MOTO_PORT (account 123456789012, the state machine's
+region), so --host must be reachable as localhost (127.0.0.1 or 0.0.0.0).
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--fault-file",
+        help="JSON file of injected faults, read on every RunTask (tests only)",
+    )
     p.add_argument("--port", type=int, default=5000, help="0 = pick a free port")
     p.add_argument(
         "--lambda-endpoint",
@@ -163,9 +172,10 @@ def patch_lambda_invoke(endpoint: str, prefix: str, timeout: float) -> None:
     (boto3 / SDK clients, and moto's Step Functions interpreter, which calls
     Invoke through a boto3 client pointed at http://localhost:$MOTO_PORT) ends
     in LambdaSimpleBackend.invoke(function_name, qualifier, body, headers,
-    response_headers). Upstream it just echoes the request body (or a queued
-    canned result) without even checking that the function exists. We
-    replace it so that the real Rust handler runs.
+    response_headers). Upstream it just echoes the request body (or a result
+    queued via /moto-api/static/lambda-simple/response) without even checking
+    that the function exists. We replace it so that the real Rust handler
+    runs; that canned-result queue is no longer used.
     """
     from moto.awslambda.exceptions import LambdaClientError
     from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -285,8 +295,8 @@ def patch_task_token_reuse() -> None:
         _send(self, task_token, lambda pool: pool.notify(task_token, failure))
 
     def send_task_heartbeat(self: StepFunctionsParserBackend, task_token: str):
-        # Upstream says InvalidToken when the task has no HeartbeatSeconds;
-        # AWS accepts the heartbeat, so we ignore the pool's return value.
+        # Upstream says InvalidToken when the waiting task has no
+        # HeartbeatSeconds; we accept such a heartbeat as a no-op.
         _send(self, task_token, lambda pool: pool.heartbeat(task_token))
 
     StepFunctionsParserBackend.send_task_success = send_task_success  # type: ignore[method-assign]
@@ -309,7 +319,9 @@ def patch_start_execution_default_name() -> None:
 
     original = StepFunctionsParserBackend.start_execution
 
-    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def start_execution(
+        self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
         if not name:
             name = str(uuid.uuid4())
         return original(self, state_machine_arn, name, *args, **kwargs)
@@ -326,11 +338,26 @@ def patch_stop_execution() -> None:
     answered or its TimeoutSeconds (default 99999999) expires. AWS aborts at
     once. We wake the waits of that execution's callback tokens and give the
     worker a moment to record ABORTED (it runs no further state once stopped;
-    an in-flight Lambda invocation still runs to its end).
+    an in-flight Lambda invocation still runs to its end). The woken task
+    fails with States.Timeout (a TaskTimedOut history event), so we also keep
+    a stopped program from being turned into FAILED/TIMED_OUT afterwards:
+    the execution ends ABORTED with an ExecutionAborted event, as on AWS.
     """
     import time
 
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    for name in ("set_error", "set_timed_out"):
+        setter = getattr(Environment, name)
+
+        def keep_stopped(self: Any, *args: Any, _setter: Any = setter, **kwargs: Any) -> None:
+            if isinstance(self.program_state(), ProgramStopped):
+                return
+            _setter(self, *args, **kwargs)
+
+        setattr(Environment, name, keep_stopped)
 
     original = StepFunctionsParserBackend.stop_execution
 
@@ -402,7 +429,9 @@ def patch_ecs_fargate_task_memory() -> None:
         ]
         return original(proxy)
 
-    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(calculate)  # noqa: SLF001
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = (  # noqa: SLF001
+        staticmethod(calculate)
+    )
 
 
 def patch_ecs_awsvpc_eni_dns_name() -> None:
@@ -421,10 +450,34 @@ def patch_ecs_awsvpc_eni_dns_name() -> None:
         NetworkInterface.private_dns_name = None  # type: ignore[attr-defined]
 
 
+def patch_ecs_capacity_faults(fault_file: str | None) -> None:
+    """Fault injection: AWS answers RunTask with HTTP 200 and ``failures[]`` when
+    Fargate has no capacity, which moto never does. While ``fault_file`` holds
+    ``{"run_task_failures": [{"reason": "...", "detail": "..."}]}``, RunTask
+    starts nothing and answers those failures instead.
+    """
+    if not fault_file:
+        return
+    from moto.core.responses import ActionResult
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original = EC2ContainerServiceResponse.run_task
+
+    def run_task(self: EC2ContainerServiceResponse) -> ActionResult:
+        try:
+            with open(fault_file, encoding="utf-8") as f:
+                failures = json.load(f).get("run_task_failures") or []
+        except (FileNotFoundError, ValueError):
+            failures = []
+        if failures:
+            return ActionResult({"tasks": [], "failures": failures})
+        return original(self)
+
+    EC2ContainerServiceResponse.run_task = run_task  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    from werkzeug.serving import make_server
 
     from moto.moto_api._internal.models import moto_api_backend
     from moto.moto_server.werkzeug_app import (
@@ -432,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         MotoRequestHandler,
         create_backend_app,
     )
+    from werkzeug.serving import make_server
 
     # Same effect as POST /moto-api/config, but before the first request.
     # (POST /moto-api/reset resets the backends, not this config.)
@@ -443,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     patch_stop_execution()
     patch_ecs_fargate_task_memory()
     patch_ecs_awsvpc_eni_dns_name()
+    patch_ecs_capacity_faults(args.fault_file)
 
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(

@@ -1,0 +1,530 @@
+//! A whole session stack on one machine, no AWS account: a moto server speaking the
+//! real AWS wire protocols (Step Functions really executing `statemachine/`), the real
+//! function binaries hosted by `cargo lambda watch`'s Lambda runtime emulator, and
+//! moto's Lambda Invoke forwarded to them. Each test gets its own stack.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use session_core::session::{Session, SessionId};
+
+/// The functions of the lifecycle, as named under `functions/`.
+pub const FUNCTIONS: [&str; 6] = ["authorize", "launch", "wait-for-ip", "record", "stop", "task-events"];
+/// Instances of each function, so that concurrent executions really run concurrently.
+const INSTANCES: usize = 2;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_owned()
+}
+
+/// Where the pinned tools and the function binaries are.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    pub python: PathBuf,
+    pub cargo_lambda: PathBuf,
+    pub functions_dir: PathBuf,
+}
+
+impl Tools {
+    pub fn from_env() -> Self {
+        let tools_dir = std::env::var_os("SESSION_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/session-provisioner")
+        });
+        let functions_dir = std::env::var_os("SESSION_FUNCTIONS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target"))
+                .join("debug")
+        });
+        let tools = Self {
+            python: tools_dir.join("venv/bin/python"),
+            cargo_lambda: tools_dir.join("venv/bin/cargo-lambda"),
+            functions_dir,
+        };
+        for (what, path) in [("python venv", &tools.python), ("cargo-lambda", &tools.cargo_lambda)] {
+            assert!(path.exists(), "{what} not found at {} (run `make tools`)", path.display());
+        }
+        for f in FUNCTIONS {
+            let bin = tools.functions_dir.join(f);
+            assert!(bin.exists(), "function binary {} missing (run `cargo build --workspace`)", bin.display());
+        }
+        tools
+    }
+}
+
+/// What `tests/harness/provision.py` created.
+#[derive(Clone, Debug, Deserialize)]
+pub struct StackInfo {
+    pub endpoint: String,
+    pub region: String,
+    pub cluster: String,
+    pub cluster_arn: String,
+    pub file_system_id: String,
+    pub registry: String,
+    pub sessions_table: String,
+    pub users_table: String,
+    pub state_machine_arn: String,
+    pub function_arns: HashMap<String, String>,
+    pub function_env: HashMap<String, String>,
+    pub subnets: Vec<String>,
+    pub security_group: String,
+}
+
+#[derive(Default)]
+pub struct StackOptions {
+    /// Functions whose binaries are not started with the stack (invocations of them
+    /// wait until [`Stack::start_function`]).
+    pub held_back: Vec<&'static str>,
+    /// Extra environment for every function (e.g. `MAX_SESSIONS_PER_USER`).
+    pub env: Vec<(&'static str, String)>,
+}
+
+pub struct Stack {
+    pub info: StackInfo,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub efs: aws_sdk_efs::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    tools: Tools,
+    dir: tempfile::TempDir,
+    lambda_port: u16,
+    env: Vec<(&'static str, String)>,
+    children: Mutex<Vec<(String, Child)>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+fn wait_for_port(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> Self {
+        let tools = Tools::from_env();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (lambda_port, moto_port) = (free_port(), free_port());
+        let mut stack_children = Vec::new();
+
+        // The emulator serves the names of the [[bin]] targets of a manifest; it never
+        // builds them in --only-lambda-apis mode, so a manifest naming them suffices.
+        let manifest = dir.path().join("Cargo.toml");
+        let bins: String =
+            FUNCTIONS.iter().map(|f| format!("[[bin]]\nname = \"{f}\"\npath = \"main.rs\"\n\n")).collect();
+        std::fs::write(&manifest, format!("[package]\nname = \"hosted\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n{bins}"))
+            .expect("write the emulator manifest");
+        let emulator = Command::new(&tools.cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P"])
+            .arg(lambda_port.to_string())
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .args(["--timeout", "60"])
+            .current_dir(dir.path())
+            .stdout(log_file(dir.path(), "emulator"))
+            .stderr(log_file(dir.path(), "emulator.err"))
+            .spawn()
+            .expect("start cargo lambda watch");
+        stack_children.push(("emulator".to_owned(), emulator));
+
+        let fault_file = dir.path().join("faults.json");
+        let mut moto = Command::new(&tools.python)
+            .arg(repo_root().join("tests/harness/moto_server.py"))
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(moto_port.to_string())
+            .arg("--lambda-endpoint")
+            .arg(format!("http://127.0.0.1:{lambda_port}"))
+            .arg("--fault-file")
+            .arg(&fault_file)
+            .stdout(Stdio::piped())
+            .stderr(log_file(dir.path(), "moto"))
+            .spawn()
+            .expect("start the moto server");
+        let mut ready = String::new();
+        let mut moto_out = BufReader::new(moto.stdout.take().expect("moto stdout"));
+        moto_out.read_line(&mut ready).expect("read moto's first line");
+        assert!(ready.starts_with("moto ready"), "moto did not start: {ready:?}");
+        // Keep draining moto's stdout so that it never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut moto_out, &mut std::io::sink()));
+        stack_children.push(("moto".to_owned(), moto));
+        wait_for_port(lambda_port, Duration::from_secs(20));
+
+        let endpoint = format!("http://127.0.0.1:{moto_port}");
+        let stack_json = dir.path().join("stack.json");
+        let provisioned = Command::new(&tools.python)
+            .arg(repo_root().join("tests/harness/provision.py"))
+            .args(["--endpoint", &endpoint, "--out"])
+            .arg(&stack_json)
+            .output()
+            .expect("run provision.py");
+        assert!(provisioned.status.success(), "provisioning failed: {}", String::from_utf8_lossy(&provisioned.stderr));
+        let info: StackInfo =
+            serde_json::from_slice(&std::fs::read(&stack_json).expect("stack.json")).expect("stack.json parses");
+
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new(info.region.clone()))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await;
+        let stack = Self {
+            ddb: aws_sdk_dynamodb::Client::new(&sdk),
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            efs: aws_sdk_efs::Client::new(&sdk),
+            sfn: aws_sdk_sfn::Client::new(&sdk),
+            info,
+            tools,
+            dir,
+            lambda_port,
+            env: options.env,
+            children: Mutex::new(stack_children),
+        };
+        for function in FUNCTIONS.iter().filter(|f| !options.held_back.contains(f)) {
+            stack.start_function(function);
+        }
+        stack
+    }
+
+    /// Starts the binaries of one function, attached to the emulator.
+    pub fn start_function(&self, function: &str) {
+        for instance in 0..INSTANCES {
+            let name = format!("{function}.{instance}");
+            let child = Command::new(self.tools.functions_dir.join(function))
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .envs(&self.info.function_env)
+                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{function}", self.lambda_port))
+                .env("AWS_LAMBDA_FUNCTION_NAME", function)
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+                .env("AWS_LAMBDA_LOG_LEVEL", "info")
+                .stdout(log_file(self.dir.path(), &name))
+                .stderr(log_file(self.dir.path(), &format!("{name}.err")))
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {function}: {e}"));
+            self.children.lock().unwrap().push((name, child));
+        }
+    }
+
+    /// Invokes a function the way EventBridge would, through the Lambda Invoke API of
+    /// the emulator. Returns the function's answer (or its error document).
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations", self.lambda_port);
+        let payload = payload.clone();
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let mut response = agent.post(&url).send_json(&payload).expect("invoke the function");
+            response.body_mut().read_json::<Value>().unwrap_or(Value::Null)
+        })
+        .await
+        .expect("invocation thread")
+    }
+
+    pub async fn put_user(&self, user_id: &str, authorized: bool, max_sessions: Option<u32>) {
+        let mut request = self
+            .ddb
+            .put_item()
+            .table_name(&self.info.users_table)
+            .item("user_id", AttributeValue::S(user_id.into()))
+            .item("authorized", AttributeValue::Bool(authorized))
+            .item("email", AttributeValue::S(format!("{user_id}@example.com")));
+        if let Some(max) = max_sessions {
+            request = request.item("max_sessions", AttributeValue::N(max.to_string()));
+        }
+        request.send().await.expect("put user");
+    }
+
+    pub async fn user_item(&self, user_id: &str) -> HashMap<String, AttributeValue> {
+        self.ddb
+            .get_item()
+            .table_name(&self.info.users_table)
+            .key("user_id", AttributeValue::S(user_id.into()))
+            .send()
+            .await
+            .expect("get user")
+            .item
+            .unwrap_or_default()
+    }
+
+    /// The session ids holding one of the user's slots.
+    pub async fn active_slots(&self, user_id: &str) -> Vec<String> {
+        match self.user_item(user_id).await.remove("active_sessions") {
+            Some(AttributeValue::Ss(ids)) => ids,
+            _ => vec![],
+        }
+    }
+
+    /// Starts a session's execution as the API or an operator would: named by a new
+    /// session id, with `{"user_id", "version"}` as input.
+    pub async fn start_session(&self, input: Value) -> (SessionId, String) {
+        let session_id = SessionId::generate();
+        let arn = self.start_execution(session_id.as_str(), input).await;
+        (session_id, arn)
+    }
+
+    pub async fn start_execution(&self, name: &str, input: Value) -> String {
+        self.sfn
+            .start_execution()
+            .state_machine_arn(&self.info.state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("start execution")
+            .execution_arn
+    }
+
+    pub async fn session(&self, id: &SessionId) -> Option<Session> {
+        let item = self
+            .ddb
+            .get_item()
+            .table_name(&self.info.sessions_table)
+            .key("session_id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get session")
+            .item?;
+        Some(serde_dynamo::from_item(item).expect("a stored session parses"))
+    }
+
+    /// Polls until `check` gives a value, or fails the test after `within`.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, within: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("timed out after {within:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn session_where(&self, id: &SessionId, what: &str, pred: impl Fn(&Session) -> bool) -> Session {
+        self.eventually(what, Duration::from_secs(60), || async {
+            self.session(id).await.filter(|s| pred(s))
+        })
+        .await
+    }
+
+    /// Names of the states the execution has entered, in order.
+    pub async fn states_entered(&self, execution_arn: &str) -> Vec<String> {
+        let history = self
+            .sfn
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .max_results(1000)
+            .send()
+            .await
+            .expect("execution history");
+        history
+            .events()
+            .iter()
+            .filter_map(|e| e.state_entered_event_details().map(|d| d.name().to_owned()))
+            .collect()
+    }
+
+    pub async fn wait_for_state(&self, execution_arn: &str, state: &str) {
+        self.eventually(&format!("state {state}"), Duration::from_secs(60), || async {
+            self.states_entered(execution_arn).await.iter().any(|s| s == state).then_some(())
+        })
+        .await
+    }
+
+    pub async fn execution_status(&self, execution_arn: &str) -> ExecutionStatus {
+        self.sfn.describe_execution().execution_arn(execution_arn).send().await.expect("describe execution").status
+    }
+
+    pub async fn execution_ended(&self, execution_arn: &str) -> ExecutionStatus {
+        self.eventually("the execution to end", Duration::from_secs(90), || async {
+            Some(self.execution_status(execution_arn).await).filter(|s| *s != ExecutionStatus::Running)
+        })
+        .await
+    }
+
+    /// Tasks of the cluster that are not stopped.
+    pub async fn running_tasks(&self) -> Vec<aws_sdk_ecs::types::Task> {
+        let arns = self
+            .ecs
+            .list_tasks()
+            .cluster(&self.info.cluster)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .send()
+            .await
+            .expect("list tasks")
+            .task_arns
+            .unwrap_or_default();
+        if arns.is_empty() {
+            return vec![];
+        }
+        let described = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.info.cluster)
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .expect("describe tasks");
+        described.tasks.unwrap_or_default().into_iter().filter(|t| t.last_status() != Some("STOPPED")).collect()
+    }
+
+    pub async fn task(&self, task_arn: &str) -> aws_sdk_ecs::types::Task {
+        let described =
+            self.ecs.describe_tasks().cluster(&self.info.cluster).tasks(task_arn).send().await.expect("describe task");
+        described.tasks.unwrap_or_default().into_iter().next().expect("the task exists")
+    }
+
+    /// Gives the task's ENI a public IP, as Fargate does for public subnets (moto gives
+    /// task ENIs none).
+    pub async fn give_public_ip(&self, task_arn: &str) -> String {
+        let task = self.task(task_arn).await;
+        let eni = eni_of(&task).expect("the task has an ENI");
+        let address = self.ec2.allocate_address().send().await.expect("allocate address");
+        self.ec2
+            .associate_address()
+            .allocation_id(address.allocation_id().expect("allocation id"))
+            .network_interface_id(&eni)
+            .send()
+            .await
+            .expect("associate address");
+        address.public_ip().expect("public ip").to_owned()
+    }
+
+    /// An "ECS Task State Change" event for the task, shaped like AWS's documented
+    /// example, as EventBridge delivers it to a Lambda target.
+    pub async fn task_event(&self, task_arn: &str, last_status: &str, version: i64) -> Value {
+        let task = self.task(task_arn).await;
+        let attachments: Vec<Value> = task
+            .attachments()
+            .iter()
+            .map(|a| {
+                json!({
+                    "id": a.id(),
+                    "type": "eni",
+                    "status": "ATTACHED",
+                    "details": a.details().iter().map(|d| json!({"name": d.name(), "value": d.value()})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let mut detail = json!({
+            "attachments": attachments,
+            "availabilityZone": "us-east-1a",
+            "clusterArn": task.cluster_arn(),
+            "containers": [],
+            "createdAt": "2026-11-25T10:00:00.000Z",
+            "launchType": "FARGATE",
+            "cpu": "1024",
+            "memory": "2048",
+            "desiredStatus": if last_status == "STOPPED" { "STOPPED" } else { "RUNNING" },
+            "group": format!("family:{}", task.group().unwrap_or_default()),
+            "lastStatus": last_status,
+            "overrides": {"containerOverrides": []},
+            "connectivity": "CONNECTED",
+            "startedBy": task.started_by(),
+            "taskArn": task_arn,
+            "taskDefinitionArn": task.task_definition_arn(),
+            "updatedAt": "2026-11-25T10:00:30.000Z",
+            "version": version,
+            "platformVersion": "1.4.0",
+            "pullStartedAt": "2026-11-25T10:00:05.000Z",
+            "pullStoppedAt": "2026-11-25T10:00:21.000Z",
+        });
+        if last_status == "STOPPED" {
+            detail["stopCode"] = json!("EssentialContainerExited");
+            detail["stoppedReason"] = json!("Essential container in task exited");
+        }
+        json!({
+            "version": "0",
+            "id": format!("{task_arn}-{version}"),
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": "123456789012",
+            "time": "2026-11-25T10:00:30Z",
+            "region": self.info.region,
+            "resources": [task_arn],
+            "detail": detail,
+        })
+    }
+
+    /// What a running Fargate task looks like to us: the ENI gets its public IP and
+    /// the RUNNING event reaches task-events. Returns (task ARN, public IP).
+    pub async fn bring_task_up(&self, id: &SessionId) -> (String, String) {
+        let session = self.session_where(id, "the session's task", |s| s.task_arn.is_some()).await;
+        let task_arn = session.task_arn.expect("task arn");
+        let ip = self.give_public_ip(&task_arn).await;
+        let event = self.task_event(&task_arn, "RUNNING", 3).await;
+        self.invoke("task-events", &event).await;
+        (task_arn, ip)
+    }
+
+    /// Makes RunTask answer these failures (HTTP 200, no task) until cleared.
+    pub fn set_run_task_failures(&self, failures: Value) {
+        std::fs::write(self.dir.path().join("faults.json"), json!({ "run_task_failures": failures }).to_string())
+            .expect("write faults");
+    }
+
+    /// Prints the logs of every process of the stack (on failure).
+    pub fn dump_logs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) else { return };
+        for entry in entries.flatten() {
+            let mut text = String::new();
+            if std::fs::File::open(entry.path()).and_then(|mut f| f.read_to_string(&mut text)).is_ok() && !text.is_empty() {
+                let tail: String = text.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
+                eprintln!("----- {} -----\n{tail}", entry.file_name().to_string_lossy());
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for (_, child) in self.children.lock().unwrap().iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn eni_of(task: &aws_sdk_ecs::types::Task) -> Option<String> {
+    task.attachments()
+        .iter()
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("networkInterfaceId"))
+        .and_then(|d| d.value().map(str::to_owned))
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).expect("log directory");
+    std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file").into()
+}

@@ -1,0 +1,227 @@
+//! The session lifecycle, end to end: the real state machine definition executed by
+//! moto, running the real function binaries against AWS APIs over the wire.
+
+use std::time::Duration;
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::json;
+use session_core::session::{Reason, Status};
+use session_tests::{Stack, StackOptions};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happy_path_ends_in_await_stop_running_with_urls_from_the_task_public_ip() {
+    let stack = Stack::start().await;
+    stack.put_user("alice", true, Some(2)).await;
+
+    let (id, execution) = stack.start_session(json!({"user_id": "alice", "version": "1.0.0"})).await;
+    assert!(execution.ends_with(&format!(":{id}")), "the execution is named by the session id");
+    let (task_arn, public_ip) = stack.bring_task_up(&id).await;
+    stack.wait_for_state(&execution, "AwaitStop").await;
+
+    let session = stack.session_where(&id, "running", |s| s.status == Status::Running).await;
+    assert_eq!(session.public_ip.as_deref(), Some(public_ip.as_str()));
+    assert_eq!(session.task_arn.as_deref(), Some(task_arn.as_str()));
+    assert_eq!(session.urls.get("api"), Some(format!("http://{public_ip}:8000").as_str()));
+    assert_eq!(session.urls.get("frontend"), Some(format!("http://{public_ip}:3000").as_str()));
+    assert_eq!(session.urls.get("suv_ui"), Some(format!("http://{public_ip}:3030").as_str()));
+    assert!(session.started_at.is_some());
+    assert_eq!(stack.execution_status(&execution).await, ExecutionStatus::Running);
+
+    // The task definition: the four containers and ports, versioned images, and the
+    // user's access point over an encrypted EFS mount.
+    let task = stack.task(&task_arn).await;
+    let definition = stack
+        .ecs
+        .describe_task_definition()
+        .task_definition(task.task_definition_arn().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap();
+    let containers: Vec<(String, String, Option<i32>)> = definition
+        .container_definitions()
+        .iter()
+        .map(|c| {
+            let port = c.port_mappings().first().and_then(|p| p.container_port());
+            (c.name().unwrap().to_owned(), c.image().unwrap().to_owned(), port)
+        })
+        .collect();
+    let registry = &stack.info.registry;
+    assert_eq!(
+        containers,
+        vec![
+            ("api".into(), format!("{registry}/api_service:1.0.0"), Some(8000)),
+            ("frontend".into(), format!("{registry}/frontend:1.0.0"), Some(3000)),
+            ("suv_ui".into(), format!("{registry}/suv_ui:1.0.0"), Some(3030)),
+            ("postgres".into(), "public.ecr.aws/docker/library/postgres:16".into(), None),
+        ]
+    );
+    let volume = definition.volumes().first().expect("a volume");
+    let efs = volume.efs_volume_configuration().expect("an EFS volume");
+    assert_eq!(efs.file_system_id(), stack.info.file_system_id);
+    assert_eq!(efs.transit_encryption().map(|t| t.as_str()), Some("ENABLED"));
+    let access_point = efs.authorization_config().and_then(|a| a.access_point_id()).expect("an access point").to_owned();
+    let user = stack.user_item("alice").await;
+    assert_eq!(user["efs_access_point_id"].as_s().unwrap(), &access_point);
+    let described = stack.efs.describe_access_points().access_point_id(&access_point).send().await.unwrap();
+    let ap = &described.access_points()[0];
+    assert!(ap.root_directory().and_then(|r| r.creation_info()).is_some(), "CreationInfo makes the mount work");
+    assert!(ap.posix_user().is_some());
+
+    // A second session of the same user and version reuses the access point and the
+    // task definition revision.
+    let (second, second_execution) = stack.start_session(json!({"user_id": "alice", "version": "1.0.0"})).await;
+    let (second_task, _) = stack.bring_task_up(&second).await;
+    stack.wait_for_state(&second_execution, "AwaitStop").await;
+    let second_definition = stack.task(&second_task).await.task_definition_arn().unwrap().to_owned();
+    assert_eq!(second_definition, task.task_definition_arn().unwrap());
+    let points = stack.efs.describe_access_points().file_system_id(&stack.info.file_system_id).send().await.unwrap();
+    assert_eq!(points.access_points().len(), 1, "one access point per user");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completing_await_stop_stops_the_task_and_ends_the_session_stopped() {
+    let stack = Stack::start().await;
+    stack.put_user("bob", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "bob"})).await;
+    let (task_arn, _) = stack.bring_task_up(&id).await;
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    let session = stack.session_where(&id, "the stop token", |s| s.stop_token.is_some()).await;
+    assert_eq!(session.version.as_str(), "latest", "version defaults to latest");
+
+    stack
+        .sfn
+        .send_task_success()
+        .task_token(session.stop_token.unwrap())
+        .output(json!({"reason": "user"}).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Succeeded);
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Stopped);
+    assert_eq!(session.stop_reason, Some(Reason::User));
+    assert!(session.stopped_at.is_some());
+    assert_eq!(stack.task(&task_arn).await.last_status(), Some("STOPPED"));
+    assert!(stack.active_slots("bob").await.is_empty(), "the slot is free again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_or_unauthorized_users_fail_not_authorized_and_no_task_runs() {
+    let stack = Stack::start().await;
+    stack.put_user("mallory", false, None).await;
+    for user in ["nobody", "mallory"] {
+        let (id, execution) = stack.start_session(json!({"user_id": user})).await;
+        assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+        let session = stack.session(&id).await.expect("the refused session is recorded");
+        assert_eq!(session.status, Status::Failed);
+        assert_eq!(session.stop_reason, Some(Reason::NotAuthorized));
+        assert!(!stack.states_entered(&execution).await.contains(&"Launch".to_owned()));
+    }
+    let tasks = stack.ecs.list_tasks().cluster(&stack.info.cluster).send().await.unwrap();
+    assert!(tasks.task_arns().is_empty(), "no task was ever run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_starts_at_a_limit_of_one_leave_exactly_one_task() {
+    let stack = Stack::start().await;
+    stack.put_user("carol", true, Some(1)).await;
+    let input = json!({"user_id": "carol", "version": "latest"});
+    let ((first, first_exec), (second, second_exec)) =
+        tokio::join!(stack.start_session(input.clone()), stack.start_session(input));
+
+    let outcome = stack
+        .eventually("one session refused", Duration::from_secs(60), || async {
+            let a = stack.session(&first).await?;
+            let b = stack.session(&second).await?;
+            let refused = [&a, &b].into_iter().find(|s| s.status == Status::Failed)?.clone();
+            let admitted = [a, b].into_iter().find(|s| s.status != Status::Failed)?;
+            Some((admitted, refused))
+        })
+        .await;
+    let (admitted, refused) = outcome;
+    assert_eq!(refused.stop_reason, Some(Reason::SessionLimit));
+    assert!(
+        refused.failure_cause.as_deref().unwrap_or_default().contains(admitted.session_id.as_str()),
+        "the refusal names the active session: {:?}",
+        refused.failure_cause
+    );
+    let refused_exec = if refused.session_id == first { &first_exec } else { &second_exec };
+    assert_eq!(stack.execution_ended(refused_exec).await, ExecutionStatus::Failed);
+    stack.session_where(&admitted.session_id, "the admitted task", |s| s.task_arn.is_some()).await;
+    assert_eq!(stack.running_tasks().await.len(), 1, "exactly one task");
+    assert_eq!(stack.active_slots("carol").await, vec![admitted.session_id.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_version_never_reaches_launch() {
+    let stack = Stack::start().await;
+    stack.put_user("dave", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "dave", "version": "1.0;rm -rf"})).await;
+    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+    assert!(!stack.states_entered(&execution).await.contains(&"Launch".to_owned()));
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.stop_reason, Some(Reason::InvalidVersion));
+    assert!(session.failure_cause.unwrap().contains("image tag"));
+    assert!(stack.running_tasks().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_well_formed_tag_missing_from_ecr_fails_image_not_found_without_a_task() {
+    let stack = Stack::start().await;
+    stack.put_user("erin", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "erin", "version": "9.9.9"})).await;
+    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Failed);
+    assert_eq!(session.stop_reason, Some(Reason::ImageNotFound));
+    assert!(session.failure_cause.unwrap().contains("api_service:9.9.9"));
+    assert!(!stack.states_entered(&execution).await.contains(&"Launch".to_owned()));
+    assert!(stack.running_tasks().await.is_empty());
+    assert!(stack.active_slots("erin").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capacity_failure_fails_the_session_and_frees_the_slot() {
+    let stack = Stack::start().await;
+    stack.put_user("frank", true, None).await;
+    stack.set_run_task_failures(json!([{
+        "arn": "arn:aws:ecs:us-east-1:123456789012:container-instance/none",
+        "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone",
+    }]));
+    let (id, execution) = stack.start_session(json!({"user_id": "frank"})).await;
+    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Failed);
+    assert_eq!(session.stop_reason, Some(Reason::CapacityUnavailable));
+    assert!(session.failure_cause.unwrap().contains("Capacity is unavailable"));
+    assert!(stack.running_tasks().await.is_empty());
+    assert!(stack.active_slots("frank").await.is_empty(), "the slot is free again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_stops_before_running_fails_the_session_and_leaves_nothing_running() {
+    let stack = Stack::start_with(StackOptions { held_back: vec!["wait-for-ip"], ..Default::default() }).await;
+    stack.put_user("grace", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "grace"})).await;
+    let session = stack.session_where(&id, "a task", |s| s.task_arn.is_some()).await;
+    // The task dies before it ever runs: WaitForIp must fail, and the compensation
+    // path must leave nothing running.
+    let task_arn = session.task_arn.unwrap();
+    let stopped = stack.task_event(&task_arn, "STOPPED", 5).await;
+    let mut stopped = stopped;
+    stopped["detail"]["stopCode"] = json!("TaskFailedToStart");
+    stopped["detail"]["stoppedReason"] = json!("CannotPullContainerError: pull image manifest has been retried 5 time(s)");
+    stack.invoke("task-events", &stopped).await;
+    stack.start_function("wait-for-ip");
+
+    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Failed);
+    assert_eq!(session.stop_reason, Some(Reason::TaskStopped));
+    assert!(session.failure_cause.unwrap().contains("TaskFailedToStart"));
+    assert!(stack.running_tasks().await.is_empty());
+    assert!(stack.active_slots("grace").await.is_empty());
+}
