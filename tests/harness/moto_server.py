@@ -451,13 +451,18 @@ def patch_ecs_awsvpc_eni_dns_name() -> None:
 
 
 def patch_ecs_capacity_faults(fault_file: str | None) -> None:
-    """Fault injection: AWS answers RunTask with HTTP 200 and ``failures[]`` when
-    Fargate has no capacity, which moto never does. While ``fault_file`` holds
-    ``{"run_task_failures": [{"reason": "...", "detail": "..."}]}``, RunTask
-    starts nothing and answers those failures instead.
+    """Fault injection for RunTask, read from ``fault_file`` on every call:
+
+    * ``{"run_task_failures": [{"reason": "...", "detail": "..."}]}``: AWS answers
+      HTTP 200 with ``failures[]`` when Fargate has no capacity, which moto never
+      does; RunTask starts nothing and answers those failures.
+    * ``{"run_task_error": {"code": "...", "message": "...", "after_start": true}}``:
+      RunTask answers that error; with ``after_start`` the task is started first,
+      as when the answer of a successful call is lost.
     """
     if not fault_file:
         return
+    from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
     from moto.ecs.responses import EC2ContainerServiceResponse
 
@@ -466,11 +471,16 @@ def patch_ecs_capacity_faults(fault_file: str | None) -> None:
     def run_task(self: EC2ContainerServiceResponse) -> ActionResult:
         try:
             with open(fault_file, encoding="utf-8") as f:
-                failures = json.load(f).get("run_task_failures") or []
+                faults = json.load(f)
         except (FileNotFoundError, ValueError):
-            failures = []
-        if failures:
-            return ActionResult({"tasks": [], "failures": failures})
+            faults = {}
+        if faults.get("run_task_failures"):
+            return ActionResult({"tasks": [], "failures": faults["run_task_failures"]})
+        error = faults.get("run_task_error")
+        if error:
+            if error.get("after_start"):
+                original(self)
+            raise JsonRESTError(error["code"], error.get("message", "injected fault"))
         return original(self)
 
     EC2ContainerServiceResponse.run_task = run_task  # type: ignore[method-assign]

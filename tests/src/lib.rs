@@ -3,6 +3,8 @@
 //! function binaries hosted by `cargo lambda watch`'s Lambda runtime emulator, and
 //! moto's Lambda Invoke forwarded to them. Each test gets its own stack.
 
+pub mod definition;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -18,12 +20,22 @@ use serde_json::{json, Value};
 use session_core::session::{Session, SessionId};
 
 /// The functions of the lifecycle, as named under `functions/`.
-pub const FUNCTIONS: [&str; 6] = ["authorize", "launch", "wait-for-ip", "record", "stop", "task-events"];
+pub const FUNCTIONS: [&str; 6] = [
+    "authorize",
+    "launch",
+    "wait-for-ip",
+    "record",
+    "stop",
+    "task-events",
+];
 /// Instances of each function, so that concurrent executions really run concurrently.
 const INSTANCES: usize = 2;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository")
+        .to_owned()
 }
 
 /// Where the pinned tools and the function binaries are.
@@ -36,26 +48,42 @@ pub struct Tools {
 
 impl Tools {
     pub fn from_env() -> Self {
-        let tools_dir = std::env::var_os("SESSION_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/session-provisioner")
-        });
-        let functions_dir = std::env::var_os("SESSION_FUNCTIONS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo_root().join("target"))
-                .join("debug")
-        });
+        let tools_dir = std::env::var_os("SESSION_TOOLS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                    .join(".cache/session-provisioner")
+            });
+        let functions_dir = std::env::var_os("SESSION_FUNCTIONS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| repo_root().join("target"))
+                    .join("debug")
+            });
         let tools = Self {
             python: tools_dir.join("venv/bin/python"),
             cargo_lambda: tools_dir.join("venv/bin/cargo-lambda"),
             functions_dir,
         };
-        for (what, path) in [("python venv", &tools.python), ("cargo-lambda", &tools.cargo_lambda)] {
-            assert!(path.exists(), "{what} not found at {} (run `make tools`)", path.display());
+        for (what, path) in [
+            ("python venv", &tools.python),
+            ("cargo-lambda", &tools.cargo_lambda),
+        ] {
+            assert!(
+                path.exists(),
+                "{what} not found at {} (run `make tools`)",
+                path.display()
+            );
         }
         for f in FUNCTIONS {
             let bin = tools.functions_dir.join(f);
-            assert!(bin.exists(), "function binary {} missing (run `cargo build --workspace`)", bin.display());
+            assert!(
+                bin.exists(),
+                "function binary {} missing (run `cargo build --workspace`)",
+                bin.display()
+            );
         }
         tools
     }
@@ -103,13 +131,19 @@ pub struct Stack {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 fn wait_for_port(port: u16, within: Duration) {
     let deadline = Instant::now() + within;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port} after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -128,12 +162,26 @@ impl Stack {
         // The emulator serves the names of the [[bin]] targets of a manifest; it never
         // builds them in --only-lambda-apis mode, so a manifest naming them suffices.
         let manifest = dir.path().join("Cargo.toml");
-        let bins: String =
-            FUNCTIONS.iter().map(|f| format!("[[bin]]\nname = \"{f}\"\npath = \"main.rs\"\n\n")).collect();
-        std::fs::write(&manifest, format!("[package]\nname = \"hosted\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n{bins}"))
-            .expect("write the emulator manifest");
+        let bins: String = FUNCTIONS
+            .iter()
+            .map(|f| format!("[[bin]]\nname = \"{f}\"\npath = \"main.rs\"\n\n"))
+            .collect();
+        std::fs::write(
+            &manifest,
+            format!(
+                "[package]\nname = \"hosted\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n{bins}"
+            ),
+        )
+        .expect("write the emulator manifest");
         let emulator = Command::new(&tools.cargo_lambda)
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P"])
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
             .arg(lambda_port.to_string())
             .arg("--manifest-path")
             .arg(&manifest)
@@ -160,8 +208,13 @@ impl Stack {
             .expect("start the moto server");
         let mut ready = String::new();
         let mut moto_out = BufReader::new(moto.stdout.take().expect("moto stdout"));
-        moto_out.read_line(&mut ready).expect("read moto's first line");
-        assert!(ready.starts_with("moto ready"), "moto did not start: {ready:?}");
+        moto_out
+            .read_line(&mut ready)
+            .expect("read moto's first line");
+        assert!(
+            ready.starts_with("moto ready"),
+            "moto did not start: {ready:?}"
+        );
         // Keep draining moto's stdout so that it never writes to a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut moto_out, &mut std::io::sink()));
         stack_children.push(("moto".to_owned(), moto));
@@ -175,14 +228,21 @@ impl Stack {
             .arg(&stack_json)
             .output()
             .expect("run provision.py");
-        assert!(provisioned.status.success(), "provisioning failed: {}", String::from_utf8_lossy(&provisioned.stderr));
+        assert!(
+            provisioned.status.success(),
+            "provisioning failed: {}",
+            String::from_utf8_lossy(&provisioned.stderr)
+        );
         let info: StackInfo =
-            serde_json::from_slice(&std::fs::read(&stack_json).expect("stack.json")).expect("stack.json parses");
+            serde_json::from_slice(&std::fs::read(&stack_json).expect("stack.json"))
+                .expect("stack.json parses");
 
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&endpoint)
             .region(aws_config::Region::new(info.region.clone()))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
             .load()
             .await;
         let stack = Self {
@@ -213,7 +273,10 @@ impl Stack {
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .envs(&self.info.function_env)
                 .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{function}", self.lambda_port))
+                .env(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    format!("http://127.0.0.1:{}/.rt/{function}", self.lambda_port),
+                )
                 .env("AWS_LAMBDA_FUNCTION_NAME", function)
                 .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
                 .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -229,12 +292,24 @@ impl Stack {
     /// Invokes a function the way EventBridge would, through the Lambda Invoke API of
     /// the emulator. Returns the function's answer (or its error document).
     pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
-        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations", self.lambda_port);
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
+            self.lambda_port
+        );
         let payload = payload.clone();
         tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-            let mut response = agent.post(&url).send_json(&payload).expect("invoke the function");
-            response.body_mut().read_json::<Value>().unwrap_or(Value::Null)
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut response = agent
+                .post(&url)
+                .send_json(&payload)
+                .expect("invoke the function");
+            response
+                .body_mut()
+                .read_json::<Value>()
+                .unwrap_or(Value::Null)
         })
         .await
         .expect("invocation thread")
@@ -327,7 +402,12 @@ impl Stack {
         }
     }
 
-    pub async fn session_where(&self, id: &SessionId, what: &str, pred: impl Fn(&Session) -> bool) -> Session {
+    pub async fn session_where(
+        &self,
+        id: &SessionId,
+        what: &str,
+        pred: impl Fn(&Session) -> bool,
+    ) -> Session {
         self.eventually(what, Duration::from_secs(60), || async {
             self.session(id).await.filter(|s| pred(s))
         })
@@ -352,19 +432,34 @@ impl Stack {
     }
 
     pub async fn wait_for_state(&self, execution_arn: &str, state: &str) {
-        self.eventually(&format!("state {state}"), Duration::from_secs(60), || async {
-            self.states_entered(execution_arn).await.iter().any(|s| s == state).then_some(())
-        })
+        self.eventually(
+            &format!("state {state}"),
+            Duration::from_secs(60),
+            || async {
+                self.states_entered(execution_arn)
+                    .await
+                    .iter()
+                    .any(|s| s == state)
+                    .then_some(())
+            },
+        )
         .await
     }
 
     pub async fn execution_status(&self, execution_arn: &str) -> ExecutionStatus {
-        self.sfn.describe_execution().execution_arn(execution_arn).send().await.expect("describe execution").status
+        self.sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .expect("describe execution")
+            .status
     }
 
     pub async fn execution_ended(&self, execution_arn: &str) -> ExecutionStatus {
         self.eventually("the execution to end", Duration::from_secs(90), || async {
-            Some(self.execution_status(execution_arn).await).filter(|s| *s != ExecutionStatus::Running)
+            Some(self.execution_status(execution_arn).await)
+                .filter(|s| *s != ExecutionStatus::Running)
         })
         .await
     }
@@ -392,13 +487,29 @@ impl Stack {
             .send()
             .await
             .expect("describe tasks");
-        described.tasks.unwrap_or_default().into_iter().filter(|t| t.last_status() != Some("STOPPED")).collect()
+        described
+            .tasks
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.last_status() != Some("STOPPED"))
+            .collect()
     }
 
     pub async fn task(&self, task_arn: &str) -> aws_sdk_ecs::types::Task {
-        let described =
-            self.ecs.describe_tasks().cluster(&self.info.cluster).tasks(task_arn).send().await.expect("describe task");
-        described.tasks.unwrap_or_default().into_iter().next().expect("the task exists")
+        let described = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.info.cluster)
+            .tasks(task_arn)
+            .send()
+            .await
+            .expect("describe task");
+        described
+            .tasks
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .expect("the task exists")
     }
 
     /// Gives the task's ENI a public IP, as Fargate does for public subnets (moto gives
@@ -406,7 +517,12 @@ impl Stack {
     pub async fn give_public_ip(&self, task_arn: &str) -> String {
         let task = self.task(task_arn).await;
         let eni = eni_of(&task).expect("the task has an ENI");
-        let address = self.ec2.allocate_address().send().await.expect("allocate address");
+        let address = self
+            .ec2
+            .allocate_address()
+            .send()
+            .await
+            .expect("allocate address");
         self.ec2
             .associate_address()
             .allocation_id(address.allocation_id().expect("allocation id"))
@@ -476,7 +592,9 @@ impl Stack {
     /// What a running Fargate task looks like to us: the ENI gets its public IP and
     /// the RUNNING event reaches task-events. Returns (task ARN, public IP).
     pub async fn bring_task_up(&self, id: &SessionId) -> (String, String) {
-        let session = self.session_where(id, "the session's task", |s| s.task_arn.is_some()).await;
+        let session = self
+            .session_where(id, "the session's task", |s| s.task_arn.is_some())
+            .await;
         let task_arn = session.task_arn.expect("task arn");
         let ip = self.give_public_ip(&task_arn).await;
         let event = self.task_event(&task_arn, "RUNNING", 3).await;
@@ -486,18 +604,46 @@ impl Stack {
 
     /// Makes RunTask answer these failures (HTTP 200, no task) until cleared.
     pub fn set_run_task_failures(&self, failures: Value) {
-        std::fs::write(self.dir.path().join("faults.json"), json!({ "run_task_failures": failures }).to_string())
+        self.set_faults(json!({ "run_task_failures": failures }));
+    }
+
+    /// Makes RunTask answer an error; with `after_start` the task starts anyway, as
+    /// when the answer to a successful call is lost.
+    pub fn set_run_task_error(&self, code: &str, after_start: bool) {
+        self.set_faults(json!({ "run_task_error": {
+            "code": code, "message": "injected by the test", "after_start": after_start,
+        }}));
+    }
+
+    fn set_faults(&self, faults: Value) {
+        std::fs::write(self.dir.path().join("faults.json"), faults.to_string())
             .expect("write faults");
     }
 
     /// Prints the logs of every process of the stack (on failure).
     pub fn dump_logs(&self) {
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) else { return };
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) else {
+            return;
+        };
         for entry in entries.flatten() {
             let mut text = String::new();
-            if std::fs::File::open(entry.path()).and_then(|mut f| f.read_to_string(&mut text)).is_ok() && !text.is_empty() {
-                let tail: String = text.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
-                eprintln!("----- {} -----\n{tail}", entry.file_name().to_string_lossy());
+            if std::fs::File::open(entry.path())
+                .and_then(|mut f| f.read_to_string(&mut text))
+                .is_ok()
+                && !text.is_empty()
+            {
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(6000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                eprintln!(
+                    "----- {} -----\n{tail}",
+                    entry.file_name().to_string_lossy()
+                );
             }
         }
     }
@@ -526,5 +672,7 @@ pub fn eni_of(task: &aws_sdk_ecs::types::Task) -> Option<String> {
 fn log_file(dir: &Path, name: &str) -> Stdio {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).expect("log directory");
-    std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file").into()
+    std::fs::File::create(logs.join(format!("{name}.log")))
+        .expect("log file")
+        .into()
 }

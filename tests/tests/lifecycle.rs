@@ -13,19 +13,38 @@ async fn happy_path_ends_in_await_stop_running_with_urls_from_the_task_public_ip
     let stack = Stack::start().await;
     stack.put_user("alice", true, Some(2)).await;
 
-    let (id, execution) = stack.start_session(json!({"user_id": "alice", "version": "1.0.0"})).await;
-    assert!(execution.ends_with(&format!(":{id}")), "the execution is named by the session id");
+    let (id, execution) = stack
+        .start_session(json!({"user_id": "alice", "version": "1.0.0"}))
+        .await;
+    assert!(
+        execution.ends_with(&format!(":{id}")),
+        "the execution is named by the session id"
+    );
     let (task_arn, public_ip) = stack.bring_task_up(&id).await;
     stack.wait_for_state(&execution, "AwaitStop").await;
 
-    let session = stack.session_where(&id, "running", |s| s.status == Status::Running).await;
+    let session = stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
     assert_eq!(session.public_ip.as_deref(), Some(public_ip.as_str()));
     assert_eq!(session.task_arn.as_deref(), Some(task_arn.as_str()));
-    assert_eq!(session.urls.get("api"), Some(format!("http://{public_ip}:8000").as_str()));
-    assert_eq!(session.urls.get("frontend"), Some(format!("http://{public_ip}:3000").as_str()));
-    assert_eq!(session.urls.get("suv_ui"), Some(format!("http://{public_ip}:3030").as_str()));
+    assert_eq!(
+        session.urls.get("api"),
+        Some(format!("http://{public_ip}:8000").as_str())
+    );
+    assert_eq!(
+        session.urls.get("frontend"),
+        Some(format!("http://{public_ip}:3000").as_str())
+    );
+    assert_eq!(
+        session.urls.get("suv_ui"),
+        Some(format!("http://{public_ip}:3030").as_str())
+    );
     assert!(session.started_at.is_some());
-    assert_eq!(stack.execution_status(&execution).await, ExecutionStatus::Running);
+    assert_eq!(
+        stack.execution_status(&execution).await,
+        ExecutionStatus::Running
+    );
 
     // The task definition: the four containers and ports, versioned images, and the
     // user's access point over an encrypted EFS mount.
@@ -44,39 +63,90 @@ async fn happy_path_ends_in_await_stop_running_with_urls_from_the_task_public_ip
         .iter()
         .map(|c| {
             let port = c.port_mappings().first().and_then(|p| p.container_port());
-            (c.name().unwrap().to_owned(), c.image().unwrap().to_owned(), port)
+            (
+                c.name().unwrap().to_owned(),
+                c.image().unwrap().to_owned(),
+                port,
+            )
         })
         .collect();
     let registry = &stack.info.registry;
     assert_eq!(
         containers,
         vec![
-            ("api".into(), format!("{registry}/api_service:1.0.0"), Some(8000)),
-            ("frontend".into(), format!("{registry}/frontend:1.0.0"), Some(3000)),
-            ("suv_ui".into(), format!("{registry}/suv_ui:1.0.0"), Some(3030)),
-            ("postgres".into(), "public.ecr.aws/docker/library/postgres:16".into(), None),
+            (
+                "api".into(),
+                format!("{registry}/api_service:1.0.0"),
+                Some(8000)
+            ),
+            (
+                "frontend".into(),
+                format!("{registry}/frontend:1.0.0"),
+                Some(3000)
+            ),
+            (
+                "suv_ui".into(),
+                format!("{registry}/suv_ui:1.0.0"),
+                Some(3030)
+            ),
+            (
+                "postgres".into(),
+                "public.ecr.aws/docker/library/postgres:16".into(),
+                None
+            ),
         ]
     );
     let volume = definition.volumes().first().expect("a volume");
     let efs = volume.efs_volume_configuration().expect("an EFS volume");
     assert_eq!(efs.file_system_id(), stack.info.file_system_id);
-    assert_eq!(efs.transit_encryption().map(|t| t.as_str()), Some("ENABLED"));
-    let access_point = efs.authorization_config().and_then(|a| a.access_point_id()).expect("an access point").to_owned();
+    assert_eq!(
+        efs.transit_encryption().map(|t| t.as_str()),
+        Some("ENABLED")
+    );
+    let access_point = efs
+        .authorization_config()
+        .and_then(|a| a.access_point_id())
+        .expect("an access point")
+        .to_owned();
     let user = stack.user_item("alice").await;
     assert_eq!(user["efs_access_point_id"].as_s().unwrap(), &access_point);
-    let described = stack.efs.describe_access_points().access_point_id(&access_point).send().await.unwrap();
+    let described = stack
+        .efs
+        .describe_access_points()
+        .access_point_id(&access_point)
+        .send()
+        .await
+        .unwrap();
     let ap = &described.access_points()[0];
-    assert!(ap.root_directory().and_then(|r| r.creation_info()).is_some(), "CreationInfo makes the mount work");
+    assert!(
+        ap.root_directory()
+            .and_then(|r| r.creation_info())
+            .is_some(),
+        "CreationInfo makes the mount work"
+    );
     assert!(ap.posix_user().is_some());
 
     // A second session of the same user and version reuses the access point and the
     // task definition revision.
-    let (second, second_execution) = stack.start_session(json!({"user_id": "alice", "version": "1.0.0"})).await;
+    let (second, second_execution) = stack
+        .start_session(json!({"user_id": "alice", "version": "1.0.0"}))
+        .await;
     let (second_task, _) = stack.bring_task_up(&second).await;
     stack.wait_for_state(&second_execution, "AwaitStop").await;
-    let second_definition = stack.task(&second_task).await.task_definition_arn().unwrap().to_owned();
+    let second_definition = stack
+        .task(&second_task)
+        .await
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
     assert_eq!(second_definition, task.task_definition_arn().unwrap());
-    let points = stack.efs.describe_access_points().file_system_id(&stack.info.file_system_id).send().await.unwrap();
+    let points = stack
+        .efs
+        .describe_access_points()
+        .file_system_id(&stack.info.file_system_id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(points.access_points().len(), 1, "one access point per user");
 }
 
@@ -87,8 +157,14 @@ async fn completing_await_stop_stops_the_task_and_ends_the_session_stopped() {
     let (id, execution) = stack.start_session(json!({"user_id": "bob"})).await;
     let (task_arn, _) = stack.bring_task_up(&id).await;
     stack.wait_for_state(&execution, "AwaitStop").await;
-    let session = stack.session_where(&id, "the stop token", |s| s.stop_token.is_some()).await;
-    assert_eq!(session.version.as_str(), "latest", "version defaults to latest");
+    let session = stack
+        .session_where(&id, "the stop token", |s| s.stop_token.is_some())
+        .await;
+    assert_eq!(
+        session.version.as_str(),
+        "latest",
+        "version defaults to latest"
+    );
 
     stack
         .sfn
@@ -99,13 +175,19 @@ async fn completing_await_stop_stops_the_task_and_ends_the_session_stopped() {
         .await
         .unwrap();
 
-    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Succeeded);
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Succeeded
+    );
     let session = stack.session(&id).await.unwrap();
     assert_eq!(session.status, Status::Stopped);
     assert_eq!(session.stop_reason, Some(Reason::User));
     assert!(session.stopped_at.is_some());
     assert_eq!(stack.task(&task_arn).await.last_status(), Some("STOPPED"));
-    assert!(stack.active_slots("bob").await.is_empty(), "the slot is free again");
+    assert!(
+        stack.active_slots("bob").await.is_empty(),
+        "the slot is free again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,13 +196,28 @@ async fn unknown_or_unauthorized_users_fail_not_authorized_and_no_task_runs() {
     stack.put_user("mallory", false, None).await;
     for user in ["nobody", "mallory"] {
         let (id, execution) = stack.start_session(json!({"user_id": user})).await;
-        assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
-        let session = stack.session(&id).await.expect("the refused session is recorded");
+        assert_eq!(
+            stack.execution_ended(&execution).await,
+            ExecutionStatus::Failed
+        );
+        let session = stack
+            .session(&id)
+            .await
+            .expect("the refused session is recorded");
         assert_eq!(session.status, Status::Failed);
         assert_eq!(session.stop_reason, Some(Reason::NotAuthorized));
-        assert!(!stack.states_entered(&execution).await.contains(&"Launch".to_owned()));
+        assert!(!stack
+            .states_entered(&execution)
+            .await
+            .contains(&"Launch".to_owned()));
     }
-    let tasks = stack.ecs.list_tasks().cluster(&stack.info.cluster).send().await.unwrap();
+    let tasks = stack
+        .ecs
+        .list_tasks()
+        .cluster(&stack.info.cluster)
+        .send()
+        .await
+        .unwrap();
     assert!(tasks.task_arns().is_empty(), "no task was ever run");
 }
 
@@ -129,14 +226,19 @@ async fn racing_starts_at_a_limit_of_one_leave_exactly_one_task() {
     let stack = Stack::start().await;
     stack.put_user("carol", true, Some(1)).await;
     let input = json!({"user_id": "carol", "version": "latest"});
-    let ((first, first_exec), (second, second_exec)) =
-        tokio::join!(stack.start_session(input.clone()), stack.start_session(input));
+    let ((first, first_exec), (second, second_exec)) = tokio::join!(
+        stack.start_session(input.clone()),
+        stack.start_session(input)
+    );
 
     let outcome = stack
         .eventually("one session refused", Duration::from_secs(60), || async {
             let a = stack.session(&first).await?;
             let b = stack.session(&second).await?;
-            let refused = [&a, &b].into_iter().find(|s| s.status == Status::Failed)?.clone();
+            let refused = [&a, &b]
+                .into_iter()
+                .find(|s| s.status == Status::Failed)?
+                .clone();
             let admitted = [a, b].into_iter().find(|s| s.status != Status::Failed)?;
             Some((admitted, refused))
         })
@@ -144,24 +246,50 @@ async fn racing_starts_at_a_limit_of_one_leave_exactly_one_task() {
     let (admitted, refused) = outcome;
     assert_eq!(refused.stop_reason, Some(Reason::SessionLimit));
     assert!(
-        refused.failure_cause.as_deref().unwrap_or_default().contains(admitted.session_id.as_str()),
+        refused
+            .failure_cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains(admitted.session_id.as_str()),
         "the refusal names the active session: {:?}",
         refused.failure_cause
     );
-    let refused_exec = if refused.session_id == first { &first_exec } else { &second_exec };
-    assert_eq!(stack.execution_ended(refused_exec).await, ExecutionStatus::Failed);
-    stack.session_where(&admitted.session_id, "the admitted task", |s| s.task_arn.is_some()).await;
+    let refused_exec = if refused.session_id == first {
+        &first_exec
+    } else {
+        &second_exec
+    };
+    assert_eq!(
+        stack.execution_ended(refused_exec).await,
+        ExecutionStatus::Failed
+    );
+    stack
+        .session_where(&admitted.session_id, "the admitted task", |s| {
+            s.task_arn.is_some()
+        })
+        .await;
     assert_eq!(stack.running_tasks().await.len(), 1, "exactly one task");
-    assert_eq!(stack.active_slots("carol").await, vec![admitted.session_id.to_string()]);
+    assert_eq!(
+        stack.active_slots("carol").await,
+        vec![admitted.session_id.to_string()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_version_never_reaches_launch() {
     let stack = Stack::start().await;
     stack.put_user("dave", true, None).await;
-    let (id, execution) = stack.start_session(json!({"user_id": "dave", "version": "1.0;rm -rf"})).await;
-    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
-    assert!(!stack.states_entered(&execution).await.contains(&"Launch".to_owned()));
+    let (id, execution) = stack
+        .start_session(json!({"user_id": "dave", "version": "1.0;rm -rf"}))
+        .await;
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Failed
+    );
+    assert!(!stack
+        .states_entered(&execution)
+        .await
+        .contains(&"Launch".to_owned()));
     let session = stack.session(&id).await.unwrap();
     assert_eq!(session.stop_reason, Some(Reason::InvalidVersion));
     assert!(session.failure_cause.unwrap().contains("image tag"));
@@ -172,13 +300,21 @@ async fn a_malformed_version_never_reaches_launch() {
 async fn a_well_formed_tag_missing_from_ecr_fails_image_not_found_without_a_task() {
     let stack = Stack::start().await;
     stack.put_user("erin", true, None).await;
-    let (id, execution) = stack.start_session(json!({"user_id": "erin", "version": "9.9.9"})).await;
-    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+    let (id, execution) = stack
+        .start_session(json!({"user_id": "erin", "version": "9.9.9"}))
+        .await;
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Failed
+    );
     let session = stack.session(&id).await.unwrap();
     assert_eq!(session.status, Status::Failed);
     assert_eq!(session.stop_reason, Some(Reason::ImageNotFound));
     assert!(session.failure_cause.unwrap().contains("api_service:9.9.9"));
-    assert!(!stack.states_entered(&execution).await.contains(&"Launch".to_owned()));
+    assert!(!stack
+        .states_entered(&execution)
+        .await
+        .contains(&"Launch".to_owned()));
     assert!(stack.running_tasks().await.is_empty());
     assert!(stack.active_slots("erin").await.is_empty());
 }
@@ -192,36 +328,213 @@ async fn a_capacity_failure_fails_the_session_and_frees_the_slot() {
         "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone",
     }]));
     let (id, execution) = stack.start_session(json!({"user_id": "frank"})).await;
-    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Failed
+    );
     let session = stack.session(&id).await.unwrap();
     assert_eq!(session.status, Status::Failed);
     assert_eq!(session.stop_reason, Some(Reason::CapacityUnavailable));
-    assert!(session.failure_cause.unwrap().contains("Capacity is unavailable"));
+    assert!(session
+        .failure_cause
+        .unwrap()
+        .contains("Capacity is unavailable"));
     assert!(stack.running_tasks().await.is_empty());
-    assert!(stack.active_slots("frank").await.is_empty(), "the slot is free again");
+    assert!(
+        stack.active_slots("frank").await.is_empty(),
+        "the slot is free again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_that_stops_before_running_fails_the_session_and_leaves_nothing_running() {
-    let stack = Stack::start_with(StackOptions { held_back: vec!["wait-for-ip"], ..Default::default() }).await;
+    let stack = Stack::start_with(StackOptions {
+        held_back: vec!["wait-for-ip"],
+        ..Default::default()
+    })
+    .await;
     stack.put_user("grace", true, None).await;
     let (id, execution) = stack.start_session(json!({"user_id": "grace"})).await;
-    let session = stack.session_where(&id, "a task", |s| s.task_arn.is_some()).await;
+    let session = stack
+        .session_where(&id, "a task", |s| s.task_arn.is_some())
+        .await;
     // The task dies before it ever runs: WaitForIp must fail, and the compensation
     // path must leave nothing running.
     let task_arn = session.task_arn.unwrap();
     let stopped = stack.task_event(&task_arn, "STOPPED", 5).await;
     let mut stopped = stopped;
     stopped["detail"]["stopCode"] = json!("TaskFailedToStart");
-    stopped["detail"]["stoppedReason"] = json!("CannotPullContainerError: pull image manifest has been retried 5 time(s)");
+    stopped["detail"]["stoppedReason"] =
+        json!("CannotPullContainerError: pull image manifest has been retried 5 time(s)");
     stack.invoke("task-events", &stopped).await;
     stack.start_function("wait-for-ip");
 
-    assert_eq!(stack.execution_ended(&execution).await, ExecutionStatus::Failed);
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Failed
+    );
     let session = stack.session(&id).await.unwrap();
     assert_eq!(session.status, Status::Failed);
     assert_eq!(session.stop_reason, Some(Reason::TaskStopped));
     assert!(session.failure_cause.unwrap().contains("TaskFailedToStart"));
     assert!(stack.running_tasks().await.is_empty());
     assert!(stack.active_slots("grace").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_run_task_answer_is_compensated_no_task_left_and_the_slot_free() {
+    let stack = Stack::start().await;
+    stack.put_user("heidi", true, None).await;
+    // RunTask starts the task but its answer is an error: the task is recorded
+    // nowhere, and only its startedBy ties it to the session.
+    stack.set_run_task_error("AccessDeniedException", true);
+    let (id, execution) = stack.start_session(json!({"user_id": "heidi"})).await;
+
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Failed
+    );
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Failed);
+    assert_eq!(session.stop_reason, Some(Reason::Internal));
+    assert!(session
+        .failure_cause
+        .unwrap()
+        .contains("AccessDeniedException"));
+    let started = stack
+        .ecs
+        .list_tasks()
+        .cluster(&stack.info.cluster)
+        .started_by(id.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        started.task_arns().len(),
+        1,
+        "the injected fault did start a task"
+    );
+    assert!(
+        stack.running_tasks().await.is_empty(),
+        "compensation stopped it"
+    );
+    assert!(stack.active_slots("heidi").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_ip_completes_when_the_running_event_arrives_before_its_token() {
+    let stack = Stack::start_with(StackOptions {
+        held_back: vec!["wait-for-ip"],
+        ..Default::default()
+    })
+    .await;
+    stack.put_user("ivan", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "ivan"})).await;
+    let session = stack
+        .session_where(&id, "a task", |s| s.task_arn.is_some())
+        .await;
+    let task_arn = session.task_arn.unwrap();
+    let ip = stack.give_public_ip(&task_arn).await;
+
+    let outcome = stack
+        .invoke(
+            "task-events",
+            &stack.task_event(&task_arn, "RUNNING", 3).await,
+        )
+        .await;
+    assert_eq!(
+        outcome,
+        json!({"outcome": "recorded"}),
+        "no token yet: the event is only recorded"
+    );
+    assert!(stack.session(&id).await.unwrap().ip_token.is_none());
+
+    stack.start_function("wait-for-ip");
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    let session = stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    assert_eq!(session.public_ip, Some(ip));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_ip_completes_when_the_running_event_arrives_after_its_token() {
+    let stack = Stack::start().await;
+    stack.put_user("judy", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "judy"})).await;
+    let session = stack
+        .session_where(&id, "the WaitForIp token", |s| s.ip_token.is_some())
+        .await;
+    let task_arn = session.task_arn.unwrap();
+    let ip = stack.give_public_ip(&task_arn).await;
+    assert_eq!(session.status, Status::Provisioning);
+
+    let outcome = stack
+        .invoke(
+            "task-events",
+            &stack.task_event(&task_arn, "RUNNING", 3).await,
+        )
+        .await;
+    assert_eq!(outcome, json!({"outcome": "completed_wait_for_ip"}));
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    let session = stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    assert_eq!(session.public_ip, Some(ip));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_and_older_task_events_change_nothing() {
+    let stack = Stack::start().await;
+    stack.put_user("kim", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "kim"})).await;
+    let (task_arn, _) = stack.bring_task_up(&id).await;
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    let before = stack
+        .session_where(&id, "the stop token", |s| s.stop_token.is_some())
+        .await;
+
+    let running = stack.task_event(&task_arn, "RUNNING", 3).await;
+    let pending = stack.task_event(&task_arn, "PENDING", 2).await;
+    for event in [&running, &pending, &running] {
+        assert_eq!(
+            stack.invoke("task-events", event).await,
+            json!({"outcome": "stale"})
+        );
+    }
+    assert_eq!(stack.session(&id).await.unwrap(), before);
+    let history = stack.states_entered(&execution).await;
+    assert_eq!(history.iter().filter(|s| *s == "RecordRunning").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_to_any_function_is_a_typed_error_not_a_crash() {
+    let stack = Stack::start().await;
+    let malformed = [
+        json!(null),
+        json!("text"),
+        json!({}),
+        json!({"session_id": 7}),
+        json!({"session_id": "bad id!", "request": {}}),
+        json!({"record": "exploded", "session_id": "sess-1"}),
+    ];
+    for function in session_tests::FUNCTIONS {
+        for payload in &malformed {
+            let answer = stack.invoke(function, payload).await;
+            let error_type = answer["errorType"].as_str().unwrap_or_default();
+            assert!(
+                ["InvalidInput", "InvalidVersion"].contains(&error_type),
+                "{function} answered {answer} to {payload}"
+            );
+            assert!(!answer["errorMessage"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty());
+        }
+    }
+    // The functions survived all of it: a real session still runs end to end.
+    stack.put_user("liam", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "liam"})).await;
+    stack.bring_task_up(&id).await;
+    stack.wait_for_state(&execution, "AwaitStop").await;
 }

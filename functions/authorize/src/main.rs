@@ -14,7 +14,14 @@ async fn main() -> Result<(), Error> {
     let store = &DynamoStore::connect(&sdk, tables);
     let registry = &EcrRegistry::connect(&sdk);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let admitted = authorize(session_core::input(event)?, settings, store, registry, &SystemClock).await?;
+        let admitted = authorize(
+            session_core::input(event)?,
+            settings,
+            store,
+            registry,
+            &SystemClock,
+        )
+        .await?;
         session_core::output(&admitted)
     }))
     .await

@@ -10,13 +10,23 @@ async fn main() -> Result<(), Error> {
     let tables = Tables::from_source(&ProcessEnv)?;
     let cluster = Cluster::from_source(&ProcessEnv)?;
     let sdk = sdk_config().await;
-    let region = sdk.region().map(ToString::to_string).ok_or("the AWS region is not configured")?;
+    let region = sdk
+        .region()
+        .map(ToString::to_string)
+        .ok_or("the AWS region is not configured")?;
     let settings = &LaunchSettings::from_source(&ProcessEnv, region)?;
     let store = &DynamoStore::connect(&sdk, tables);
     let compute = &EcsCompute::connect(&sdk, cluster.cluster, Some(settings.into()));
     let storage = &EfsStorage::connect(&sdk, settings.efs_file_system_id.clone());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let launched = launch(session_core::input(event)?, settings, store, compute, storage).await?;
+        let launched = launch(
+            session_core::input(event)?,
+            settings,
+            store,
+            compute,
+            storage,
+        )
+        .await?;
         session_core::output(&launched)
     }))
     .await

@@ -13,7 +13,12 @@ async fn main() -> Result<(), Error> {
     let sdk = sdk_config().await;
     let store = DynamoStore::connect(&sdk, tables);
     let workflow = SfnWorkflow::connect(&sdk);
-    let ctx = &RecordContext { template: &template, store: &store, workflow: &workflow, clock: &SystemClock };
+    let ctx = &RecordContext {
+        template: &template,
+        store: &store,
+        workflow: &workflow,
+        clock: &SystemClock,
+    };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let recorded = record(session_core::input(event)?, ctx).await?;
         session_core::output(&recorded)

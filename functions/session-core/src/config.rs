@@ -20,7 +20,9 @@ pub trait Source {
     fn get(&self, name: &str) -> Option<String>;
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.get(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(name))
+        self.get(name)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing(name))
     }
 
     fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
@@ -32,7 +34,10 @@ pub trait Source {
             Some(raw) => raw
                 .trim()
                 .parse()
-                .map_err(|e: T::Err| ConfigError::Invalid { name, message: e.to_string() }),
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    name,
+                    message: e.to_string(),
+                }),
         }
     }
 
@@ -45,7 +50,10 @@ pub trait Source {
             .map(str::to_owned)
             .collect();
         if items.is_empty() {
-            return Err(ConfigError::Invalid { name, message: "needs at least one value".into() });
+            return Err(ConfigError::Invalid {
+                name,
+                message: "needs at least one value".into(),
+            });
         }
         Ok(items)
     }
@@ -98,7 +106,9 @@ impl Cluster {
     pub const VARS: &'static [&'static str] = &["CLUSTER"];
 
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
-        Ok(Self { cluster: env.required("CLUSTER")? })
+        Ok(Self {
+            cluster: env.required("CLUSTER")?,
+        })
     }
 }
 
@@ -205,8 +215,10 @@ impl AdmissionSettings {
 pub fn template_from(env: &impl Source) -> Result<SessionTemplate, ConfigError> {
     match env.get("SESSION_TEMPLATE").filter(|v| !v.trim().is_empty()) {
         None => Ok(SessionTemplate::default()),
-        Some(json) => SessionTemplate::from_json(&json)
-            .map_err(|message| ConfigError::Invalid { name: "SESSION_TEMPLATE", message }),
+        Some(json) => SessionTemplate::from_json(&json).map_err(|message| ConfigError::Invalid {
+            name: "SESSION_TEMPLATE",
+            message,
+        }),
     }
 }
 
@@ -215,21 +227,30 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn a_missing_variable_is_named_in_the_error() {
         let err = Tables::from_source(&env(&[("USERS_TABLE", "users")])).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable SESSIONS_TABLE is required but not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable SESSIONS_TABLE is required but not set"
+        );
     }
 
     #[test]
     fn an_unparseable_variable_is_named_in_the_error() {
-        let err = AdmissionSettings::from_source(&env(&[("MAX_SESSIONS_PER_USER", "many")]))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("environment variable MAX_SESSIONS_PER_USER is invalid"));
-        let err = AdmissionSettings::from_source(&env(&[("MAX_SESSIONS_PER_USER", "0")])).unwrap_err();
+        let err =
+            AdmissionSettings::from_source(&env(&[("MAX_SESSIONS_PER_USER", "many")])).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("environment variable MAX_SESSIONS_PER_USER is invalid"));
+        let err =
+            AdmissionSettings::from_source(&env(&[("MAX_SESSIONS_PER_USER", "0")])).unwrap_err();
         assert!(err.to_string().contains("at least 1"));
     }
 

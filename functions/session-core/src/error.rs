@@ -16,7 +16,10 @@ pub struct InvalidInput {
 
 impl InvalidInput {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -41,11 +44,20 @@ pub enum Error {
     #[error("session {0} does not exist")]
     SessionNotFound(String),
     #[error("AWS throttled {operation}: {message}")]
-    Throttled { operation: &'static str, message: String },
+    Throttled {
+        operation: &'static str,
+        message: String,
+    },
     #[error("transient failure of {operation}: {message}")]
-    Transient { operation: &'static str, message: String },
+    Transient {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation} failed: {message}")]
-    Aws { operation: &'static str, message: String },
+    Aws {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 /// Service error codes that mean "slow down", across the services we call.
@@ -90,12 +102,17 @@ impl Error {
             (Some(code), None) => code.clone(),
             _ => aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string(),
         };
-        let server_error = err.raw_response().is_some_and(|r| r.status().is_server_error());
+        let server_error = err
+            .raw_response()
+            .is_some_and(|r| r.status().is_server_error());
         let transport = matches!(
             err,
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
         );
-        if code.as_deref().is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+        if code
+            .as_deref()
+            .is_some_and(|c| THROTTLING_CODES.contains(&c))
+        {
             Error::Throttled { operation, message }
         } else if transport || server_error {
             Error::Transient { operation, message }
@@ -107,7 +124,10 @@ impl Error {
 
 impl From<Error> for Diagnostic {
     fn from(err: Error) -> Self {
-        Diagnostic { error_type: err.error_type().to_owned(), error_message: err.to_string() }
+        Diagnostic {
+            error_type: err.error_type().to_owned(),
+            error_message: err.to_string(),
+        }
     }
 }
 

@@ -14,11 +14,17 @@ pub use error::{Error, InvalidInput, Result};
 
 /// Decodes a function's input. Malformed input is an `InvalidInput` error naming what
 /// was wrong, never a panic and never a runtime-generated error type.
-pub fn input<T: serde::de::DeserializeOwned>(event: lambda_runtime::LambdaEvent<serde_json::Value>) -> Result<T> {
-    serde_json::from_value(event.payload).map_err(|e| InvalidInput::new("input", e.to_string()).into())
+pub fn input<T: serde::de::DeserializeOwned>(
+    event: lambda_runtime::LambdaEvent<serde_json::Value>,
+) -> Result<T> {
+    serde_json::from_value(event.payload)
+        .map_err(|e| InvalidInput::new("input", e.to_string()).into())
 }
 
 /// Encodes a step's output for the state machine.
 pub fn output<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(|e| Error::Aws { operation: "serialize output", message: e.to_string() })
+    serde_json::to_value(value).map_err(|e| Error::Aws {
+        operation: "serialize output",
+        message: e.to_string(),
+    })
 }

@@ -50,11 +50,26 @@ pub struct TaskObservation {
 /// How a session changes when the state machine's steps record progress.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    Launched { task_arn: String },
-    Running { public_ip: String, urls: Urls, at: DateTime<Utc> },
-    StopRequested { reason: Reason },
-    Stopped { reason: Reason, at: DateTime<Utc> },
-    Failed { reason: Reason, cause: String, at: DateTime<Utc> },
+    Launched {
+        task_arn: String,
+    },
+    Running {
+        public_ip: String,
+        urls: Urls,
+        at: DateTime<Utc>,
+    },
+    StopRequested {
+        reason: Reason,
+    },
+    Stopped {
+        reason: Reason,
+        at: DateTime<Utc>,
+    },
+    Failed {
+        reason: Reason,
+        cause: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Sessions and users (DynamoDB).
@@ -63,7 +78,8 @@ pub trait SessionStore: Send + Sync {
 
     /// Creates the session in `starting` and takes one of the user's slots, atomically.
     /// A repeat for the same session and user succeeds without a second slot.
-    fn open(&self, session: &Session, max_sessions: u32) -> impl Future<Output = Result<()>> + Send;
+    fn open(&self, session: &Session, max_sessions: u32)
+        -> impl Future<Output = Result<()>> + Send;
 
     fn session(&self, id: &SessionId) -> impl Future<Output = Result<Option<Session>>> + Send;
 
@@ -71,7 +87,11 @@ pub trait SessionStore: Send + Sync {
     /// statuses [`crate::session::Status::predecessors`] gives). Returns the updated
     /// session, or `None` when the change did not apply (duplicate, late, or the
     /// session does not exist).
-    fn apply(&self, id: &SessionId, change: Change) -> impl Future<Output = Result<Option<Session>>> + Send;
+    fn apply(
+        &self,
+        id: &SessionId,
+        change: Change,
+    ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
     /// Records a failure for a session that may never have been created (Authorize
     /// refused it): creates it as `failed` or moves it there.
@@ -83,10 +103,18 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
     /// Stores the task token of WaitForIp; returns the session as it now is.
-    fn store_ip_token(&self, id: &SessionId, token: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
+    fn store_ip_token(
+        &self,
+        id: &SessionId,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
     /// Stores the task token of AwaitStop; returns the session as it now is.
-    fn store_stop_token(&self, id: &SessionId, token: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
+    fn store_stop_token(
+        &self,
+        id: &SessionId,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
     /// Records a task state change unless a newer one (higher `version`) is already
     /// recorded. Returns the session as it now is, or `None` for a stale event.
@@ -97,13 +125,26 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
     /// Gives the user's slot back. Idempotent.
-    fn release_slot(&self, user_id: &str, id: &SessionId) -> impl Future<Output = Result<()>> + Send;
+    fn release_slot(
+        &self,
+        user_id: &str,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Stores the user's access point unless one is stored already; returns the one
     /// that is stored afterwards.
-    fn set_access_point(&self, user_id: &str, access_point_id: &str) -> impl Future<Output = Result<String>> + Send;
+    fn set_access_point(
+        &self,
+        user_id: &str,
+        access_point_id: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
 
-    fn cache_task_definition(&self, user_id: &str, key: &str, arn: &str) -> impl Future<Output = Result<()>> + Send;
+    fn cache_task_definition(
+        &self,
+        user_id: &str,
+        key: &str,
+        arn: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// A request to run one session's task.
@@ -116,7 +157,10 @@ pub struct TaskLaunch<'a> {
 
 /// Tasks (ECS).
 pub trait Compute: Send + Sync {
-    fn register_task_definition(&self, spec: &TaskDefinitionSpec) -> impl Future<Output = Result<String>> + Send;
+    fn register_task_definition(
+        &self,
+        spec: &TaskDefinitionSpec,
+    ) -> impl Future<Output = Result<String>> + Send;
 
     /// Runs the session's task; capacity problems are `Error::CapacityUnavailable`.
     fn run_task(&self, launch: &TaskLaunch<'_>) -> impl Future<Output = Result<String>> + Send;
@@ -135,7 +179,11 @@ pub trait Storage: Send + Sync {
 
 /// The image registry (ECR).
 pub trait Registry: Send + Sync {
-    fn image_exists(&self, repository: &str, tag: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn image_exists(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Network interfaces (EC2).
@@ -153,8 +201,17 @@ pub enum Delivery {
 
 /// Callback tokens of the lifecycle state machine (Step Functions).
 pub trait Workflow: Send + Sync {
-    fn succeed(&self, token: &str, output: &serde_json::Value) -> impl Future<Output = Result<Delivery>> + Send;
-    fn fail(&self, token: &str, error: &str, cause: &str) -> impl Future<Output = Result<Delivery>> + Send;
+    fn succeed(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> impl Future<Output = Result<Delivery>> + Send;
+    fn fail(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> impl Future<Output = Result<Delivery>> + Send;
 }
 
 pub trait Clock: Send + Sync {

@@ -23,7 +23,10 @@ impl SessionId {
 
     /// Mints a new, time-ordered id.
     pub fn generate() -> Self {
-        Self(format!("{SESSION_ID_PREFIX}{}", uuid::Uuid::now_v7().simple()))
+        Self(format!(
+            "{SESSION_ID_PREFIX}{}",
+            uuid::Uuid::now_v7().simple()
+        ))
     }
 
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
@@ -31,7 +34,10 @@ impl SessionId {
         if raw.is_empty() || raw.len() > Self::MAX_LEN || !valid_chars {
             return Err(InvalidInput::new(
                 "session_id",
-                format!("must be 1 to {} characters of A-Z, a-z, 0-9 and '-'", Self::MAX_LEN),
+                format!(
+                    "must be 1 to {} characters of A-Z, a-z, 0-9 and '-'",
+                    Self::MAX_LEN
+                ),
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -75,7 +81,10 @@ impl Version {
         let valid_chars = raw
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        let valid_start = raw.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid_start = raw
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
         if raw.len() > Self::MAX_LEN || !valid_chars || !valid_start {
             return Err(InvalidInput::new(
                 "version",
@@ -187,7 +196,10 @@ impl Status {
     /// Every status from which `event` leads to `to`: the condition of the conditional
     /// write that applies it, so that the store enforces exactly [`Status::on`].
     pub fn predecessors(event: Event, to: Status) -> Vec<Status> {
-        Status::ALL.into_iter().filter(|s| s.on(event) == Some(to)).collect()
+        Status::ALL
+            .into_iter()
+            .filter(|s| s.on(event) == Some(to))
+            .collect()
     }
 }
 
@@ -340,7 +352,12 @@ pub struct Session {
 
 impl Session {
     /// A session as Authorize admits it.
-    pub fn new(session_id: SessionId, user_id: String, version: Version, created_at: String) -> Self {
+    pub fn new(
+        session_id: SessionId,
+        user_id: String,
+        version: Version,
+        created_at: String,
+    ) -> Self {
         Self {
             session_id,
             user_id,
@@ -463,7 +480,16 @@ mod tests {
         for good in ["latest", "1.0.0", "v2_rc-1", "_x", &"a".repeat(128)] {
             assert!(Version::parse(good).is_ok(), "{good:?}");
         }
-        for bad in ["", ".1", "-x", "1.0.0;rm", "a/b", "tag:1", &"a".repeat(129), "ü"] {
+        for bad in [
+            "",
+            ".1",
+            "-x",
+            "1.0.0;rm",
+            "a/b",
+            "tag:1",
+            &"a".repeat(129),
+            "ü",
+        ] {
             assert!(Version::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -476,13 +502,21 @@ mod tests {
         );
         assert_eq!(
             Status::predecessors(Event::Failed, Status::Failed),
-            vec![Status::Starting, Status::Provisioning, Status::Running, Status::Stopping]
+            vec![
+                Status::Starting,
+                Status::Provisioning,
+                Status::Running,
+                Status::Stopping
+            ]
         );
     }
 
     #[test]
     fn urls_are_stored_flat_with_the_url_suffix() {
-        let urls = Urls(BTreeMap::from([("api".into(), "http://1.2.3.4:8000".into())]));
+        let urls = Urls(BTreeMap::from([(
+            "api".into(),
+            "http://1.2.3.4:8000".into(),
+        )]));
         let json = serde_json::to_value(&urls).unwrap();
         assert_eq!(json, serde_json::json!({"api_url": "http://1.2.3.4:8000"}));
         let back: Urls = serde_json::from_value(serde_json::json!({

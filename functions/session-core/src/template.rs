@@ -127,9 +127,16 @@ impl Default for SessionTemplate {
                 ("PGDATA".into(), "/var/lib/postgresql/data/pgdata".into()),
                 ("POSTGRES_HOST_AUTH_METHOD".into(), "trust".into()),
             ]),
-            command: vec!["postgres".into(), "-c".into(), "listen_addresses=localhost".into()],
+            command: vec![
+                "postgres".into(),
+                "-c".into(),
+                "listen_addresses=localhost".into(),
+            ],
             health_check: Some(HealthCheck {
-                command: vec!["CMD-SHELL".into(), "pg_isready -h localhost -U postgres".into()],
+                command: vec![
+                    "CMD-SHELL".into(),
+                    "pg_isready -h localhost -U postgres".into(),
+                ],
                 interval_s: 5,
                 timeout_s: 5,
                 retries: 10,
@@ -170,15 +177,24 @@ impl SessionTemplate {
         let mut url_keys = BTreeSet::new();
         for c in &self.containers {
             if c.name.is_empty()
-                || !c.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                || !c
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
-                return Err(format!("container name {:?} must be [A-Za-z0-9_-]+", c.name));
+                return Err(format!(
+                    "container name {:?} must be [A-Za-z0-9_-]+",
+                    c.name
+                ));
             }
             if !names.insert(c.name.as_str()) {
                 return Err(format!("container name {:?} is used twice", c.name));
             }
             if c.repository.is_some() == c.image.is_some() {
-                return Err(format!("container {:?} needs exactly one of repository or image", c.name));
+                return Err(format!(
+                    "container {:?} needs exactly one of repository or image",
+                    c.name
+                ));
             }
             if let Some(key) = &c.url_key {
                 if c.port.is_none() {
@@ -189,7 +205,10 @@ impl SessionTemplate {
                 }
             }
             if c.stop_timeout_s.is_some_and(|s| s > 120) {
-                return Err(format!("container {:?}: stop_timeout_s is at most 120", c.name));
+                return Err(format!(
+                    "container {:?}: stop_timeout_s is at most 120",
+                    c.name
+                ));
             }
         }
         for c in &self.containers {
@@ -215,7 +234,9 @@ impl SessionTemplate {
 
     /// The ECR repositories whose images carry the session's version.
     pub fn repositories(&self) -> impl Iterator<Item = &str> {
-        self.containers.iter().filter_map(|c| c.repository.as_deref())
+        self.containers
+            .iter()
+            .filter_map(|c| c.repository.as_deref())
     }
 
     /// The session's URLs once its task has this public IP.
@@ -223,7 +244,12 @@ impl SessionTemplate {
         Urls(
             self.containers
                 .iter()
-                .filter_map(|c| Some((c.url_key.clone()?, format!("http://{public_ip}:{}", c.port?))))
+                .filter_map(|c| {
+                    Some((
+                        c.url_key.clone()?,
+                        format!("http://{public_ip}:{}", c.port?),
+                    ))
+                })
                 .collect(),
         )
     }
@@ -361,12 +387,24 @@ mod tests {
     fn the_default_template_is_the_seeds_four_containers() {
         let t = SessionTemplate::default();
         t.validate().unwrap();
-        let ports: Vec<_> = t.containers.iter().map(|c| (c.name.as_str(), c.port)).collect();
+        let ports: Vec<_> = t
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.port))
+            .collect();
         assert_eq!(
             ports,
-            vec![("api", Some(8000)), ("frontend", Some(3000)), ("suv_ui", Some(3030)), ("postgres", None)]
+            vec![
+                ("api", Some(8000)),
+                ("frontend", Some(3000)),
+                ("suv_ui", Some(3030)),
+                ("postgres", None)
+            ]
         );
-        assert_eq!(t.repositories().collect::<Vec<_>>(), vec!["api_service", "frontend", "suv_ui"]);
+        assert_eq!(
+            t.repositories().collect::<Vec<_>>(),
+            vec!["api_service", "frontend", "suv_ui"]
+        );
     }
 
     #[test]
@@ -374,8 +412,14 @@ mod tests {
         let v = Version::parse("1.0.0").unwrap();
         let spec = SessionTemplate::default().task_definition(&target(&v));
         let images: Vec<_> = spec.containers.iter().map(|c| c.image.as_str()).collect();
-        assert_eq!(images[0], "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api_service:1.0.0");
-        assert_eq!(images[2], "123456789012.dkr.ecr.eu-west-1.amazonaws.com/suv_ui:1.0.0");
+        assert_eq!(
+            images[0],
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api_service:1.0.0"
+        );
+        assert_eq!(
+            images[2],
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/suv_ui:1.0.0"
+        );
         assert_eq!(images[3], "public.ecr.aws/docker/library/postgres:16");
     }
 
@@ -399,7 +443,10 @@ mod tests {
 
     #[test]
     fn the_fingerprint_changes_with_the_version_but_not_between_identical_specs() {
-        let (v1, v2) = (Version::parse("1.0.0").unwrap(), Version::parse("1.0.1").unwrap());
+        let (v1, v2) = (
+            Version::parse("1.0.0").unwrap(),
+            Version::parse("1.0.1").unwrap(),
+        );
         let t = SessionTemplate::default();
         let a = t.task_definition(&target(&v1)).fingerprint();
         assert_eq!(a, t.task_definition(&target(&v1)).fingerprint());
@@ -422,13 +469,20 @@ mod tests {
 
         let mut t = SessionTemplate::default();
         t.containers[0].image = Some("x".into());
-        assert!(t.validate().unwrap_err().contains("exactly one of repository or image"));
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .contains("exactly one of repository or image"));
 
-        let mut t = SessionTemplate::default();
-        t.memory = 1024;
+        let t = SessionTemplate {
+            memory: 1024,
+            ..Default::default()
+        };
         assert!(t.validate().unwrap_err().contains("more than the task's"));
 
-        assert!(SessionTemplate::from_json(r#"{"cpu":1,"memory":1,"containers":[],"x":1}"#).is_err());
+        assert!(
+            SessionTemplate::from_json(r#"{"cpu":1,"memory":1,"containers":[],"x":1}"#).is_err()
+        );
     }
 
     #[test]

@@ -14,7 +14,14 @@ async fn main() -> Result<(), Error> {
     let network = &Ec2Network::connect(&sdk);
     let workflow = &SfnWorkflow::connect(&sdk);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let outcome = on_task_state_change(session_core::input(event)?, cluster, store, network, workflow).await?;
+        let outcome = on_task_state_change(
+            session_core::input(event)?,
+            cluster,
+            store,
+            network,
+            workflow,
+        )
+        .await?;
         session_core::output(&outcome)
     }))
     .await

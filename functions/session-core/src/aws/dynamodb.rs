@@ -43,8 +43,14 @@ fn user_key(user_id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("user_id".to_owned(), s(user_id))])
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &'static str, item: HashMap<String, AttributeValue>) -> Result<T> {
-    serde_dynamo::from_item(item).map_err(|e| Error::Aws { operation: what, message: format!("unreadable item: {e}") })
+fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<T> {
+    serde_dynamo::from_item(item).map_err(|e| Error::Aws {
+        operation: what,
+        message: format!("unreadable item: {e}"),
+    })
 }
 
 /// Collects the parts of one UpdateItem expression.
@@ -77,7 +83,8 @@ impl UpdateExpr {
 
     fn set_if_absent(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
         let (name, value) = (self.name(attribute), self.value(value));
-        self.set.push(format!("{name} = if_not_exists({name}, {value})"));
+        self.set
+            .push(format!("{name} = if_not_exists({name}, {value})"));
         self
     }
 
@@ -101,7 +108,10 @@ impl UpdateExpr {
     /// `#status IN (...)` over the given statuses.
     fn status_in(&mut self, statuses: &[Status]) -> String {
         let name = self.name("status");
-        let values: Vec<String> = statuses.iter().map(|st| self.value(s(st.as_str()))).collect();
+        let values: Vec<String> = statuses
+            .iter()
+            .map(|st| self.value(s(st.as_str())))
+            .collect();
         format!("{name} IN ({})", values.join(", "))
     }
 }
@@ -120,7 +130,12 @@ impl DynamoStore {
     }
 
     /// Runs an update of a session; `None` when its condition does not hold.
-    async fn update_session(&self, id: &SessionId, expr: UpdateExpr, condition: String) -> Result<Option<Session>> {
+    async fn update_session(
+        &self,
+        id: &SessionId,
+        expr: UpdateExpr,
+        condition: String,
+    ) -> Result<Option<Session>> {
         let result = self
             .client
             .update_item()
@@ -134,8 +149,17 @@ impl DynamoStore {
             .send()
             .await;
         match result {
-            Ok(out) => out.attributes.map(|item| decode("UpdateItem", item)).transpose(),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+            Ok(out) => out
+                .attributes
+                .map(|item| decode("UpdateItem", item))
+                .transpose(),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
             Err(err) => Err(Error::from_sdk("UpdateItem", err)),
         }
     }
@@ -147,8 +171,14 @@ impl DynamoStore {
                 expr.set("task_arn", s(task_arn));
                 Event::TaskLaunched
             }
-            Change::Running { public_ip, urls, at } => {
-                expr.set("public_ip", s(public_ip)).set("started_at", s(timestamp(at))).remove("ip_token");
+            Change::Running {
+                public_ip,
+                urls,
+                at,
+            } => {
+                expr.set("public_ip", s(public_ip))
+                    .set("started_at", s(timestamp(at)))
+                    .remove("ip_token");
                 for (key, url) in urls.0 {
                     expr.set(&Urls::attribute_name(&key), s(url));
                 }
@@ -164,7 +194,8 @@ impl DynamoStore {
                 Event::Stopped
             }
             Change::Failed { reason, cause, at } => {
-                expr.set("stop_reason", s(reason.as_str())).set("failure_cause", s(cause));
+                expr.set("stop_reason", s(reason.as_str()))
+                    .set("failure_cause", s(cause));
                 self.ended(&mut expr, at);
                 Event::Failed
             }
@@ -187,7 +218,10 @@ impl DynamoStore {
         let user = self.user(user_id).await?;
         match user {
             None => Ok(Error::NotAuthorized),
-            Some(user) => Ok(Error::SessionLimitReached { max, active: user.active_sessions.into_iter().collect() }),
+            Some(user) => Ok(Error::SessionLimitReached {
+                max,
+                active: user.active_sessions.into_iter().collect(),
+            }),
         }
     }
 }
@@ -207,15 +241,21 @@ impl SessionStore for DynamoStore {
     }
 
     async fn open(&self, session: &Session, max_sessions: u32) -> Result<()> {
-        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(session)
-            .map_err(|e| Error::Aws { operation: "PutItem", message: e.to_string() })?;
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(session).map_err(|e| Error::Aws {
+                operation: "PutItem",
+                message: e.to_string(),
+            })?;
         item.insert(ACTIVE_USER_ID.to_owned(), s(&session.user_id));
         let put = Put::builder()
             .table_name(&self.tables.sessions)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(session_id)")
             .build()
-            .map_err(|e| Error::Aws { operation: "TransactWriteItems", message: e.to_string() })?;
+            .map_err(|e| Error::Aws {
+                operation: "TransactWriteItems",
+                message: e.to_string(),
+            })?;
         let take_slot = Update::builder()
             .table_name(&self.tables.users)
             .set_key(Some(user_key(&session.user_id)))
@@ -224,11 +264,17 @@ impl SessionStore for DynamoStore {
                 "attribute_exists(user_id) AND (attribute_not_exists(active_sessions) \
                  OR size(active_sessions) < :max OR contains(active_sessions, :id))",
             )
-            .expression_attribute_values(":sid", AttributeValue::Ss(vec![session.session_id.to_string()]))
+            .expression_attribute_values(
+                ":sid",
+                AttributeValue::Ss(vec![session.session_id.to_string()]),
+            )
             .expression_attribute_values(":id", s(session.session_id.as_str()))
             .expression_attribute_values(":max", n(max_sessions))
             .build()
-            .map_err(|e| Error::Aws { operation: "TransactWriteItems", message: e.to_string() })?;
+            .map_err(|e| Error::Aws {
+                operation: "TransactWriteItems",
+                message: e.to_string(),
+            })?;
         let result = self
             .client
             .transact_write_items()
@@ -240,7 +286,9 @@ impl SessionStore for DynamoStore {
             Ok(_) => return Ok(()),
             Err(err) => err,
         };
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
             return Err(Error::from_sdk("TransactWriteItems", err));
         };
         let failed = |i: usize| {
@@ -257,10 +305,16 @@ impl SessionStore for DynamoStore {
                 if existing.user_id == session.user_id {
                     return Ok(());
                 }
-                return Err(crate::error::InvalidInput::new("session_id", "is already used by another session").into());
+                return Err(crate::error::InvalidInput::new(
+                    "session_id",
+                    "is already used by another session",
+                )
+                .into());
             }
         }
-        Err(self.session_limit_error(&session.user_id, max_sessions).await?)
+        Err(self
+            .session_limit_error(&session.user_id, max_sessions)
+            .await?)
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>> {
@@ -282,9 +336,18 @@ impl SessionStore for DynamoStore {
         self.update_session(id, expr, condition).await
     }
 
-    async fn fail(&self, session: &Session, reason: Reason, cause: &str) -> Result<Option<Session>> {
+    async fn fail(
+        &self,
+        session: &Session,
+        reason: Reason,
+        cause: &str,
+    ) -> Result<Option<Session>> {
         let at = chrono::Utc::now();
-        let change = Change::Failed { reason, cause: cause.to_owned(), at };
+        let change = Change::Failed {
+            reason,
+            cause: cause.to_owned(),
+            at,
+        };
         if let Some(updated) = self.apply(&session.session_id, change).await? {
             return Ok(Some(updated));
         }
@@ -294,8 +357,11 @@ impl SessionStore for DynamoStore {
         failed.stop_reason = Some(reason);
         failed.failure_cause = Some(cause.to_owned());
         failed.stopped_at = Some(timestamp(at));
-        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&failed)
-            .map_err(|e| Error::Aws { operation: "PutItem", message: e.to_string() })?;
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&failed).map_err(|e| Error::Aws {
+                operation: "PutItem",
+                message: e.to_string(),
+            })?;
         item.insert(EXPIRES_AT.to_owned(), self.expires_at(at));
         let result = self
             .client
@@ -307,7 +373,13 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(Some(failed)),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
             Err(err) => Err(Error::from_sdk("PutItem", err)),
         }
     }
@@ -315,16 +387,22 @@ impl SessionStore for DynamoStore {
     async fn store_ip_token(&self, id: &SessionId, token: &str) -> Result<Option<Session>> {
         let mut expr = UpdateExpr::default();
         expr.set("ip_token", s(token));
-        self.update_session(id, expr, "attribute_exists(session_id)".into()).await
+        self.update_session(id, expr, "attribute_exists(session_id)".into())
+            .await
     }
 
     async fn store_stop_token(&self, id: &SessionId, token: &str) -> Result<Option<Session>> {
         let mut expr = UpdateExpr::default();
         expr.set("stop_token", s(token));
-        self.update_session(id, expr, "attribute_exists(session_id)".into()).await
+        self.update_session(id, expr, "attribute_exists(session_id)".into())
+            .await
     }
 
-    async fn observe_task(&self, id: &SessionId, observation: &TaskObservation) -> Result<Option<Session>> {
+    async fn observe_task(
+        &self,
+        id: &SessionId,
+        observation: &TaskObservation,
+    ) -> Result<Option<Session>> {
         let mut expr = UpdateExpr::default();
         expr.set("task_status", s(&observation.last_status))
             .set("task_version", n(observation.version))
@@ -340,7 +418,10 @@ impl SessionStore for DynamoStore {
         }
         let version = expr.name("task_version");
         let task_arn = expr.name("task_arn");
-        let (v, arn) = (expr.value(n(observation.version)), expr.value(s(&observation.task_arn)));
+        let (v, arn) = (
+            expr.value(n(observation.version)),
+            expr.value(s(&observation.task_arn)),
+        );
         let condition = format!(
             "attribute_exists(session_id) AND (attribute_not_exists({version}) OR {version} < {v}) \
              AND (attribute_not_exists({task_arn}) OR {task_arn} = {arn})"
@@ -361,7 +442,13 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(err) => Err(Error::from_sdk("UpdateItem", err)),
         }
     }
@@ -373,17 +460,24 @@ impl SessionStore for DynamoStore {
             .table_name(&self.tables.users)
             .set_key(Some(user_key(user_id)))
             .update_expression("SET efs_access_point_id = :ap")
-            .condition_expression("attribute_exists(user_id) AND attribute_not_exists(efs_access_point_id)")
+            .condition_expression(
+                "attribute_exists(user_id) AND attribute_not_exists(efs_access_point_id)",
+            )
             .expression_attribute_values(":ap", s(access_point_id))
             .send()
             .await;
         match result {
             Ok(_) => Ok(access_point_id.to_owned()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => self
-                .user(user_id)
-                .await?
-                .and_then(|u| u.efs_access_point_id)
-                .ok_or(Error::NotAuthorized),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.user(user_id)
+                    .await?
+                    .and_then(|u| u.efs_access_point_id)
+                    .ok_or(Error::NotAuthorized)
+            }
             Err(err) => Err(Error::from_sdk("UpdateItem", err)),
         }
     }
@@ -406,7 +500,9 @@ impl SessionStore for DynamoStore {
             } else {
                 request
                     .update_expression("SET #defs = :defs")
-                    .condition_expression("attribute_exists(user_id) AND attribute_not_exists(#defs)")
+                    .condition_expression(
+                        "attribute_exists(user_id) AND attribute_not_exists(#defs)",
+                    )
                     .expression_attribute_values(
                         ":defs",
                         AttributeValue::M(HashMap::from([(key.to_owned(), s(arn))])),
@@ -414,7 +510,10 @@ impl SessionStore for DynamoStore {
             };
             match request.send().await {
                 Ok(_) => return Ok(()),
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
                 Err(err) => return Err(Error::from_sdk("UpdateItem", err)),
             }
         }

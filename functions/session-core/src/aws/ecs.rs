@@ -1,10 +1,12 @@
 //! Session tasks on ECS Fargate.
 
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerCondition,
-    ContainerDefinition, ContainerDependency, DesiredStatus, EfsAuthorizationConfig, EfsAuthorizationConfigIam,
-    EfsTransitEncryption, EfsVolumeConfiguration, Failure, HealthCheck, KeyValuePair, LaunchType, LogConfiguration,
-    LogDriver, MountPoint, NetworkConfiguration, NetworkMode, PortMapping, Tag, TransportProtocol, Volume,
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
+    ContainerCondition, ContainerDefinition, ContainerDependency, DesiredStatus,
+    EfsAuthorizationConfig, EfsAuthorizationConfigIam, EfsTransitEncryption,
+    EfsVolumeConfiguration, Failure, HealthCheck, KeyValuePair, LaunchType, LogConfiguration,
+    LogDriver, MountPoint, NetworkConfiguration, NetworkMode, PortMapping, Tag, TransportProtocol,
+    Volume,
 };
 use aws_sdk_ecs::Client;
 
@@ -42,18 +44,27 @@ impl From<&LaunchSettings> for Placement {
 }
 
 fn build_err(operation: &'static str, e: impl std::fmt::Display) -> Error {
-    Error::Aws { operation, message: format!("invalid request: {e}") }
+    Error::Aws {
+        operation,
+        message: format!("invalid request: {e}"),
+    }
 }
 
 /// Turns RunTask's `failures[]` (capacity problems come back as HTTP 200) into an error.
 pub fn launch_failure(failures: &[Failure]) -> Error {
     let describe = |f: &Failure| {
-        format!("{}{}", f.reason().unwrap_or("unknown"), f.detail().map(|d| format!(" ({d})")).unwrap_or_default())
+        format!(
+            "{}{}",
+            f.reason().unwrap_or("unknown"),
+            f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        )
     };
     let message = failures.iter().map(describe).collect::<Vec<_>>().join("; ");
     let capacity = failures.iter().any(|f| {
         let reason = f.reason().unwrap_or_default();
-        reason.starts_with("RESOURCE:") || reason.contains("Capacity is unavailable") || reason.contains("capacity")
+        reason.starts_with("RESOURCE:")
+            || reason.contains("Capacity is unavailable")
+            || reason.contains("capacity")
     });
     if capacity {
         Error::CapacityUnavailable(message)
@@ -64,14 +75,25 @@ pub fn launch_failure(failures: &[Failure]) -> Error {
 
 impl EcsCompute {
     pub fn new(client: Client, cluster: String, placement: Option<Placement>) -> Self {
-        Self { client, cluster, placement }
+        Self {
+            client,
+            cluster,
+            placement,
+        }
     }
 
-    pub fn connect(sdk: &aws_config::SdkConfig, cluster: String, placement: Option<Placement>) -> Self {
+    pub fn connect(
+        sdk: &aws_config::SdkConfig,
+        cluster: String,
+        placement: Option<Placement>,
+    ) -> Self {
         Self::new(Client::new(sdk), cluster, placement)
     }
 
-    fn container(spec: &crate::template::ContainerSpec, def: &TaskDefinitionSpec) -> Result<ContainerDefinition> {
+    fn container(
+        spec: &crate::template::ContainerSpec,
+        def: &TaskDefinitionSpec,
+    ) -> Result<ContainerDefinition> {
         let mut c = ContainerDefinition::builder()
             .name(&spec.name)
             .image(&spec.image)
@@ -102,7 +124,11 @@ impl EcsCompute {
         }
         if let Some(path) = &spec.user_data_path {
             c = c.mount_points(
-                MountPoint::builder().source_volume(USER_DATA_VOLUME).container_path(path).read_only(false).build(),
+                MountPoint::builder()
+                    .source_volume(USER_DATA_VOLUME)
+                    .container_path(path)
+                    .read_only(false)
+                    .build(),
             );
         }
         if let Some(check) = &spec.health_check {
@@ -132,7 +158,11 @@ impl EcsCompute {
 
 impl Compute for EcsCompute {
     async fn register_task_definition(&self, spec: &TaskDefinitionSpec) -> Result<String> {
-        let containers = spec.containers.iter().map(|c| Self::container(c, spec)).collect::<Result<Vec<_>>>()?;
+        let containers = spec
+            .containers
+            .iter()
+            .map(|c| Self::container(c, spec))
+            .collect::<Result<Vec<_>>>()?;
         let volume = Volume::builder()
             .name(USER_DATA_VOLUME)
             .efs_volume_configuration(
@@ -161,20 +191,27 @@ impl Compute for EcsCompute {
             .task_role_arn(&spec.task_role_arn)
             .set_container_definitions(Some(containers))
             .volumes(volume)
-            .tags(Tag::builder().key("fingerprint").value(spec.fingerprint()).build())
+            .tags(
+                Tag::builder()
+                    .key("fingerprint")
+                    .value(spec.fingerprint())
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| Error::from_sdk("RegisterTaskDefinition", e))?;
         out.task_definition
             .and_then(|d| d.task_definition_arn)
-            .ok_or_else(|| Error::Aws { operation: "RegisterTaskDefinition", message: "no ARN in the answer".into() })
+            .ok_or_else(|| Error::Aws {
+                operation: "RegisterTaskDefinition",
+                message: "no ARN in the answer".into(),
+            })
     }
 
     async fn run_task(&self, launch: &TaskLaunch<'_>) -> Result<String> {
-        let placement = self
-            .placement
-            .as_ref()
-            .ok_or_else(|| Error::LaunchFailed("this function has no task placement configured".into()))?;
+        let placement = self.placement.as_ref().ok_or_else(|| {
+            Error::LaunchFailed("this function has no task placement configured".into())
+        })?;
         let network = NetworkConfiguration::builder()
             .awsvpc_configuration(
                 AwsVpcConfiguration::builder()
@@ -199,7 +236,12 @@ impl Compute for EcsCompute {
             // The session id makes a retried RunTask return the original task.
             .client_token(launch.session_id.as_str())
             .started_by(launch.session_id.as_str())
-            .tags(Tag::builder().key("session_id").value(launch.session_id.as_str()).build())
+            .tags(
+                Tag::builder()
+                    .key("session_id")
+                    .value(launch.session_id.as_str())
+                    .build(),
+            )
             .tags(Tag::builder().key("user_id").value(launch.user_id).build())
             .enable_ecs_managed_tags(true);
         let request = match placement.capacity {
@@ -212,7 +254,10 @@ impl Compute for EcsCompute {
                     .map_err(|e| build_err("RunTask", e))?,
             ),
         };
-        let out = request.send().await.map_err(|e| Error::from_sdk("RunTask", e))?;
+        let out = request
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("RunTask", e))?;
         if !out.failures().is_empty() {
             return Err(launch_failure(out.failures()));
         }
@@ -224,13 +269,22 @@ impl Compute for EcsCompute {
 
     async fn stop_task(&self, task_arn: &str, reason: &str) -> Result<()> {
         let reason: String = reason.chars().take(255).collect();
-        let result = self.client.stop_task().cluster(&self.cluster).task(task_arn).reason(reason).send().await;
+        let result = self
+            .client
+            .stop_task()
+            .cluster(&self.cluster)
+            .task(task_arn)
+            .reason(reason)
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(()),
             // Stopping what is already stopped or gone is success.
-            Err(err) if err.as_service_error().is_some_and(|e| {
-                e.is_invalid_parameter_exception() || e.is_cluster_not_found_exception()
-            }) => {
+            Err(err)
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_invalid_parameter_exception() || e.is_cluster_not_found_exception()
+                }) =>
+            {
                 tracing::info!(task_arn, "task already stopped or gone");
                 Ok(())
             }
@@ -251,7 +305,13 @@ impl Compute for EcsCompute {
         while let Some(page) = pages.next().await {
             match page {
                 Ok(page) => arns.extend(page.task_arns().iter().cloned()),
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_cluster_not_found_exception()) => break,
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_cluster_not_found_exception()) =>
+                {
+                    break
+                }
                 Err(err) => return Err(Error::from_sdk("ListTasks", err)),
             }
         }
@@ -264,15 +324,23 @@ mod tests {
     use super::*;
 
     fn failure(reason: &str) -> Failure {
-        Failure::builder().reason(reason).arn("arn:aws:ecs:eu-west-1:1:task/x").build()
+        Failure::builder()
+            .reason(reason)
+            .arn("arn:aws:ecs:eu-west-1:1:task/x")
+            .build()
     }
 
     #[test]
     fn capacity_failures_are_capacity_unavailable() {
-        let err = launch_failure(&[failure("Capacity is unavailable at this time. Please try again later.")]);
+        let err = launch_failure(&[failure(
+            "Capacity is unavailable at this time. Please try again later.",
+        )]);
         assert_eq!(err.error_type(), "CapacityUnavailable");
         assert!(err.to_string().contains("Capacity is unavailable"));
-        assert_eq!(launch_failure(&[failure("RESOURCE:MEMORY")]).error_type(), "CapacityUnavailable");
+        assert_eq!(
+            launch_failure(&[failure("RESOURCE:MEMORY")]).error_type(),
+            "CapacityUnavailable"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub struct EfsStorage {
 
 impl EfsStorage {
     pub fn new(client: Client, file_system_id: String) -> Self {
-        Self { client, file_system_id }
+        Self {
+            client,
+            file_system_id,
+        }
     }
 
     pub fn connect(sdk: &aws_config::SdkConfig, file_system_id: String) -> Self {
@@ -57,13 +60,27 @@ impl Storage for EfsStorage {
             .file_system_id(&self.file_system_id)
             // Same user, same token: concurrent first launches get one access point.
             .client_token(format!("user-{}", user_key(user_id)))
-            .posix_user(PosixUser::builder().uid(DATA_UID).gid(DATA_UID).build().map_err(invalid)?)
+            .posix_user(
+                PosixUser::builder()
+                    .uid(DATA_UID)
+                    .gid(DATA_UID)
+                    .build()
+                    .map_err(invalid)?,
+            )
             .root_directory(root)
-            .tags(Tag::builder().key("user_key").value(user_key(user_id)).build().map_err(invalid)?)
+            .tags(
+                Tag::builder()
+                    .key("user_key")
+                    .value(user_key(user_id))
+                    .build()
+                    .map_err(invalid)?,
+            )
             .send()
             .await
             .map_err(|e| Error::from_sdk("CreateAccessPoint", e))?;
-        out.access_point_id
-            .ok_or_else(|| Error::Aws { operation: "CreateAccessPoint", message: "no access point id".into() })
+        out.access_point_id.ok_or_else(|| Error::Aws {
+            operation: "CreateAccessPoint",
+            message: "no access point id".into(),
+        })
     }
 }

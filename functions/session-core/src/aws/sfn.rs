@@ -27,7 +27,13 @@ fn truncate(text: &str, max: usize) -> String {
 
 impl Workflow for SfnWorkflow {
     async fn succeed(&self, token: &str, output: &serde_json::Value) -> Result<Delivery> {
-        let result = self.client.send_task_success().task_token(token).output(output.to_string()).send().await;
+        let result = self
+            .client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(Delivery::Delivered),
             Err(err)

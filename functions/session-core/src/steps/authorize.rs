@@ -40,7 +40,9 @@ pub struct SessionRef {
 pub fn parse_user_id(raw: Option<&serde_json::Value>) -> Result<String, InvalidInput> {
     match raw {
         Some(serde_json::Value::String(id))
-            if !id.trim().is_empty() && id.len() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control) =>
+            if !id.trim().is_empty()
+                && id.len() <= MAX_USER_ID_LEN
+                && !id.chars().any(char::is_control) =>
         {
             Ok(id.clone())
         }
@@ -57,7 +59,10 @@ pub fn parse_version(raw: Option<&serde_json::Value>) -> Result<Version, Error> 
     match raw {
         None | Some(serde_json::Value::Null) => Ok(Version::default()),
         Some(serde_json::Value::String(v)) => Version::parse(v).map_err(Error::InvalidVersion),
-        Some(_) => Err(Error::InvalidVersion(InvalidInput::new("version", "must be a string"))),
+        Some(_) => Err(Error::InvalidVersion(InvalidInput::new(
+            "version",
+            "must be a string",
+        ))),
     }
 }
 
@@ -72,20 +77,36 @@ pub async fn authorize(
     let user_id = parse_user_id(input.request.user_id.as_ref())?;
     let version = parse_version(input.request.version.as_ref())?;
 
-    let user = store.user(&user_id).await?.filter(|u| u.authorized).ok_or(Error::NotAuthorized)?;
+    let user = store
+        .user(&user_id)
+        .await?
+        .filter(|u| u.authorized)
+        .ok_or(Error::NotAuthorized)?;
 
     if settings.check_images {
         for repository in settings.template.repositories() {
             if !registry.image_exists(repository, version.as_str()).await? {
-                return Err(Error::ImageNotFound { image: format!("{repository}:{version}") });
+                return Err(Error::ImageNotFound {
+                    image: format!("{repository}:{version}"),
+                });
             }
         }
     }
 
-    let mut session =
-        Session::new(session_id.clone(), user_id.clone(), version.clone(), timestamp(clock.now()));
+    let mut session = Session::new(
+        session_id.clone(),
+        user_id.clone(),
+        version.clone(),
+        timestamp(clock.now()),
+    );
     session.execution_arn = input.execution_arn;
-    store.open(&session, user.max_sessions.unwrap_or(settings.max_sessions)).await?;
+    store
+        .open(&session, user.max_sessions.unwrap_or(settings.max_sessions))
+        .await?;
     tracing::info!(session_id = %session_id, version = %version, "session admitted");
-    Ok(SessionRef { session_id, user_id, version })
+    Ok(SessionRef {
+        session_id,
+        user_id,
+        version,
+    })
 }

@@ -22,11 +22,21 @@ pub async fn launch(
     storage: &impl Storage,
 ) -> Result<LaunchOutput> {
     let id = &session.session_id;
-    let current = store.session(id).await?.ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
+    let current = store
+        .session(id)
+        .await?
+        .ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
     if current.user_id != session.user_id {
-        return Err(crate::error::InvalidInput::new("user_id", "does not match the session's user").into());
+        return Err(crate::error::InvalidInput::new(
+            "user_id",
+            "does not match the session's user",
+        )
+        .into());
     }
-    let user = store.user(&session.user_id).await?.ok_or(Error::NotAuthorized)?;
+    let user = store
+        .user(&session.user_id)
+        .await?
+        .ok_or(Error::NotAuthorized)?;
     let access_point_id = ensure_access_point(&user, store, storage).await?;
 
     let spec = settings.template.task_definition(&TaskTarget {
@@ -48,14 +58,19 @@ pub async fn launch(
         Some(arn) => arn.clone(),
         None => {
             let arn = compute.register_task_definition(&spec).await?;
-            store.cache_task_definition(&session.user_id, &cache_key, &arn).await?;
+            store
+                .cache_task_definition(&session.user_id, &cache_key, &arn)
+                .await?;
             arn
         }
     };
 
     // A retried Launch must not start a second task for the same session.
     if let Some(task_arn) = current.task_arn {
-        return Ok(LaunchOutput { task_arn, task_definition_arn });
+        return Ok(LaunchOutput {
+            task_arn,
+            task_definition_arn,
+        });
     }
 
     let task_arn = compute
@@ -67,16 +82,36 @@ pub async fn launch(
         .await?;
     tracing::info!(session_id = %id, task_arn, "task launched");
 
-    if store.apply(id, Change::Launched { task_arn: task_arn.clone() }).await?.is_none() {
+    if store
+        .apply(
+            id,
+            Change::Launched {
+                task_arn: task_arn.clone(),
+            },
+        )
+        .await?
+        .is_none()
+    {
         // The session left `starting` while we launched (it was stopped or failed):
         // the task must not outlive it.
-        compute.stop_task(&task_arn, "session ended during launch").await?;
-        return Err(Error::LaunchFailed("the session ended while its task was launching".into()));
+        compute
+            .stop_task(&task_arn, "session ended during launch")
+            .await?;
+        return Err(Error::LaunchFailed(
+            "the session ended while its task was launching".into(),
+        ));
     }
-    Ok(LaunchOutput { task_arn, task_definition_arn })
+    Ok(LaunchOutput {
+        task_arn,
+        task_definition_arn,
+    })
 }
 
-async fn ensure_access_point(user: &User, store: &impl SessionStore, storage: &impl Storage) -> Result<String> {
+async fn ensure_access_point(
+    user: &User,
+    store: &impl SessionStore,
+    storage: &impl Storage,
+) -> Result<String> {
     if let Some(id) = &user.efs_access_point_id {
         return Ok(id.clone());
     }

@@ -14,11 +14,20 @@ use crate::template::SessionTemplate;
 #[serde(tag = "record", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RecordInput {
     /// WaitForIp completed: the task runs and has this address.
-    Running { session_id: SessionId, network: NetworkInfo },
+    Running {
+        session_id: SessionId,
+        network: NetworkInfo,
+    },
     /// AwaitStop began: keep its token so a stop request can resume the execution.
-    StopToken { session_id: SessionId, task_token: String },
+    StopToken {
+        session_id: SessionId,
+        task_token: String,
+    },
     /// The task was stopped.
-    Stopped { session_id: SessionId, reason: Reason },
+    Stopped {
+        session_id: SessionId,
+        reason: Reason,
+    },
     /// A step failed; `error` is what the state machine's Catch caught.
     Failed {
         session_id: SessionId,
@@ -50,7 +59,11 @@ impl CaughtError {
         let cause = self.cause.as_deref().unwrap_or_default();
         serde_json::from_str::<serde_json::Value>(cause)
             .ok()
-            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_owned))
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| cause.to_owned())
     }
 }
@@ -91,7 +104,10 @@ pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
     ctx: &RecordContext<'_, S, W, C>,
 ) -> Result<RecordOutput> {
     match input {
-        RecordInput::Running { session_id, network } => {
+        RecordInput::Running {
+            session_id,
+            network,
+        } => {
             let change = Change::Running {
                 urls: ctx.template.urls(&network.public_ip),
                 public_ip: network.public_ip,
@@ -101,7 +117,10 @@ pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
             tracing::info!(session_id = %session_id, status = %session.status, "session running");
             Ok((&session).into())
         }
-        RecordInput::StopToken { session_id, task_token } => {
+        RecordInput::StopToken {
+            session_id,
+            task_token,
+        } => {
             let session = ctx
                 .store
                 .store_stop_token(&session_id, &task_token)
@@ -110,24 +129,40 @@ pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
             // A stop requested before the token was stored is delivered now.
             if session.status == Status::Stopping {
                 let reason = session.stop_reason.unwrap_or(Reason::User);
-                let delivery = ctx.workflow.succeed(&task_token, &json!({ "reason": reason })).await?;
+                let delivery = ctx
+                    .workflow
+                    .succeed(&task_token, &json!({ "reason": reason }))
+                    .await?;
                 tracing::info!(session_id = %session_id, ?delivery, "stop requested before AwaitStop");
             }
             Ok((&session).into())
         }
         RecordInput::Stopped { session_id, reason } => {
-            let change = Change::Stopped { reason, at: ctx.clock.now() };
+            let change = Change::Stopped {
+                reason,
+                at: ctx.clock.now(),
+            };
             let session = applied_or_current(ctx.store, &session_id, change).await?;
             tracing::info!(session_id = %session_id, %reason, status = %session.status, "session stopped");
             Ok((&session).into())
         }
-        RecordInput::Failed { session_id, request, error } => {
+        RecordInput::Failed {
+            session_id,
+            request,
+            error,
+        } => {
             let reason = Reason::from_error_name(&error.error);
             let cause = format!("{}: {}", error.error, error.message());
             let request = request.unwrap_or_default();
             let user_id = parse_user_id(request.get("user_id"))?;
-            let version = parse_version(request.get("version")).unwrap_or_else(|_| Version::default());
-            let blank = Session::new(session_id.clone(), user_id, version, timestamp(ctx.clock.now()));
+            let version =
+                parse_version(request.get("version")).unwrap_or_else(|_| Version::default());
+            let blank = Session::new(
+                session_id.clone(),
+                user_id,
+                version,
+                timestamp(ctx.clock.now()),
+            );
             let session = match ctx.store.fail(&blank, reason, &cause).await? {
                 Some(session) => session,
                 None => ctx
@@ -144,9 +179,16 @@ pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
 
 /// Applies a change; when it does not apply (a retried step already applied it, or a
 /// concurrent stop moved the session on) answers the session as it is.
-async fn applied_or_current(store: &impl SessionStore, id: &SessionId, change: Change) -> Result<Session> {
+async fn applied_or_current(
+    store: &impl SessionStore,
+    id: &SessionId,
+    change: Change,
+) -> Result<Session> {
     if let Some(session) = store.apply(id, change).await? {
         return Ok(session);
     }
-    store.session(id).await?.ok_or_else(|| Error::SessionNotFound(id.to_string()))
+    store
+        .session(id)
+        .await?
+        .ok_or_else(|| Error::SessionNotFound(id.to_string()))
 }

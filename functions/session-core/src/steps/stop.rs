@@ -29,7 +29,11 @@ pub struct StopOutput {
     pub slot_released: bool,
 }
 
-pub async fn stop(input: StopInput, store: &impl SessionStore, compute: &impl Compute) -> Result<StopOutput> {
+pub async fn stop(
+    input: StopInput,
+    store: &impl SessionStore,
+    compute: &impl Compute,
+) -> Result<StopOutput> {
     let id = &input.session_id;
     let session = store.session(id).await?;
     if let (Some(reason), Some(_)) = (input.reason, &session) {
@@ -40,18 +44,27 @@ pub async fn stop(input: StopInput, store: &impl SessionStore, compute: &impl Co
     // unrecorded (RunTask succeeded but its result was never written).
     let mut tasks: BTreeSet<String> = session.iter().filter_map(|s| s.task_arn.clone()).collect();
     tasks.extend(compute.tasks_started_by(id).await?);
-    let why = format!("session {id} stopped: {}", input.reason.map_or("failed", Reason::as_str));
+    let why = format!(
+        "session {id} stopped: {}",
+        input.reason.map_or("failed", Reason::as_str)
+    );
     for task_arn in &tasks {
         compute.stop_task(task_arn, &why).await?;
     }
 
     let user_id = match &session {
         Some(s) => Some(s.user_id.clone()),
-        None => input.request.as_ref().and_then(|r| parse_user_id(r.get("user_id")).ok()),
+        None => input
+            .request
+            .as_ref()
+            .and_then(|r| parse_user_id(r.get("user_id")).ok()),
     };
     if let Some(user_id) = &user_id {
         store.release_slot(user_id, id).await?;
     }
     tracing::info!(session_id = %id, tasks = tasks.len(), "session tasks stopped");
-    Ok(StopOutput { stopped_tasks: tasks.into_iter().collect(), slot_released: user_id.is_some() })
+    Ok(StopOutput {
+        stopped_tasks: tasks.into_iter().collect(),
+        slot_released: user_id.is_some(),
+    })
 }

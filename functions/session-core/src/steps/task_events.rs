@@ -89,7 +89,10 @@ pub enum Outcome {
 
 /// True when `cluster_arn` names the configured cluster (given as a name or an ARN).
 pub fn is_our_cluster(cluster_arn: &str, configured: &str) -> bool {
-    cluster_arn == configured || cluster_arn.rsplit_once(":cluster/").is_some_and(|(_, name)| name == configured)
+    cluster_arn == configured
+        || cluster_arn
+            .rsplit_once(":cluster/")
+            .is_some_and(|(_, name)| name == configured)
 }
 
 pub async fn on_task_state_change(
@@ -100,16 +103,26 @@ pub async fn on_task_state_change(
     workflow: &impl Workflow,
 ) -> Result<Outcome> {
     if event.detail_type != DETAIL_TYPE || event.source != "aws.ecs" {
-        return Ok(Outcome::Ignored(format!("{} from {}", event.detail_type, event.source)));
+        return Ok(Outcome::Ignored(format!(
+            "{} from {}",
+            event.detail_type, event.source
+        )));
     }
     let detail = event.detail;
     if !is_our_cluster(&detail.cluster_arn, cluster) {
         return Ok(Outcome::Ignored(format!("cluster {}", detail.cluster_arn)));
     }
-    let Some(session_id) = detail.started_by.as_deref().and_then(|s| SessionId::parse(s).ok()) else {
+    let Some(session_id) = detail
+        .started_by
+        .as_deref()
+        .and_then(|s| SessionId::parse(s).ok())
+    else {
         return Ok(Outcome::Ignored("task not started for a session".into()));
     };
-    let Some(session) = store.observe_task(&session_id, &detail.observation()).await? else {
+    let Some(session) = store
+        .observe_task(&session_id, &detail.observation())
+        .await?
+    else {
         tracing::info!(session_id = %session_id, version = detail.version, "stale task event");
         return Ok(Outcome::Stale);
     };
@@ -130,6 +143,9 @@ mod tests {
         assert!(is_our_cluster(arn, "sessions"));
         assert!(is_our_cluster(arn, arn));
         assert!(!is_our_cluster(arn, "other"));
-        assert!(!is_our_cluster("arn:aws:ecs:eu-west-1:123456789012:cluster/sessions-2", "sessions"));
+        assert!(!is_our_cluster(
+            "arn:aws:ecs:eu-west-1:123456789012:cluster/sessions-2",
+            "sessions"
+        ));
     }
 }

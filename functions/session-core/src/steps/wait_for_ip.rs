@@ -53,7 +53,9 @@ pub async fn complete_wait_for_ip(
     }
     let task_status = session.task_status.as_deref().unwrap_or_default();
     if task_status == TASK_RUNNING {
-        let eni_id = session.eni_id.as_deref().ok_or_else(|| Error::LaunchFailed("the running task has no network interface".into()))?;
+        let eni_id = session.eni_id.as_deref().ok_or_else(|| {
+            Error::LaunchFailed("the running task has no network interface".into())
+        })?;
         let delivery = match network.public_ip(eni_id).await? {
             Some(public_ip) => {
                 workflow.succeed(token, &json!({ "public_ip": public_ip, "eni_id": eni_id })).await?
@@ -77,7 +79,9 @@ pub async fn complete_wait_for_ip(
             session.stop_code.as_deref().unwrap_or("(no stop code)"),
             session.stopped_reason.as_deref().unwrap_or_default()
         );
-        let delivery = workflow.fail(token, "TaskStoppedBeforeRunning", cause.trim_end()).await?;
+        let delivery = workflow
+            .fail(token, "TaskStoppedBeforeRunning", cause.trim_end())
+            .await?;
         return Ok(Some(delivery));
     }
     Ok(None)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the pinned tools of the build and the tests into $SESSION_TOOLS_DIR
+# (default ~/.cache/session-provisioner), outside the clone so that later runs on the
+# same machine reuse them. Each part is reinstalled only when its pin file changes.
+#   - Python venv: moto server (AWS emulator), cargo-lambda (Lambda runtime emulator
+#     and arm64 packaging), boto3 (fixtures), from tools/requirements.lock
+#   - Node: asl-validator, from tools/npm/package-lock.json
+#   - cargo-nextest, if the machine lacks it
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tools=${SESSION_TOOLS_DIR:-$HOME/.cache/session-provisioner}
+mkdir -p "$tools"
+
+stamp_ok() { # file-with-pins stamp-file
+  [ -f "$2" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$(cat "$2")" ]
+}
+stamp() { sha256sum "$1" | cut -d' ' -f1 > "$2"; }
+
+if ! stamp_ok "$root/tools/requirements.lock" "$tools/venv.stamp" || [ ! -x "$tools/venv/bin/python" ]; then
+  echo "tools: installing the Python venv (moto, cargo-lambda) into $tools/venv"
+  rm -rf "$tools/venv"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$root/tools/requirements.lock"
+  stamp "$root/tools/requirements.lock" "$tools/venv.stamp"
+fi
+
+if ! stamp_ok "$root/tools/npm/package-lock.json" "$tools/npm.stamp" || [ ! -x "$tools/npm/node_modules/.bin/asl-validator" ]; then
+  echo "tools: installing Node tools (asl-validator) into $tools/npm"
+  rm -rf "$tools/npm"
+  mkdir -p "$tools/npm"
+  cp "$root/tools/npm/package.json" "$root/tools/npm/package-lock.json" "$tools/npm/"
+  (cd "$tools/npm" && npm ci --no-audit --no-fund --loglevel=error)
+  stamp "$root/tools/npm/package-lock.json" "$tools/npm.stamp"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "tools: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+echo "tools: ready in $tools"
