@@ -520,3 +520,89 @@ impl SessionStore for DynamoStore {
         Err(Error::NotAuthorized)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use super::*;
+    use crate::session::Version;
+
+    fn tables() -> Tables {
+        Tables {
+            sessions: "sessions".into(),
+            users: "users".into(),
+            retention_days: 30,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_slot_is_session_limit_reached_naming_the_active_sessions() {
+        let transact = mock!(aws_sdk_dynamodb::Client::transact_write_items).then_error(|| {
+            TransactWriteItemsError::TransactionCanceledException(
+                TransactionCanceledException::builder()
+                    .cancellation_reasons(CancellationReason::builder().code("None").build())
+                    .cancellation_reasons(
+                        CancellationReason::builder()
+                            .code("ConditionalCheckFailed")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let user = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.table_name() == Some("users"))
+            .then_output(|| {
+                GetItemOutput::builder()
+                    .item("user_id", s("u"))
+                    .item("authorized", AttributeValue::Bool(true))
+                    .item(
+                        "active_sessions",
+                        AttributeValue::Ss(vec!["sess-active".into()]),
+                    )
+                    .build()
+            });
+        let store = DynamoStore::new(
+            mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact, &user]),
+            tables(),
+        );
+        let session = Session::new(
+            SessionId::parse("sess-new").unwrap(),
+            "u".into(),
+            Version::default(),
+            "now".into(),
+        );
+        let err = store.open(&session, 1).await.unwrap_err();
+        assert_eq!(err.error_type(), "SessionLimitReached");
+        assert_eq!(
+            err.to_string(),
+            "session limit of 1 reached; active: sess-active"
+        );
+    }
+
+    #[test]
+    fn a_change_is_conditioned_on_exactly_the_statuses_the_transition_function_allows() {
+        let store = DynamoStore::new(mock_client!(aws_sdk_dynamodb, []), tables());
+        let (event, mut expr) = store.change_expr(Change::Stopped {
+            reason: Reason::User,
+            at: chrono::Utc::now(),
+        });
+        let condition = expr.status_in(&Status::predecessors(event, event.target()));
+        let allowed: Vec<String> = condition
+            .split(['(', ')', ','])
+            .filter_map(|p| expr.values.get(p.trim()))
+            .filter_map(|v| v.as_s().ok().cloned())
+            .collect();
+        assert_eq!(
+            allowed,
+            vec!["starting", "provisioning", "running", "stopping"]
+        );
+        assert!(
+            expr.expression().contains("REMOVE"),
+            "an ended session leaves the active index"
+        );
+    }
+}

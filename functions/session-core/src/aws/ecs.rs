@@ -350,3 +350,103 @@ mod tests {
         assert_eq!(err.to_string(), "task launch failed: MISSING");
     }
 }
+
+#[cfg(test)]
+mod adapter_tests {
+    use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+    use aws_sdk_ecs::operation::stop_task::StopTaskError;
+    use aws_sdk_ecs::types::error::InvalidParameterException;
+    use aws_smithy_mocks::{mock, mock_client};
+    use aws_smithy_runtime_api::http::Response;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn compute(client: Client) -> EcsCompute {
+        let placement = Placement {
+            subnets: vec!["subnet-1".into()],
+            security_groups: vec!["sg-1".into()],
+            assign_public_ip: true,
+            capacity: Capacity::Fargate,
+        };
+        EcsCompute::new(client, "sessions".into(), Some(placement))
+    }
+
+    fn launch_of(id: &SessionId) -> TaskLaunch<'_> {
+        TaskLaunch {
+            task_definition_arn: "arn:td",
+            session_id: id,
+            user_id: "u",
+        }
+    }
+
+    #[tokio::test]
+    async fn run_task_sends_the_session_id_as_client_token_and_started_by() {
+        let rule = mock!(aws_sdk_ecs::Client::run_task)
+            .match_requests(|r| {
+                r.client_token() == Some("sess-1")
+                    && r.started_by() == Some("sess-1")
+                    && r.launch_type() == Some(&LaunchType::Fargate)
+            })
+            .then_output(|| {
+                RunTaskOutput::builder()
+                    .tasks(
+                        aws_sdk_ecs::types::Task::builder()
+                            .task_arn("arn:task/1")
+                            .build(),
+                    )
+                    .build()
+            });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        let id = SessionId::parse("sess-1").unwrap();
+        assert_eq!(ecs.run_task(&launch_of(&id)).await.unwrap(), "arn:task/1");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_capacity_failure_in_a_successful_answer_is_capacity_unavailable() {
+        let rule = mock!(aws_sdk_ecs::Client::run_task).then_output(|| {
+            RunTaskOutput::builder()
+                .failures(
+                    Failure::builder()
+                        .reason("Capacity is unavailable at this time.")
+                        .build(),
+                )
+                .build()
+        });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        let id = SessionId::parse("sess-1").unwrap();
+        let err = ecs.run_task(&launch_of(&id)).await.unwrap_err();
+        assert_eq!(err.error_type(), "CapacityUnavailable");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_run_task_is_reported_as_throttled() {
+        let rule = mock!(aws_sdk_ecs::Client::run_task).then_http_response(|| {
+            Response::new(
+                400.try_into().unwrap(),
+                SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+            )
+        });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        let id = SessionId::parse("sess-1").unwrap();
+        let err = ecs.run_task(&launch_of(&id)).await.unwrap_err();
+        assert_eq!(err.error_type(), "Throttled", "{err}");
+    }
+
+    #[tokio::test]
+    async fn stopping_a_task_that_is_already_gone_succeeds() {
+        let rule = mock!(aws_sdk_ecs::Client::stop_task).then_error(|| {
+            StopTaskError::InvalidParameterException(
+                InvalidParameterException::builder()
+                    .message("The referenced task was not found.")
+                    .build(),
+            )
+        });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        ecs.stop_task("arn:task/gone", "session stopped")
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+}

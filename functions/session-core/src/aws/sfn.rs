@@ -69,3 +69,39 @@ impl Workflow for SfnWorkflow {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
+    use aws_sdk_sfn::types::error::TaskTimedOut;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn completing_a_token_delivers_the_output() {
+        let rule = mock!(aws_sdk_sfn::Client::send_task_success)
+            .match_requests(|r| {
+                r.task_token() == Some("t") && r.output() == Some(r#"{"public_ip":"1.2.3.4"}"#)
+            })
+            .then_output(|| SendTaskSuccessOutput::builder().build());
+        let sfn = SfnWorkflow::new(mock_client!(aws_sdk_sfn, [&rule]));
+        let delivery = sfn
+            .succeed("t", &serde_json::json!({"public_ip": "1.2.3.4"}))
+            .await
+            .unwrap();
+        assert_eq!(delivery, Delivery::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_token_completed_before_is_already_closed_not_an_error() {
+        let rule = mock!(aws_sdk_sfn::Client::send_task_success).then_error(|| {
+            SendTaskSuccessError::TaskTimedOut(
+                TaskTimedOut::builder().message("Task Timed Out").build(),
+            )
+        });
+        let sfn = SfnWorkflow::new(mock_client!(aws_sdk_sfn, [&rule]));
+        let delivery = sfn.succeed("t", &serde_json::json!({})).await.unwrap();
+        assert_eq!(delivery, Delivery::AlreadyClosed);
+    }
+}
