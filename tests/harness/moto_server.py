@@ -486,6 +486,27 @@ def patch_ecs_capacity_faults(fault_file: str | None) -> None:
     EC2ContainerServiceResponse.run_task = run_task  # type: ignore[method-assign]
 
 
+def patch_dynamodb_write_atomicity() -> None:
+    """moto's threaded server runs concurrent DynamoDB requests without any lock,
+    so two TransactWriteItems (or UpdateItems) can both pass a condition that only
+    one of them should: real DynamoDB evaluates each condition atomically with its
+    write. Serialize every write so conditions hold as they do on AWS.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None:
+            continue
+
+        def serialized(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, serialized)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -508,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     patch_ecs_fargate_task_memory()
     patch_ecs_awsvpc_eni_dns_name()
     patch_ecs_capacity_faults(args.fault_file)
+    patch_dynamodb_write_atomicity()
 
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(

@@ -654,7 +654,8 @@ impl Drop for Stack {
         if std::thread::panicking() {
             self.dump_logs();
         }
-        for (_, child) in self.children.lock().unwrap().iter_mut() {
+        // Functions first, then moto, then the emulator they poll.
+        for (_, child) in self.children.lock().unwrap().iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
         }

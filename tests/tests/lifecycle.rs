@@ -226,43 +226,49 @@ async fn racing_starts_at_a_limit_of_one_leave_exactly_one_task() {
     let stack = Stack::start().await;
     stack.put_user("carol", true, Some(1)).await;
     let input = json!({"user_id": "carol", "version": "latest"});
-    let ((first, first_exec), (second, second_exec)) = tokio::join!(
+    let (a, b, c, d) = tokio::join!(
+        stack.start_session(input.clone()),
+        stack.start_session(input.clone()),
         stack.start_session(input.clone()),
         stack.start_session(input)
     );
+    let started = [a, b, c, d];
 
-    let outcome = stack
-        .eventually("one session refused", Duration::from_secs(60), || async {
-            let a = stack.session(&first).await?;
-            let b = stack.session(&second).await?;
-            let refused = [&a, &b]
-                .into_iter()
-                .find(|s| s.status == Status::Failed)?
-                .clone();
-            let admitted = [a, b].into_iter().find(|s| s.status != Status::Failed)?;
-            Some((admitted, refused))
+    // Every session is either refused or admitted; exactly one is admitted.
+    let sessions = stack
+        .eventually("every start decided", Duration::from_secs(60), || async {
+            let mut decided = Vec::new();
+            for (id, _) in &started {
+                let s = stack.session(id).await?;
+                if s.status == Status::Starting {
+                    return None;
+                }
+                decided.push(s);
+            }
+            Some(decided)
         })
         .await;
-    let (admitted, refused) = outcome;
-    assert_eq!(refused.stop_reason, Some(Reason::SessionLimit));
-    assert!(
-        refused
-            .failure_cause
-            .as_deref()
-            .unwrap_or_default()
-            .contains(admitted.session_id.as_str()),
-        "the refusal names the active session: {:?}",
-        refused.failure_cause
-    );
-    let refused_exec = if refused.session_id == first {
-        &first_exec
-    } else {
-        &second_exec
-    };
-    assert_eq!(
-        stack.execution_ended(refused_exec).await,
-        ExecutionStatus::Failed
-    );
+    let (refused, admitted): (Vec<_>, Vec<_>) = sessions
+        .into_iter()
+        .partition(|s| s.status == Status::Failed);
+    assert_eq!(admitted.len(), 1, "exactly one admitted: {admitted:?}");
+    let admitted = &admitted[0];
+    for session in &refused {
+        assert_eq!(session.stop_reason, Some(Reason::SessionLimit));
+        let cause = session.failure_cause.as_deref().unwrap_or_default();
+        assert!(
+            cause.contains(admitted.session_id.as_str()),
+            "the refusal names the active session: {cause}"
+        );
+        let (_, execution) = started
+            .iter()
+            .find(|(id, _)| *id == session.session_id)
+            .unwrap();
+        assert_eq!(
+            stack.execution_ended(execution).await,
+            ExecutionStatus::Failed
+        );
+    }
     stack
         .session_where(&admitted.session_id, "the admitted task", |s| {
             s.task_arn.is_some()
@@ -537,4 +543,39 @@ async fn malformed_input_to_any_function_is_a_typed_error_not_a_crash() {
     let (id, execution) = stack.start_session(json!({"user_id": "liam"})).await;
     stack.bring_task_up(&id).await;
     stack.wait_for_state(&execution, "AwaitStop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_task_that_exits_ends_the_session_stopped_with_its_stop_code() {
+    let stack = Stack::start().await;
+    stack.put_user("mia", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "mia"})).await;
+    let (task_arn, _) = stack.bring_task_up(&id).await;
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    stack
+        .session_where(&id, "the stop token", |s| s.stop_token.is_some())
+        .await;
+
+    let exited = stack.task_event(&task_arn, "STOPPED", 6).await;
+    assert_eq!(
+        stack.invoke("task-events", &exited).await,
+        json!({"outcome": "stop_requested"})
+    );
+
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Succeeded
+    );
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Stopped);
+    assert_eq!(session.stop_reason, Some(Reason::TaskStopped));
+    assert_eq!(
+        session.stop_code.as_deref(),
+        Some("EssentialContainerExited")
+    );
+    assert_eq!(
+        session.stopped_reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert!(stack.active_slots("mia").await.is_empty());
 }

@@ -41,6 +41,10 @@ pub enum Error {
     LaunchFailed(String),
     #[error("task stopped before it was running: {0}")]
     TaskStoppedBeforeRunning(String),
+    /// A stop was requested while this step ran: the state machine goes straight to
+    /// Stop instead of on to the next step.
+    #[error("a stop was requested ({0})")]
+    StopRequested(String),
     #[error("session {0} does not exist")]
     SessionNotFound(String),
     #[error("AWS throttled {operation}: {message}")]
@@ -83,6 +87,7 @@ impl Error {
             Error::CapacityUnavailable(_) => "CapacityUnavailable",
             Error::LaunchFailed(_) => "LaunchFailed",
             Error::TaskStoppedBeforeRunning(_) => "TaskStoppedBeforeRunning",
+            Error::StopRequested(_) => "StopRequested",
             Error::SessionNotFound(_) => "SessionNotFound",
             Error::Throttled { .. } => "Throttled",
             Error::Transient { .. } => "Transient",

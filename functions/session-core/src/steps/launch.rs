@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::LaunchSettings;
 use crate::error::{Error, Result};
 use crate::ports::{Change, Compute, SessionStore, Storage, TaskLaunch, User};
+use crate::session::Status;
 use crate::steps::authorize::SessionRef;
 use crate::template::TaskTarget;
 
@@ -32,6 +33,9 @@ pub async fn launch(
             "does not match the session's user",
         )
         .into());
+    }
+    if current.status == Status::Stopping {
+        return Err(Error::StopRequested("before the task was launched".into()));
     }
     let user = store
         .user(&session.user_id)
@@ -92,8 +96,13 @@ pub async fn launch(
         .await?
         .is_none()
     {
-        // The session left `starting` while we launched (it was stopped or failed):
-        // the task must not outlive it.
+        // The session left `starting` while the task launched. A requested stop is
+        // carried out by Stop, which finds the task by its startedBy; any other end
+        // means the task must not outlive the session.
+        let now = store.session(id).await?.map(|s| s.status);
+        if now == Some(Status::Stopping) {
+            return Err(Error::StopRequested("while the task was launching".into()));
+        }
         compute
             .stop_task(&task_arn, "session ended during launch")
             .await?;

@@ -3,6 +3,7 @@
 pub mod authorize;
 pub mod launch;
 pub mod record;
+pub mod request_stop;
 pub mod stop;
 pub mod task_events;
 pub mod wait_for_ip;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::ports::{Change, Compute, SessionStore};
-use crate::session::{Reason, SessionId};
+use crate::session::{Reason, SessionId, Status};
 use crate::steps::authorize::parse_user_id;
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +27,8 @@ pub struct StopInput {
 pub struct StopOutput {
     pub stopped_tasks: Vec<String>,
     pub slot_released: bool,
+    /// The reason the session stops for; `None` on the compensation path.
+    pub reason: Option<Reason>,
 }
 
 pub async fn stop(
@@ -36,7 +38,15 @@ pub async fn stop(
 ) -> Result<StopOutput> {
     let id = &input.session_id;
     let session = store.session(id).await?;
-    if let (Some(reason), Some(_)) = (input.reason, &session) {
+    // Without a reason this is either a stop requested while the session was starting
+    // (the reason is on the session) or the compensation of a failure (none).
+    let reason = input.reason.or_else(|| {
+        session
+            .as_ref()
+            .filter(|s| s.status == Status::Stopping)
+            .and_then(|s| s.stop_reason)
+    });
+    if let (Some(reason), Some(_)) = (reason, &session) {
         store.apply(id, Change::StopRequested { reason }).await?;
     }
 
@@ -46,7 +56,7 @@ pub async fn stop(
     tasks.extend(compute.tasks_started_by(id).await?);
     let why = format!(
         "session {id} stopped: {}",
-        input.reason.map_or("failed", Reason::as_str)
+        reason.map_or("failed", Reason::as_str)
     );
     for task_arn in &tasks {
         compute.stop_task(task_arn, &why).await?;
@@ -66,5 +76,6 @@ pub async fn stop(
     Ok(StopOutput {
         stopped_tasks: tasks.into_iter().collect(),
         slot_released: user_id.is_some(),
+        reason,
     })
 }

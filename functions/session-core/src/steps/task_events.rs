@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::ports::{Delivery, Network, SessionStore, TaskObservation, Workflow};
 use crate::session::SessionId;
-use crate::steps::wait_for_ip::complete_wait_for_ip;
+use crate::session::{Reason, Status};
+use crate::steps::request_stop::request_stop;
+use crate::steps::wait_for_ip::{complete_wait_for_ip, TASK_ENDED};
 
 pub const DETAIL_TYPE: &str = "ECS Task State Change";
 
@@ -85,6 +87,8 @@ pub enum Outcome {
     Stale,
     Recorded,
     CompletedWaitForIp,
+    /// The task ended on its own while the session was running.
+    StopRequested,
 }
 
 /// True when `cluster_arn` names the configured cluster (given as a name or an ARN).
@@ -126,7 +130,17 @@ pub async fn on_task_state_change(
         tracing::info!(session_id = %session_id, version = detail.version, "stale task event");
         return Ok(Outcome::Stale);
     };
-    tracing::info!(session_id = %session_id, last_status = %detail.last_status, version = detail.version, "task state recorded");
+    tracing::info!(
+        session_id = %session_id,
+        last_status = %detail.last_status,
+        version = detail.version,
+        "task state recorded"
+    );
+    if TASK_ENDED.contains(&detail.last_status.as_str()) && session.status == Status::Running {
+        // The task stopped without being asked to: the session ends with it.
+        request_stop(&session_id, Reason::TaskStopped, store, workflow).await?;
+        return Ok(Outcome::StopRequested);
+    }
     match complete_wait_for_ip(&session, network, workflow).await? {
         Some(Delivery::Delivered) => Ok(Outcome::CompletedWaitForIp),
         _ => Ok(Outcome::Recorded),

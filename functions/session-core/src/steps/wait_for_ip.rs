@@ -48,6 +48,11 @@ pub async fn complete_wait_for_ip(
     let Some(token) = session.ip_token.as_deref() else {
         return Ok(None);
     };
+    if session.status == Status::Stopping {
+        let reason = session.stop_reason.map_or("stop", |r| r.as_str());
+        let delivery = workflow.fail(token, "StopRequested", reason).await?;
+        return Ok(Some(delivery));
+    }
     if session.status != Status::Provisioning {
         return Ok(None);
     }
