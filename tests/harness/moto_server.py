@@ -521,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     # Same effect as POST /moto-api/config, but before the first request.
     # (POST /moto-api/reset resets the backends, not this config.)
     moto_api_backend.set_config(MOTO_CONFIG)
+    # moto advances an ECS task one status per read (RUNNING -> DEACTIVATING -> ...
+    # -> STOPPED), so polling a task would kill it. On AWS a task runs until it is
+    # stopped or dies: keep tasks where StopTask (or RunTask) puts them.
+    from moto.moto_api import state_manager
+
+    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 2**62})
     patch_lambda_invoke(args.lambda_endpoint, args.function_prefix, args.invoke_timeout)
     patch_task_token_reuse()
     patch_send_task_failure_cause()

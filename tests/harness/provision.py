@@ -35,7 +35,7 @@ TASK_LOG_GROUP = "/ecs/sessions"
 REPOSITORIES = ["api_service", "frontend", "suv_ui"]
 IMAGE_TAGS = ["latest", "1.0.0"]
 TEMPLATE_PORTS = [8000, 3000, 3030]
-FUNCTIONS = ["authorize", "launch", "wait-for-ip", "record", "stop", "task-events"]
+FUNCTIONS = ["authorize", "launch", "wait-for-ip", "record", "stop", "task-events", "reaper"]
 PLACEHOLDER = re.compile(r"\$\{([a-z_]+)\}")
 
 

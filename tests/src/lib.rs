@@ -19,14 +19,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use session_core::session::{Session, SessionId};
 
-/// The functions of the lifecycle, as named under `functions/`.
-pub const FUNCTIONS: [&str; 6] = [
+/// The functions, as named under `functions/`.
+pub const FUNCTIONS: [&str; 7] = [
     "authorize",
     "launch",
     "wait-for-ip",
     "record",
     "stop",
     "task-events",
+    "reaper",
 ];
 /// Instances of each function, so that concurrent executions really run concurrently.
 const INSTANCES: usize = 2;
@@ -600,6 +601,36 @@ impl Stack {
         let event = self.task_event(&task_arn, "RUNNING", 3).await;
         self.invoke("task-events", &event).await;
         (task_arn, ip)
+    }
+
+    /// Runs the reaper once, as its schedule would.
+    pub async fn reap(&self) -> Value {
+        let scheduled = json!({
+            "version": "0",
+            "id": "reaper-run",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-11-25T10:00:00Z",
+            "region": self.info.region,
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/sessions-reaper"],
+            "detail": {},
+        });
+        self.invoke("reaper", &scheduled).await
+    }
+
+    /// Sets attributes of a user item (per-user overrides).
+    pub async fn set_user(&self, user_id: &str, attribute: &str, value: AttributeValue) {
+        self.ddb
+            .update_item()
+            .table_name(&self.info.users_table)
+            .key("user_id", AttributeValue::S(user_id.into()))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await
+            .expect("update user");
     }
 
     /// Makes RunTask answer these failures (HTTP 200, no task) until cleared.

@@ -211,6 +211,30 @@ impl AdmissionSettings {
     }
 }
 
+/// The reaper's limits; a user's own `idle_timeout_s` / `max_lifetime_s` override the
+/// first two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaperSettings {
+    pub idle_timeout_s: u64,
+    pub max_lifetime_s: u64,
+    /// A task younger than this is never called an orphan: its session may not have
+    /// reached the (eventually consistent) active index yet.
+    pub orphan_grace_s: u64,
+}
+
+impl ReaperSettings {
+    pub const VARS: &'static [&'static str] =
+        &["IDLE_TIMEOUT_S", "MAX_LIFETIME_S", "ORPHAN_GRACE_S"];
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            idle_timeout_s: env.parsed("IDLE_TIMEOUT_S", 30 * 60)?,
+            max_lifetime_s: env.parsed("MAX_LIFETIME_S", 8 * 60 * 60)?,
+            orphan_grace_s: env.parsed("ORPHAN_GRACE_S", 5 * 60)?,
+        })
+    }
+}
+
 /// The session template: `SESSION_TEMPLATE` as JSON, or the default four containers.
 pub fn template_from(env: &impl Source) -> Result<SessionTemplate, ConfigError> {
     match env.get("SESSION_TEMPLATE").filter(|v| !v.trim().is_empty()) {

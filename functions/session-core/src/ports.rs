@@ -145,6 +145,34 @@ pub trait SessionStore: Send + Sync {
         key: &str,
         arn: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Every session that is not terminal, read from the sparse `active` index only.
+    fn active_sessions(&self) -> impl Future<Output = Result<ActiveSessions>> + Send;
+
+    /// Records activity on a running session, at most once per `min_interval`.
+    /// Returns whether it wrote.
+    fn touch(
+        &self,
+        id: &SessionId,
+        user_id: &str,
+        at: DateTime<Utc>,
+        min_interval: chrono::Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// The active sessions and how many items DynamoDB read to find them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ActiveSessions {
+    pub sessions: Vec<Session>,
+    pub items_read: u64,
+}
+
+/// A task of the cluster that has not stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskSummary {
+    pub task_arn: String,
+    pub started_by: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// A request to run one session's task.
@@ -170,6 +198,9 @@ pub trait Compute: Send + Sync {
 
     /// Tasks not yet stopped that were started for this session.
     fn tasks_started_by(&self, id: &SessionId) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Every task of the cluster that has not stopped.
+    fn running_tasks(&self) -> impl Future<Output = Result<Vec<TaskSummary>>> + Send;
 }
 
 /// Per-user persistent storage (EFS access points).
@@ -212,6 +243,9 @@ pub trait Workflow: Send + Sync {
         error: &str,
         cause: &str,
     ) -> impl Future<Output = Result<Delivery>> + Send;
+
+    /// Whether the execution still runs (false once it ended or if it does not exist).
+    fn execution_running(&self, execution_arn: &str) -> impl Future<Output = Result<bool>> + Send;
 }
 
 pub trait Clock: Send + Sync {

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 
 use crate::config::Tables;
 use crate::error::{Error, Result};
-use crate::ports::{Change, SessionStore, TaskObservation, User};
+use crate::ports::{ActiveSessions, Change, SessionStore, TaskObservation, User};
 use crate::session::{timestamp, Event, Reason, Session, SessionId, Status, Urls};
 
 /// Sparse attribute, present only while a session is not terminal: the key of the
@@ -518,6 +518,62 @@ impl SessionStore for DynamoStore {
             }
         }
         Err(Error::NotAuthorized)
+    }
+
+    async fn active_sessions(&self) -> Result<ActiveSessions> {
+        let mut found = ActiveSessions::default();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.tables.sessions)
+            .index_name(ACTIVE_INDEX)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::from_sdk("Scan", e))?;
+            found.items_read += u64::try_from(page.scanned_count()).unwrap_or_default();
+            for item in page.items.unwrap_or_default() {
+                found.sessions.push(decode("Scan", item)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        user_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        min_interval: chrono::Duration,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(id)))
+            .update_expression("SET last_activity_at = :at")
+            .condition_expression(
+                "#status = :running AND user_id = :user \
+                 AND (attribute_not_exists(last_activity_at) OR last_activity_at < :threshold)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(timestamp(at)))
+            .expression_attribute_values(":running", s(Status::Running.as_str()))
+            .expression_attribute_values(":user", s(user_id))
+            .expression_attribute_values(":threshold", s(timestamp(at - min_interval)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        }
     }
 }
 

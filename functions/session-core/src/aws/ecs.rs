@@ -12,7 +12,7 @@ use aws_sdk_ecs::Client;
 
 use crate::config::{Capacity, LaunchSettings};
 use crate::error::{Error, Result};
-use crate::ports::{Compute, TaskLaunch};
+use crate::ports::{Compute, TaskLaunch, TaskSummary};
 use crate::session::SessionId;
 use crate::template::{TaskDefinitionSpec, USER_DATA_VOLUME};
 
@@ -316,6 +316,51 @@ impl Compute for EcsCompute {
             }
         }
         Ok(arns)
+    }
+
+    async fn running_tasks(&self) -> Result<Vec<TaskSummary>> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_tasks()
+            .cluster(&self.cluster)
+            .desired_status(DesiredStatus::Running)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            arns.extend(
+                page.map_err(|e| Error::from_sdk("ListTasks", e))?
+                    .task_arns()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        let mut tasks = Vec::with_capacity(arns.len());
+        // DescribeTasks takes at most 100 tasks a call.
+        for chunk in arns.chunks(100) {
+            let described = self
+                .client
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk("DescribeTasks", e))?;
+            tasks.extend(
+                described
+                    .tasks()
+                    .iter()
+                    .filter(|t| t.last_status() != Some("STOPPED"))
+                    .map(|t| TaskSummary {
+                        task_arn: t.task_arn().unwrap_or_default().to_owned(),
+                        started_by: t.started_by().map(str::to_owned),
+                        created_at: t.created_at().and_then(|d| {
+                            chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos())
+                        }),
+                    }),
+            );
+        }
+        Ok(tasks)
     }
 }
 

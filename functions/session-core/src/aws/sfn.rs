@@ -68,6 +68,26 @@ impl Workflow for SfnWorkflow {
             Err(err) => Err(Error::from_sdk("SendTaskFailure", err)),
         }
     }
+
+    async fn execution_running(&self, execution_arn: &str) -> Result<bool> {
+        match self
+            .client
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.status == aws_sdk_sfn::types::ExecutionStatus::Running),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_does_not_exist()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(Error::from_sdk("DescribeExecution", err)),
+        }
+    }
 }
 
 #[cfg(test)]

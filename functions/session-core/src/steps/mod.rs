@@ -2,6 +2,7 @@
 
 pub mod authorize;
 pub mod launch;
+pub mod reap;
 pub mod record;
 pub mod request_stop;
 pub mod stop;
