@@ -30,6 +30,7 @@ SESSIONS_TABLE = "sessions"
 USERS_TABLE = "users"
 STATE_MACHINE = "session-lifecycle"
 TASK_LOG_GROUP = "/ecs/sessions"
+EVENT_BUS = "sessions"
 # The versioned repositories of the default session template and the tags the
 # fixtures push, as a release pipeline would.
 REPOSITORIES = ["api_service", "frontend", "suv_ui"]
@@ -186,6 +187,15 @@ def provision(endpoint: str, root: Path) -> dict:
             Code={"ZipFile": code},
         )["FunctionArn"]
 
+    # The project's bus, and a queue subscribed to everything on it so that tests and
+    # the local stack can read the lifecycle events.
+    events, sqs = client("events", endpoint), client("sqs", endpoint)
+    events.create_event_bus(Name=EVENT_BUS)
+    queue_url = sqs.create_queue(QueueName="session-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all-session-events", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": ["session-provisioner"]}))
+    events.put_targets(Rule="all-session-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
     definition = render_definition((root / "statemachine" / "session.asl.json").read_text(), function_arns)
     state_machine_arn = sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=states_role)[
         "stateMachineArn"
@@ -202,6 +212,7 @@ def provision(endpoint: str, root: Path) -> dict:
         "EFS_FILE_SYSTEM_ID": fs,
         "ECR_REGISTRY": registry,
         "TASK_LOG_GROUP": TASK_LOG_GROUP,
+        "EVENT_BUS": EVENT_BUS,
         "AWS_REGION": REGION,
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -218,6 +229,8 @@ def provision(endpoint: str, root: Path) -> dict:
         "sessions_table": SESSIONS_TABLE,
         "users_table": USERS_TABLE,
         "state_machine_arn": state_machine_arn,
+        "event_bus": EVENT_BUS,
+        "events_queue_url": queue_url,
         "function_arns": function_arns,
         "function_env": function_env,
         **net,

@@ -102,6 +102,7 @@ pub struct StackInfo {
     pub sessions_table: String,
     pub users_table: String,
     pub state_machine_arn: String,
+    pub events_queue_url: String,
     pub function_arns: HashMap<String, String>,
     pub function_env: HashMap<String, String>,
     pub subnets: Vec<String>,
@@ -124,6 +125,7 @@ pub struct Stack {
     pub ec2: aws_sdk_ec2::Client,
     pub efs: aws_sdk_efs::Client,
     pub sfn: aws_sdk_sfn::Client,
+    pub sqs: aws_sdk_sqs::Client,
     tools: Tools,
     dir: tempfile::TempDir,
     lambda_port: u16,
@@ -252,6 +254,7 @@ impl Stack {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             efs: aws_sdk_efs::Client::new(&sdk),
             sfn: aws_sdk_sfn::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
             info,
             tools,
             dir,
@@ -601,6 +604,51 @@ impl Stack {
         let event = self.task_event(&task_arn, "RUNNING", 3).await;
         self.invoke("task-events", &event).await;
         (task_arn, ip)
+    }
+
+    /// Lifecycle events published on the project's bus so far (read through the
+    /// queue subscribed to it), as EventBridge events.
+    pub async fn bus_events(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.info.events_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive events");
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return events;
+            }
+            for message in messages {
+                events.push(
+                    serde_json::from_str(message.body().unwrap_or("null"))
+                        .expect("an event is JSON"),
+                );
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.info.events_queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete event");
+                }
+            }
+        }
+    }
+
+    /// What every instance of a function wrote to stdout.
+    pub fn function_stdout(&self, function: &str) -> String {
+        (0..INSTANCES)
+            .filter_map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("logs/{function}.{i}.log")))
+                    .ok()
+            })
+            .collect()
     }
 
     /// Runs the reaper once, as its schedule would.

@@ -2,6 +2,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use session_core::aws::{dynamodb::DynamoStore, ecs::EcsCompute, sdk_config, sfn::SfnWorkflow};
 use session_core::config::{Cluster, ProcessEnv, ReaperSettings, Tables};
+use session_core::metrics::{self, Unit};
 use session_core::ports::SystemClock;
 use session_core::steps::reap::Reaper;
 
@@ -26,6 +27,26 @@ async fn main() -> Result<(), Error> {
     // whole of the active sessions.
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         let report = reaper.run().await?;
+        metrics::emit(
+            &[],
+            &[
+                (
+                    metrics::ACTIVE_SESSIONS,
+                    report.active_sessions as f64,
+                    Unit::Count,
+                ),
+                (
+                    metrics::ORPHANS_FOUND,
+                    report.orphans.len() as f64,
+                    Unit::Count,
+                ),
+                (
+                    metrics::LOST_SESSIONS,
+                    report.lost.len() as f64,
+                    Unit::Count,
+                ),
+            ],
+        );
         session_core::output(&report)
     }))
     .await

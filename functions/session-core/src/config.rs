@@ -235,6 +235,22 @@ impl ReaperSettings {
     }
 }
 
+/// The project's EventBridge bus, where lifecycle events are published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSettings {
+    pub bus: String,
+}
+
+impl EventSettings {
+    pub const VARS: &'static [&'static str] = &["EVENT_BUS"];
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            bus: env.required("EVENT_BUS")?,
+        })
+    }
+}
+
 /// The session template: `SESSION_TEMPLATE` as JSON, or the default four containers.
 pub fn template_from(env: &impl Source) -> Result<SessionTemplate, ConfigError> {
     match env.get("SESSION_TEMPLATE").filter(|v| !v.trim().is_empty()) {

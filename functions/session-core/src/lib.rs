@@ -5,6 +5,8 @@
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod metrics;
 pub mod ports;
 pub mod session;
 pub mod steps;

@@ -45,6 +45,7 @@ pub struct TaskObservation {
     pub eni_id: Option<String>,
     pub stop_code: Option<String>,
     pub stopped_reason: Option<String>,
+    pub image_pull_s: Option<f64>,
 }
 
 /// How a session changes when the state machine's steps record progress.
@@ -246,6 +247,15 @@ pub trait Workflow: Send + Sync {
 
     /// Whether the execution still runs (false once it ended or if it does not exist).
     fn execution_running(&self, execution_arn: &str) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// The project's event bus (EventBridge).
+pub trait EventBus: Send + Sync {
+    fn publish(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 pub trait Clock: Send + Sync {

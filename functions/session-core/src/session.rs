@@ -329,6 +329,8 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eni_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
@@ -370,6 +372,7 @@ impl Session {
             task_version: None,
             stop_code: None,
             stopped_reason: None,
+            image_pull_s: None,
             eni_id: None,
             public_ip: None,
             started_at: None,

@@ -416,6 +416,9 @@ impl SessionStore for DynamoStore {
                 expr.set(attribute, s(value));
             }
         }
+        if let Some(seconds) = observation.image_pull_s {
+            expr.set("image_pull_s", n(seconds));
+        }
         let version = expr.name("task_version");
         let task_arn = expr.name("task_arn");
         let (v, arn) = (

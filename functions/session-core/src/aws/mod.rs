@@ -6,6 +6,7 @@ pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod efs;
+pub mod eventbridge;
 pub mod sfn;
 
 /// Loads the SDK configuration once per process (region, credentials, and in tests

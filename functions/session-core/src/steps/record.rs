@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::ports::{Change, Clock, SessionStore, Workflow};
+use crate::events;
+use crate::metrics::{self, Unit};
+use crate::ports::{Change, Clock, EventBus, SessionStore, Workflow};
 use crate::session::{timestamp, Reason, Session, SessionId, Status, Version};
 use crate::steps::authorize::{parse_user_id, parse_version};
 use crate::template::SessionTemplate;
@@ -92,16 +94,17 @@ impl From<&Session> for RecordOutput {
     }
 }
 
-pub struct RecordContext<'a, S, W, C> {
+pub struct RecordContext<'a, S, W, B, C> {
     pub template: &'a SessionTemplate,
     pub store: &'a S,
     pub workflow: &'a W,
+    pub bus: &'a B,
     pub clock: &'a C,
 }
 
-pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
+pub async fn record<S: SessionStore, W: Workflow, B: EventBus, C: Clock>(
     input: RecordInput,
-    ctx: &RecordContext<'_, S, W, C>,
+    ctx: &RecordContext<'_, S, W, B, C>,
 ) -> Result<RecordOutput> {
     match input {
         RecordInput::Running {
@@ -113,7 +116,16 @@ pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
                 public_ip: network.public_ip,
                 at: ctx.clock.now(),
             };
-            let session = applied_or_current(ctx.store, &session_id, change).await?;
+            let (session, applied) = applied_or_current(ctx.store, &session_id, change).await?;
+            if applied {
+                if let Some(seconds) = start_seconds(&session) {
+                    metrics::emit(
+                        &[],
+                        &[(metrics::SESSION_START_SECONDS, seconds, Unit::Seconds)],
+                    );
+                }
+            }
+            announce(ctx.bus, &session, Status::Running).await?;
             tracing::info!(session_id = %session_id, status = %session.status, "session running");
             Ok((&session).into())
         }
@@ -142,7 +154,11 @@ pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
                 reason,
                 at: ctx.clock.now(),
             };
-            let session = applied_or_current(ctx.store, &session_id, change).await?;
+            let (session, applied) = applied_or_current(ctx.store, &session_id, change).await?;
+            if applied {
+                ended_metric(&session);
+            }
+            announce(ctx.bus, &session, Status::Stopped).await?;
             tracing::info!(session_id = %session_id, %reason, status = %session.status, "session stopped");
             Ok((&session).into())
         }
@@ -164,31 +180,70 @@ pub async fn record<S: SessionStore, W: Workflow, C: Clock>(
                 timestamp(ctx.clock.now()),
             );
             let session = match ctx.store.fail(&blank, reason, &cause).await? {
-                Some(session) => session,
+                Some(session) => {
+                    ended_metric(&session);
+                    session
+                }
                 None => ctx
                     .store
                     .session(&session_id)
                     .await?
                     .ok_or_else(|| Error::SessionNotFound(session_id.to_string()))?,
             };
+            announce(ctx.bus, &session, Status::Failed).await?;
             tracing::warn!(session_id = %session_id, %reason, status = %session.status, "session failed");
             Ok((&session).into())
         }
     }
 }
 
+/// Seconds from the request to the session running.
+fn start_seconds(session: &Session) -> Option<f64> {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let (created, started) = (
+        parse(&session.created_at)?,
+        parse(session.started_at.as_deref()?)?,
+    );
+    Some((started - created).num_milliseconds() as f64 / 1000.0)
+}
+
+fn ended_metric(session: &Session) {
+    let reason = session.stop_reason.map_or("none", Reason::as_str);
+    metrics::emit(
+        &[("Status", session.status.as_str()), ("Reason", reason)],
+        &[(metrics::SESSIONS_ENDED, 1.0, Unit::Count)],
+    );
+}
+
+/// Publishes the lifecycle event of `status` if the session is in it. At least once:
+/// a retried Record publishes again, and consumers dedupe on (`session_id`, type).
+async fn announce(bus: &impl EventBus, session: &Session, status: Status) -> Result<()> {
+    if session.status != status {
+        return Ok(());
+    }
+    let detail_type = match status {
+        Status::Running => events::SESSION_RUNNING,
+        Status::Stopped => events::SESSION_STOPPED,
+        Status::Failed => events::SESSION_FAILED,
+        _ => return Ok(()),
+    };
+    bus.publish(detail_type, &events::detail(session)).await
+}
+
 /// Applies a change; when it does not apply (a retried step already applied it, or a
-/// concurrent stop moved the session on) answers the session as it is.
+/// concurrent stop moved the session on) answers the session as it is. The flag says
+/// whether this call applied it.
 async fn applied_or_current(
     store: &impl SessionStore,
     id: &SessionId,
     change: Change,
-) -> Result<Session> {
+) -> Result<(Session, bool)> {
     if let Some(session) = store.apply(id, change).await? {
-        return Ok(session);
+        return Ok((session, true));
     }
-    store
+    let session = store
         .session(id)
         .await?
-        .ok_or_else(|| Error::SessionNotFound(id.to_string()))
+        .ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
+    Ok((session, false))
 }

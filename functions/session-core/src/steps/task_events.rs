@@ -6,11 +6,12 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::metrics::{self, Unit};
 use crate::ports::{Delivery, Network, SessionStore, TaskObservation, Workflow};
 use crate::session::SessionId;
 use crate::session::{Reason, Status};
 use crate::steps::request_stop::request_stop;
-use crate::steps::wait_for_ip::{complete_wait_for_ip, TASK_ENDED};
+use crate::steps::wait_for_ip::{complete_wait_for_ip, TASK_ENDED, TASK_RUNNING};
 
 pub const DETAIL_TYPE: &str = "ECS Task State Change";
 
@@ -36,6 +37,9 @@ pub struct TaskStateChange {
     pub pull_started_at: Option<String>,
     #[serde(default)]
     pub pull_stopped_at: Option<String>,
+    /// Present once the task has reached RUNNING, also in its later events.
+    #[serde(default)]
+    pub started_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +58,16 @@ pub struct AttachmentDetail {
 }
 
 impl TaskStateChange {
+    /// Seconds the task spent pulling its images.
+    pub fn image_pull_seconds(&self) -> Option<f64> {
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        };
+        let (start, stop) = (parse(&self.pull_started_at)?, parse(&self.pull_stopped_at)?);
+        Some((stop - start).num_milliseconds() as f64 / 1000.0)
+    }
+
     /// The task's network interface (events call the attachment `eni`, DescribeTasks
     /// `ElasticNetworkInterface`).
     pub fn eni_id(&self) -> Option<&str> {
@@ -73,6 +87,7 @@ impl TaskStateChange {
             eni_id: self.eni_id().map(str::to_owned),
             stop_code: self.stop_code.clone(),
             stopped_reason: self.stopped_reason.clone(),
+            image_pull_s: self.image_pull_seconds(),
         }
     }
 }
@@ -136,8 +151,20 @@ pub async fn on_task_state_change(
         version = detail.version,
         "task state recorded"
     );
-    if TASK_ENDED.contains(&detail.last_status.as_str()) && session.status == Status::Running {
-        // The task stopped without being asked to: the session ends with it.
+    if detail.last_status == TASK_RUNNING {
+        if let Some(seconds) = detail.image_pull_seconds() {
+            metrics::emit(
+                &[],
+                &[(metrics::IMAGE_PULL_SECONDS, seconds, Unit::Seconds)],
+            );
+        }
+    }
+    let ran = session.status == Status::Running
+        || (session.status == Status::Provisioning && detail.started_at.is_some());
+    if TASK_ENDED.contains(&detail.last_status.as_str()) && ran {
+        // The task ran, then stopped without being asked to: the session ends with it
+        // (even if its RUNNING event is late or lost). A task that never ran fails
+        // WaitForIp instead, below.
         request_stop(&session_id, Reason::TaskStopped, store, workflow).await?;
         return Ok(Outcome::StopRequested);
     }
