@@ -10,7 +10,7 @@ export SESSION_TOOLS_DIR CARGO_TARGET_DIR
 FUNCTIONS := authorize launch wait-for-ip record stop task-events reaper
 FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
 
-.PHONY: tools build check unit e2e test bench release
+.PHONY: tools build check e2e test bench release local local-up
 
 ## Install the pinned tools (moto, cargo-lambda, asl-validator, cargo-nextest).
 tools:
@@ -36,6 +36,16 @@ release:
 ## Cold start of each function beside a Python/boto3 baseline, and binary sizes.
 bench: tools release
 	cargo bench --locked -p session-tests --bench coldstart
+
+## The product on this machine: a session requested, running with its URLs, stopped.
+local: tools
+	cargo build --workspace --bins --locked
+	$(CARGO_TARGET_DIR)/debug/local-demo
+
+## The same stack, left running (AWS endpoint 127.0.0.1:4566) until Ctrl-C.
+local-up: tools
+	cargo build --workspace --bins --locked
+	$(CARGO_TARGET_DIR)/debug/local-demo --keep-running
 
 ## What CI runs: checks, all tests, then the benchmark figures.
 test: tools check e2e bench

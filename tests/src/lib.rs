@@ -116,6 +116,8 @@ pub struct StackOptions {
     pub held_back: Vec<&'static str>,
     /// Extra environment for every function (e.g. `MAX_SESSIONS_PER_USER`).
     pub env: Vec<(&'static str, String)>,
+    /// The AWS emulator's port; a free one when not given.
+    pub moto_port: Option<u16>,
 }
 
 pub struct Stack {
@@ -159,7 +161,17 @@ impl Stack {
     pub async fn start_with(options: StackOptions) -> Self {
         let tools = Tools::from_env();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let (lambda_port, moto_port) = (free_port(), free_port());
+        let lambda_port = free_port();
+        let moto_port = match options.moto_port {
+            Some(port) => {
+                assert!(
+                    TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                    "port {port} on 127.0.0.1 is already in use: stop what listens there first"
+                );
+                port
+            }
+            None => free_port(),
+        };
         let mut stack_children = Vec::new();
 
         // The emulator serves the names of the [[bin]] targets of a manifest; it never
@@ -700,6 +712,11 @@ impl Stack {
     }
 
     /// Prints the logs of every process of the stack (on failure).
+    /// Where the stack's logs are.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
     pub fn dump_logs(&self) {
         let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) else {
             return;
