@@ -693,6 +693,33 @@ impl Stack {
             .expect("update user");
     }
 
+    /// Starts a session and brings it to AwaitStop, running with its stop token
+    /// stored. Returns (session id, execution ARN, task ARN).
+    pub async fn running_session(&self, input: Value) -> (SessionId, String, String) {
+        let (id, execution) = self.start_session(input).await;
+        let (task_arn, _) = self.bring_task_up(&id).await;
+        self.wait_for_state(&execution, "AwaitStop").await;
+        self.session_where(&id, "the stop token", |s| s.stop_token.is_some())
+            .await;
+        (id, execution, task_arn)
+    }
+
+    /// Completes AwaitStop's token as a stop request would.
+    pub async fn complete_await_stop(&self, id: &SessionId, reason: &str) {
+        let token = self
+            .session(id)
+            .await
+            .and_then(|s| s.stop_token)
+            .expect("a stop token");
+        self.sfn
+            .send_task_success()
+            .task_token(token)
+            .output(json!({ "reason": reason }).to_string())
+            .send()
+            .await
+            .expect("complete AwaitStop");
+    }
+
     /// Makes RunTask answer these failures (HTTP 200, no task) until cleared.
     pub fn set_run_task_failures(&self, failures: Value) {
         self.set_faults(json!({ "run_task_failures": failures }));

@@ -166,14 +166,7 @@ async fn completing_await_stop_stops_the_task_and_ends_the_session_stopped() {
         "version defaults to latest"
     );
 
-    stack
-        .sfn
-        .send_task_success()
-        .task_token(session.stop_token.unwrap())
-        .output(json!({"reason": "user"}).to_string())
-        .send()
-        .await
-        .unwrap();
+    stack.complete_await_stop(&id, "user").await;
 
     assert_eq!(
         stack.execution_ended(&execution).await,

@@ -18,22 +18,10 @@ fn emf_documents(stdout: &str) -> Vec<Value> {
 async fn each_lifecycle_event_reaches_the_bus_with_the_documented_fields() {
     let stack = Stack::start().await;
     stack.put_user("nora", true, Some(2)).await;
-    let (id, execution) = stack
-        .start_session(json!({"user_id": "nora", "version": "1.0.0"}))
+    let (id, execution, _) = stack
+        .running_session(json!({"user_id": "nora", "version": "1.0.0"}))
         .await;
-    stack.bring_task_up(&id).await;
-    stack.wait_for_state(&execution, "AwaitStop").await;
-    let session = stack
-        .session_where(&id, "the stop token", |s| s.stop_token.is_some())
-        .await;
-    stack
-        .sfn
-        .send_task_success()
-        .task_token(session.stop_token.unwrap())
-        .output(json!({"reason": "user"}).to_string())
-        .send()
-        .await
-        .unwrap();
+    stack.complete_await_stop(&id, "user").await;
     assert_eq!(
         stack.execution_ended(&execution).await,
         ExecutionStatus::Succeeded

@@ -9,16 +9,6 @@ use serde_json::json;
 use session_core::session::{Reason, SessionId, Status};
 use session_tests::{Stack, StackOptions};
 
-async fn running_session(stack: &Stack, user: &str) -> (SessionId, String, String) {
-    let (id, execution) = stack.start_session(json!({"user_id": user})).await;
-    let (task_arn, _) = stack.bring_task_up(&id).await;
-    stack.wait_for_state(&execution, "AwaitStop").await;
-    stack
-        .session_where(&id, "the stop token", |s| s.stop_token.is_some())
-        .await;
-    (id, execution, task_arn)
-}
-
 async fn assert_stopped(
     stack: &Stack,
     id: &SessionId,
@@ -46,8 +36,8 @@ async fn an_idle_session_is_stopped_and_a_recently_active_one_is_untouched() {
             .set_user(user, "idle_timeout_s", AttributeValue::N("2".into()))
             .await;
     }
-    let (idle, idle_exec, idle_task) = running_session(&stack, "idle").await;
-    let (busy, _, busy_task) = running_session(&stack, "busy").await;
+    let (idle, idle_exec, idle_task) = stack.running_session(json!({"user_id": "idle"})).await;
+    let (busy, _, busy_task) = stack.running_session(json!({"user_id": "busy"})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The heartbeat's write (the API's job): recent activity on the busy session.
     let now = session_core::session::timestamp(chrono::Utc::now());
@@ -78,8 +68,8 @@ async fn a_session_past_its_max_lifetime_is_stopped() {
         .set_user("old", "max_lifetime_s", AttributeValue::N("2".into()))
         .await;
     stack.put_user("young", true, None).await;
-    let (old, old_exec, old_task) = running_session(&stack, "old").await;
-    let (young, _, _) = running_session(&stack, "young").await;
+    let (old, old_exec, old_task) = stack.running_session(json!({"user_id": "old"})).await;
+    let (young, _, _) = stack.running_session(json!({"user_id": "young"})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let report = stack.reap().await;
@@ -159,7 +149,7 @@ async fn an_orphan_task_is_stopped_and_a_running_session_whose_task_vanished_is_
     })
     .await;
     stack.put_user("owner", true, None).await;
-    let (id, execution, task_arn) = running_session(&stack, "owner").await;
+    let (id, execution, task_arn) = stack.running_session(json!({"user_id": "owner"})).await;
 
     // A task started by us whose session never existed (or ended long ago).
     let definition = stack
@@ -214,7 +204,7 @@ async fn an_orphan_task_is_stopped_and_a_running_session_whose_task_vanished_is_
 async fn a_session_whose_execution_ended_is_closed_lost_and_its_task_stopped() {
     let stack = Stack::start().await;
     stack.put_user("abandoned", true, None).await;
-    let (id, execution, task_arn) = running_session(&stack, "abandoned").await;
+    let (id, execution, task_arn) = stack.running_session(json!({"user_id": "abandoned"})).await;
     stack
         .sfn
         .stop_execution()
