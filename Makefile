@@ -35,7 +35,7 @@ release:
 
 ## Cold start of each function beside a Python/boto3 baseline, and binary sizes.
 bench: tools release
-	cargo bench --locked -p session-tests --bench coldstart
+	cargo bench --locked -p coldstart-bench --bench coldstart
 
 ## The product on this machine: a session requested, running with its URLs, stopped.
 local: tools

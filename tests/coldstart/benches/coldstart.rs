@@ -10,8 +10,8 @@
 //! when something could not be measured (a binary missing, a process that never polls).
 //!
 //! ```text
-//! cargo build --release -p authorize -p launch -p wait-for-ip -p record -p stop -p task-events
-//! cargo bench -p session-tests --bench coldstart
+//! cargo build --release -p authorize -p launch -p wait-for-ip -p record -p stop -p task-events -p reaper
+//! cargo bench -p coldstart-bench --bench coldstart
 //! ```
 //!
 //! Environment: `COLDSTART_RUNS` (default 30), `SESSION_RELEASE_DIR` (default
@@ -27,13 +27,14 @@ use std::time::{Duration, Instant};
 
 /// Each function with the AWS clients its `main` builds, as boto3 service names, so that
 /// the baseline does the same work.
-const FUNCTIONS: [(&str, &[&str]); 6] = [
+const FUNCTIONS: [(&str, &[&str]); 7] = [
     ("authorize", &["dynamodb", "ecr"]),
     ("launch", &["dynamodb", "ecs", "efs"]),
     ("wait-for-ip", &["dynamodb", "ec2", "stepfunctions"]),
-    ("record", &["dynamodb", "stepfunctions"]),
+    ("record", &["dynamodb", "stepfunctions", "events"]),
     ("stop", &["dynamodb", "ecs"]),
     ("task-events", &["dynamodb", "ec2", "stepfunctions"]),
+    ("reaper", &["dynamodb", "ecs", "stepfunctions"]),
 ];
 
 /// Runs not counted, so that every counted run finds the binaries, the Python modules
@@ -74,6 +75,7 @@ const ENV: &[(&str, &str)] = &[
         "123456789012.dkr.ecr.us-east-1.amazonaws.com",
     ),
     ("TASK_LOG_GROUP", "/sessions/tasks"),
+    ("EVENT_BUS", "sessions"),
 ];
 
 /// What the Python controller did before it could take its first event. It then blocks,
@@ -233,7 +235,7 @@ fn release_dir() -> PathBuf {
     }
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
         .join("release")
 }
 
