@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     // `cargo test --all-targets` runs benches too, without `--bench`; the figures need a
     // release build and minutes of runs, so they are only taken when benchmarking.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("coldstart: not run as a benchmark; use `cargo bench -p session-tests --bench coldstart`");
+        println!("coldstart: not run as a benchmark; use `make bench`");
         return ExitCode::SUCCESS;
     }
     match run() {
@@ -129,7 +129,7 @@ fn run() -> Result<(), String> {
     if !missing.is_empty() {
         return Err(format!(
             "missing:{}\n(build with `cargo build --release -p authorize -p launch -p wait-for-ip \
-             -p record -p stop -p task-events`; the venv comes from `tools/install.sh`)",
+             -p record -p stop -p task-events -p reaper` or `make release`; the venv comes from `tools/install.sh`)",
             missing.concat()
         ));
     }
