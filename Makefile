@@ -7,7 +7,7 @@ SESSION_TOOLS_DIR ?= $(HOME)/.cache/session-provisioner
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export SESSION_TOOLS_DIR CARGO_TARGET_DIR
 
-FUNCTIONS := authorize launch wait-for-ip record stop task-events reaper
+FUNCTIONS := api authorize launch wait-for-ip record stop task-events reaper
 FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
 
 .PHONY: tools build check e2e test bench release local local-up

@@ -1,8 +1,20 @@
 # The front door: an HTTP API whose every route requires a JWT from the configured
-# issuer, with throttling and access logs. Its routes (POST /session, POST /sessions,
-# GET /sessions, GET /sessions/{id}, DELETE /sessions/{id},
-# POST /sessions/{id}/heartbeat) and their integration arrive with the api function
-# (functions/api): a route needs its target.
+# issuer, with throttling and access logs. Each route goes to the api function
+# (functions/api, payload format 2.0), which matches the request itself and reads the
+# caller from the authorizer's claims.
+
+locals {
+  # Exactly api::Route::KEYS (functions/api/src/lib.rs); tests/tests/terraform.rs
+  # checks that the two agree.
+  api_route_keys = [
+    "POST /session",
+    "POST /sessions",
+    "GET /sessions",
+    "GET /sessions/{id}",
+    "DELETE /sessions/{id}",
+    "POST /sessions/{id}/heartbeat",
+  ]
+}
 
 resource "aws_apigatewayv2_api" "sessions" {
   name          = var.name
@@ -54,4 +66,32 @@ resource "aws_apigatewayv2_stage" "default" {
       caller             = "$context.authorizer.claims.sub"
     })
   }
+}
+
+resource "aws_apigatewayv2_integration" "api" {
+  api_id                 = aws_apigatewayv2_api.sessions.id
+  description            = "The api function."
+  integration_type       = "AWS_PROXY"
+  integration_method     = "POST"
+  integration_uri        = module.api.invoke_arn
+  payload_format_version = "2.0"
+}
+
+resource "aws_apigatewayv2_route" "api" {
+  for_each = toset(local.api_route_keys)
+
+  api_id             = aws_apigatewayv2_api.sessions.id
+  route_key          = each.value
+  target             = "integrations/${aws_apigatewayv2_integration.api.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_lambda_permission" "api" {
+  statement_id  = "http-api"
+  action        = "lambda:InvokeFunction"
+  function_name = module.api.function_name
+  principal     = "apigateway.amazonaws.com"
+  # Any stage and route of this API only.
+  source_arn = "${aws_apigatewayv2_api.sessions.execution_arn}/*/*"
 }

@@ -35,12 +35,19 @@ locals {
     TASK_FAMILY_PREFIX = local.task_family_prefix
     TASK_LOG_GROUP     = aws_cloudwatch_log_group.tasks.name
   })
+  api_env = {
+    STATE_MACHINE_ARN    = local.state_machine_arn
+    IDENTITY_CLAIM       = var.identity_claim
+    ADMIN_SCOPE          = var.admin_scope
+    HEARTBEAT_INTERVAL_S = tostring(var.heartbeat_interval_s)
+  }
 
   # ARNs the statements below scope actions to.
   cluster_tasks            = "arn:${local.partition}:ecs:${local.region}:${local.account}:task/${aws_ecs_cluster.sessions.name}/*"
   session_task_definitions = "arn:${local.partition}:ecs:${local.region}:${local.account}:task-definition/${local.task_family_prefix}-*:*"
   access_points            = "arn:${local.partition}:elasticfilesystem:${local.region}:${local.account}:access-point/*"
-  # Authorize's image check asks the registry of its own account and region.
+  # The image check (Authorize, and the API admitting a start) asks the registry of
+  # its own account and region.
   checked_repository_arns = [
     for r in local.session_repositories : "arn:${local.partition}:ecr:${local.region}:${local.account}:repository/${r}"
   ]
@@ -85,8 +92,8 @@ module "authorize" {
   ]
 }
 
-# Authorize's image check looks in its own account and region: another registry
-# would make every session fail with ImageNotFound.
+# The image check (Authorize, and the API admitting a start) looks in its own account
+# and region: another registry would make every session fail with ImageNotFound.
 resource "terraform_data" "image_check_registry" {
   lifecycle {
     precondition {
@@ -94,6 +101,60 @@ resource "terraform_data" "image_check_registry" {
       error_message = "check_images needs image_registry to be this account's registry in this region (${local.account}.dkr.ecr.${local.region}.amazonaws.com); set check_images = false to use another registry."
     }
   }
+}
+
+module "api" {
+  source             = "./modules/function"
+  crate              = "api"
+  description        = "The public API behind API Gateway: start (admitted as Authorize does), list, read, stop and heartbeat sessions."
+  name_prefix        = var.name
+  packages_dir       = local.packages_dir
+  architecture       = var.function_architecture
+  log_level          = var.log_level
+  log_retention_days = var.log_retention_days
+  alarm_topic_arn    = aws_sns_topic.alarms.arn
+
+  # The state machine's ARN is computed (local.state_machine_arn), not read from the
+  # state machine, and the state machine never names the api: no cycle.
+  environment = merge(local.tables_env, local.admission_env, local.api_env)
+
+  statements = [
+    {
+      sid       = "ReadUsersAndSessions"
+      actions   = ["dynamodb:GetItem"]
+      resources = [aws_dynamodb_table.users.arn, aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "ListUserSessions"
+      actions   = ["dynamodb:Query"]
+      resources = ["${aws_dynamodb_table.sessions.arn}/index/by-user"]
+    },
+    {
+      sid       = "CreateAndFailSessions"
+      actions   = ["dynamodb:PutItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "UpdateSessionsAndUserSlots"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+    },
+    {
+      sid       = "CheckImagesExist"
+      actions   = ["ecr:DescribeImages"]
+      resources = local.checked_repository_arns
+    },
+    {
+      sid       = "StartSessions"
+      actions   = ["states:StartExecution"]
+      resources = [local.state_machine_arn]
+    },
+    {
+      sid       = "ResumeStoppedSessions"
+      actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
+      resources = [local.state_machine_arn]
+    },
+  ]
 }
 
 module "launch" {

@@ -41,6 +41,7 @@ output "event_bus_name" {
 output "function_names" {
   description = "The Lambda functions by crate."
   value = {
+    api           = module.api.function_name
     authorize     = module.authorize.function_name
     launch        = module.launch.function_name
     "wait-for-ip" = module.wait_for_ip.function_name

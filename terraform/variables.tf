@@ -223,6 +223,39 @@ variable "api_throttling_burst_limit" {
   default     = 50
 }
 
+variable "identity_claim" {
+  description = "The JWT claim the API reads the caller's user id from: the key of the caller's item in the users table."
+  type        = string
+  default     = "sub"
+
+  validation {
+    condition     = length(trimspace(var.identity_claim)) > 0
+    error_message = "identity_claim must name a claim."
+  }
+}
+
+variable "admin_scope" {
+  description = "The OAuth scope that lets a caller act for other users through the API (start, list, read and stop their sessions by user_id)."
+  type        = string
+  default     = "sessions/admin"
+
+  validation {
+    condition     = length(trimspace(var.admin_scope)) > 0
+    error_message = "admin_scope must name a scope."
+  }
+}
+
+variable "heartbeat_interval_s" {
+  description = "The API writes a session's last_activity_at at most once per this many seconds, however often its client sends heartbeats. Keep it well under idle_timeout_s."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.heartbeat_interval_s >= 0 && floor(var.heartbeat_interval_s) == var.heartbeat_interval_s
+    error_message = "heartbeat_interval_s must be a whole number of seconds, 0 or more."
+  }
+}
+
 variable "failed_executions_alarm_threshold" {
   description = "Failed session executions in 15 minutes that raise the alarm. Refused starts (not authorized, at the session limit) also end as failed executions, so keep it above their usual rate."
   type        = number

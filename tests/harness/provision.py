@@ -213,6 +213,7 @@ def provision(endpoint: str, root: Path) -> dict:
         "ECR_REGISTRY": registry,
         "TASK_LOG_GROUP": TASK_LOG_GROUP,
         "EVENT_BUS": EVENT_BUS,
+        "STATE_MACHINE_ARN": state_machine_arn,
         "AWS_REGION": REGION,
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",

@@ -4,6 +4,8 @@
 //! moto's Lambda Invoke forwarded to them. Each test gets its own stack.
 
 pub mod definition;
+pub mod gateway;
+pub mod http_api;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -20,7 +22,8 @@ use serde_json::{json, Value};
 use session_core::session::{Session, SessionId};
 
 /// The functions, as named under `functions/`.
-pub const FUNCTIONS: [&str; 7] = [
+pub const FUNCTIONS: [&str; 8] = [
+    "api",
     "authorize",
     "launch",
     "wait-for-ip",
@@ -118,10 +121,14 @@ pub struct StackOptions {
     pub env: Vec<(&'static str, String)>,
     /// The AWS emulator's port; a free one when not given.
     pub moto_port: Option<u16>,
+    /// The HTTP API's port (see [`gateway`]); a free one when not given.
+    pub api_port: Option<u16>,
 }
 
 pub struct Stack {
     pub info: StackInfo,
+    /// AWS configuration pointed at the emulator.
+    pub sdk: aws_config::SdkConfig,
     pub ddb: aws_sdk_dynamodb::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub ec2: aws_sdk_ec2::Client,
@@ -133,6 +140,8 @@ pub struct Stack {
     lambda_port: u16,
     env: Vec<(&'static str, String)>,
     children: Mutex<Vec<(String, Child)>>,
+    /// The HTTP API in front of the `api` function.
+    pub gateway: gateway::Gateway,
 }
 
 fn free_port() -> u16 {
@@ -172,6 +181,8 @@ impl Stack {
             }
             None => free_port(),
         };
+        let gateway = gateway::Gateway::start(options.api_port.unwrap_or(0), lambda_port)
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut stack_children = Vec::new();
 
         // The emulator serves the names of the [[bin]] targets of a manifest; it never
@@ -267,12 +278,14 @@ impl Stack {
             efs: aws_sdk_efs::Client::new(&sdk),
             sfn: aws_sdk_sfn::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
             info,
             tools,
             dir,
             lambda_port,
             env: options.env,
             children: Mutex::new(stack_children),
+            gateway,
         };
         for function in FUNCTIONS.iter().filter(|f| !options.held_back.contains(f)) {
             stack.start_function(function);
@@ -329,6 +342,58 @@ impl Stack {
         })
         .await
         .expect("invocation thread")
+    }
+
+    /// Calls the HTTP API as API Gateway's clients do: `token` is sent as a bearer
+    /// token (`dev:<user>` is the development identity, see [`gateway`]). Returns the
+    /// status, the JSON body (null when there is none) and the headers.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, HashMap<String, String>) {
+        let url = format!("{}{path}", self.gateway.url());
+        let (method, token) = (method.to_owned(), token.map(str::to_owned));
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .allow_non_standard_methods(true)
+                .build()
+                .into();
+            let mut request = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url);
+            if let Some(token) = &token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            for (k, v) in &headers {
+                request = request.header(k, v);
+            }
+            let payload = body.map(|b| b.to_string()).unwrap_or_default();
+            let request = request
+                .header("content-type", "application/json")
+                .body(payload)
+                .expect("a request");
+            let mut response = agent.run(request).expect("the API answers");
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                .collect();
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+            (status, json, headers)
+        })
+        .await
+        .expect("request thread")
     }
 
     pub async fn put_user(&self, user_id: &str, authorized: bool, max_sessions: Option<u32>) {

@@ -39,18 +39,17 @@ async fn an_idle_session_is_stopped_and_a_recently_active_one_is_untouched() {
     let (idle, idle_exec, idle_task) = stack.running_session(json!({"user_id": "idle"})).await;
     let (busy, _, busy_task) = stack.running_session(json!({"user_id": "busy"})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // The heartbeat's write (the API's job): recent activity on the busy session.
-    let now = session_core::session::timestamp(chrono::Utc::now());
-    stack
-        .ddb
-        .update_item()
-        .table_name(&stack.info.sessions_table)
-        .key("session_id", AttributeValue::S(busy.to_string()))
-        .update_expression("SET last_activity_at = :t")
-        .expression_attribute_values(":t", AttributeValue::S(now))
-        .send()
-        .await
-        .unwrap();
+    // The busy user's client sends its heartbeat through the API.
+    let (status, beat, _) = stack
+        .http(
+            "POST",
+            &format!("/sessions/{busy}/heartbeat"),
+            Some("dev:busy"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!((status, &beat["recorded"]), (200, &json!(true)), "{beat}");
 
     let report = stack.reap().await;
     assert_eq!(report["idle"], json!([idle.to_string()]), "{report}");
@@ -202,7 +201,11 @@ async fn an_orphan_task_is_stopped_and_a_running_session_whose_task_vanished_is_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_whose_execution_ended_is_closed_lost_and_its_task_stopped() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(StackOptions {
+        env: vec![("ORPHAN_GRACE_S", "0".into())],
+        ..Default::default()
+    })
+    .await;
     stack.put_user("abandoned", true, None).await;
     let (id, execution, task_arn) = stack.running_session(json!({"user_id": "abandoned"})).await;
     stack

@@ -13,8 +13,10 @@
 //! What the code reads and calls is found in the code itself, parsed with `syn`: the
 //! configuration groups' `VARS` and the `X::from_source` calls of each `main.rs`, and
 //! every `self.client.<operation>()` of the AWS adapters reached from a function's
-//! `main.rs` through the steps' calls of the ports (`store.apply(..)`, ...). The IAM
-//! actions live only in the `.tf` policies; there is no third list to keep in step.
+//! `main.rs`, through its crate's own modules and the steps, by their calls of the
+//! ports (`store.apply(..)`, ...). The IAM actions live only in the `.tf` policies;
+//! there is no third list to keep in step. Likewise the API's routes: the route keys
+//! of `terraform/api.tf` are compared with the `api::Route::KEYS` the function serves.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -339,6 +341,76 @@ impl FunctionCall {
     }
 }
 
+/// A list of literal strings, reading through `local.*` references and `toset(..)`.
+fn literal_list(
+    expr: &Expression,
+    locals: &BTreeMap<String, Expression>,
+) -> Result<Vec<String>, String> {
+    match expr {
+        Expression::Array(_) => strings(expr),
+        Expression::Traversal(t) => match (&t.expr, t.operators.as_slice()) {
+            (Expression::Variable(v), [hcl::TraversalOperator::GetAttr(name)])
+                if v.as_str() == "local" =>
+            {
+                let value = locals
+                    .get(name.as_str())
+                    .ok_or_else(|| format!("local.{name} is not defined"))?;
+                literal_list(value, locals)
+            }
+            _ => Err(format!("cannot read {expr} without evaluating it")),
+        },
+        Expression::FuncCall(call)
+            if call.name.name.as_str() == "toset" && call.args.len() == 1 =>
+        {
+            let mut items = literal_list(&call.args[0], locals)?;
+            let mut seen = BTreeSet::new();
+            items.retain(|i| seen.insert(i.clone()));
+            Ok(items)
+        }
+        other => Err(format!("cannot read {other} without evaluating it")),
+    }
+}
+
+/// The route keys of a configuration's `aws_apigatewayv2_route` resources, one per
+/// route it deploys: a literal `route_key`, or `each.value` (`each.key`) of a
+/// `for_each` over a list of literals.
+fn route_keys(config: &Module) -> Result<Vec<String>, String> {
+    let locals = config.locals();
+    let mut keys = Vec::new();
+    for (name, route) in config.resources("resource", "aws_apigatewayv2_route") {
+        let body = route.body();
+        if attr(body, "count").is_some() {
+            return Err(format!(
+                "aws_apigatewayv2_route.{name}: use for_each, not count"
+            ));
+        }
+        let key = attr(body, "route_key")
+            .ok_or_else(|| format!("aws_apigatewayv2_route.{name} has no route_key"))?;
+        match attr(body, "for_each") {
+            None => keys.push(
+                literal(key)
+                    .ok_or_else(|| {
+                        format!("aws_apigatewayv2_route.{name}: route_key {key} is not a literal")
+                    })?
+                    .to_owned(),
+            ),
+            Some(each) => {
+                let written = key.to_string();
+                if written != "each.value" && written != "each.key" {
+                    return Err(format!(
+                        "aws_apigatewayv2_route.{name}: route_key must be each.value or each.key, not {written}"
+                    ));
+                }
+                keys.extend(
+                    literal_list(each, &locals)
+                        .map_err(|e| format!("aws_apigatewayv2_route.{name}: {e}"))?,
+                );
+            }
+        }
+    }
+    Ok(keys)
+}
+
 // ---------------------------------------------------------------------------------
 // The code side.
 
@@ -430,8 +502,10 @@ fn calls_in(visit: impl FnOnce(&mut Calls)) -> Calls {
 }
 
 /// The functions and methods of a set of files, by name (several may share one).
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Index {
+    /// The crates whose items it holds, by the name paths give them (`session_core`).
+    crates: BTreeSet<String>,
     /// Free functions and associated functions: reached by `name(..)`, `Type::name(..)`.
     functions: BTreeMap<String, Vec<syn::Block>>,
     /// Methods: reached by `value.name(..)` (and `Type::name(value, ..)`).
@@ -439,6 +513,25 @@ struct Index {
 }
 
 impl Index {
+    /// Adds every `.rs` file under `src` but `main.rs` and what `skip` names, as crate
+    /// `name`.
+    fn add_crate(&mut self, name: &str, src: &Path, skip: &[&Path]) {
+        self.crates.insert(name.to_owned());
+        let mut dirs = vec![src.to_owned()];
+        while let Some(dir) = dirs.pop() {
+            for path in std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()) {
+                if skip.contains(&path.as_path()) || path == src.join("main.rs") {
+                    continue;
+                }
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    self.add_items(&parse_rust(&path).items);
+                }
+            }
+        }
+    }
+
     fn add_items(&mut self, items: &[syn::Item]) {
         for item in items {
             match item {
@@ -714,12 +807,14 @@ impl Adapters {
     }
 }
 
-/// Whether a path call may lead into session-core: `launch(..)`, `crate::x::y(..)`,
-/// `session_core::input(..)`, `Status::on(..)`; not `lambda_runtime::run(..)`.
-fn followed(path: &[String]) -> Option<&str> {
+/// Whether a path call may lead into the indexed crates: `launch(..)`,
+/// `crate::x::y(..)`, `session_core::input(..)`, `api::run(..)` (when indexed),
+/// `Status::on(..)`; not `lambda_runtime::run(..)`.
+fn followed<'a>(path: &'a [String], crates: &BTreeSet<String>) -> Option<&'a str> {
     let first = path.first()?;
     let into_core = path.len() == 1
-        || ["crate", "self", "super", "Self", "session_core"].contains(&first.as_str())
+        || ["crate", "self", "super", "Self"].contains(&first.as_str())
+        || crates.contains(first)
         || first.starts_with(char::is_uppercase);
     into_core.then(|| path.last().unwrap().as_str())
 }
@@ -748,7 +843,9 @@ fn actions_called(
             }
         }
         for path in &calls.functions {
-            let Some(name) = followed(path) else { continue };
+            let Some(name) = followed(path, &core.crates) else {
+                continue;
+            };
             next.extend(core.functions.get(name).map(|b| (name.to_owned(), b)));
             if path.len() > 1 {
                 next.extend(core.methods.get(name).map(|b| (format!(".{name}"), b)));
@@ -769,18 +866,16 @@ fn actions_called(
 fn core_index(root: &Path) -> Index {
     let mut index = Index::default();
     let src = root.join("functions/session-core/src");
-    let mut dirs = vec![src.clone()];
-    while let Some(dir) = dirs.pop() {
-        for path in std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()) {
-            if path.is_dir() {
-                if path != src.join("aws") {
-                    dirs.push(path);
-                }
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                index.add_items(&parse_rust(&path).items);
-            }
-        }
-    }
+    index.add_crate("session_core", &src, &[&src.join("aws")]);
+    index
+}
+
+/// What a function's `main.rs` may reach: session-core (`core`) and the function
+/// crate's own modules (the api's handler lives in its `lib.rs`).
+fn function_index(core: &Index, root: &Path, name: &str) -> Index {
+    let mut index = core.clone();
+    let src = root.join("functions").join(name).join("src");
+    index.add_crate(&name.replace('-', "_"), &src, &[]);
     index
 }
 
@@ -1339,7 +1434,7 @@ fn each_function_gets_exactly_the_environment_its_config_reads() {
 
 #[test]
 fn the_config_groups_vars_name_what_they_read() {
-    use session_core::config::{AdmissionSettings, Cluster, LaunchSettings, Tables};
+    use session_core::config::{AdmissionSettings, ApiSettings, Cluster, LaunchSettings, Tables};
     let code = Config::load(&repo_root());
     let set = |vars: &[&str]| vars.iter().map(|v| v.to_string()).collect::<BTreeSet<_>>();
     // The parser agrees with the constants the code exports...
@@ -1347,6 +1442,7 @@ fn the_config_groups_vars_name_what_they_read() {
     assert_eq!(code.vars["Cluster"], set(Cluster::VARS));
     assert_eq!(code.vars["LaunchSettings"], set(LaunchSettings::VARS));
     assert_eq!(code.vars["AdmissionSettings"], set(AdmissionSettings::VARS));
+    assert_eq!(code.vars["ApiSettings"], set(ApiSettings::VARS));
     // ...and each group's VARS are exactly what its from_source reads.
     for (group, vars) in &code.vars {
         let reads = &code.reads[&format!("{group}::from_source")];
@@ -1419,8 +1515,9 @@ fn each_function_role_grants_exactly_the_aws_actions_its_code_calls() {
     for call in config.function_calls() {
         let name = call.crate_name().unwrap().to_owned();
         let main = parse_rust(&root.join("functions").join(&name).join("src/main.rs"));
+        let index = function_index(&core, &root, &name);
         let called =
-            actions_called(&main, &core, &adapters).unwrap_or_else(|e| panic!("{name}: {e}"));
+            actions_called(&main, &index, &adapters).unwrap_or_else(|e| panic!("{name}: {e}"));
         let granted = call
             .granted()
             .unwrap_or_else(|e| panic!("module.{}: {e}", call.label));
@@ -1545,6 +1642,69 @@ fn the_action_finder_follows_steps_into_adapters() {
 }
 
 #[test]
+fn the_action_finder_follows_a_handler_in_the_function_crate() {
+    let adapters = {
+        let mut a = Adapters::default();
+        let file: syn::File = syn::parse_quote! {
+            use aws_sdk_dynamodb::Client;
+            impl SessionStore for DynamoStore {
+                async fn sessions_of_user(&self) -> Result<()> { self.client.query().send().await }
+            }
+        };
+        a.add_file("dynamodb.rs", &file);
+        let file: syn::File = syn::parse_quote! {
+            use aws_sdk_sfn::Client;
+            impl Workflow for SfnWorkflow {
+                async fn start(&self) -> Result<()> { self.client.start_execution().send().await }
+            }
+        };
+        a.add_file("sfn.rs", &file);
+        a
+    };
+    let core = Index::default();
+    let mut function = core.clone();
+    function.crates.insert("api".to_owned());
+    let lib: syn::File = syn::parse_quote! {
+        impl<S: SessionStore, W: Workflow> Api<S, W> {
+            pub async fn handle(&self, req: Request) -> Response {
+                match route { Route::Start => self.start(req).await, Route::List => self.list().await }
+            }
+            async fn start(&self, req: Request) -> Response { self.workflow.start().await }
+            async fn list(&self) -> Response { self.store.sessions_of_user().await }
+        }
+        pub async fn serve(store: &impl SessionStore) { store.sessions_of_user().await }
+    };
+    function.add_items(&lib.items);
+    let main: syn::File = syn::parse_quote! {
+        async fn main() {
+            let api = &api::Api { store, workflow };
+            lambda_http::run(service_fn(move |req| async move { Ok(api.handle(req).await) })).await
+        }
+    };
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        actions_called(&main, &function, &adapters).unwrap(),
+        names(&["states:StartExecution", "dynamodb:Query"])
+    );
+    // Without the crate's own modules the handler, and so every call, is out of sight.
+    assert_eq!(
+        actions_called(&main, &core, &adapters).unwrap(),
+        BTreeSet::new()
+    );
+    // A path into the function's crate is followed; one into another crate is not.
+    let serve: syn::File = syn::parse_quote! { async fn main() { api::serve(&store).await } };
+    assert_eq!(
+        actions_called(&serve, &function, &adapters).unwrap(),
+        names(&["dynamodb:Query"])
+    );
+    let other: syn::File = syn::parse_quote! { async fn main() { other::serve(&store).await } };
+    assert_eq!(
+        actions_called(&other, &function, &adapters).unwrap(),
+        BTreeSet::new()
+    );
+}
+
+#[test]
 fn every_port_an_adapter_implements_has_a_receiver_name() {
     let root = repo_root();
     let ports: BTreeSet<String> = parse_rust(&root.join("functions/session-core/src/ports.rs"))
@@ -1661,6 +1821,150 @@ fn the_state_machine_names_only_our_functions_and_may_invoke_nothing_else() {
         invokes, invoked,
         "the state machine may invoke exactly the functions its definition names"
     );
+}
+
+#[test]
+fn the_api_routes_in_terraform_are_exactly_the_route_keys_the_function_serves() {
+    let config = Module::load(&terraform_dir());
+    let mut deployed = route_keys(&config).unwrap_or_else(|e| panic!("{e}"));
+    deployed.sort();
+    let mut served: Vec<String> = api::Route::KEYS.iter().map(|k| k.to_string()).collect();
+    served.sort();
+    assert_eq!(
+        deployed, served,
+        "the aws_apigatewayv2_route resources of terraform/ must declare each of api::Route::KEYS (functions/api/src/lib.rs) once, and nothing else"
+    );
+}
+
+#[test]
+fn every_api_route_requires_a_jwt_and_goes_to_the_api_function() {
+    let config = Module::load(&terraform_dir());
+    let authorizers = config.resources("resource", "aws_apigatewayv2_authorizer");
+    let [(authorizer, jwt)] = authorizers.as_slice() else {
+        panic!("terraform/ has one authorizer, got {}", authorizers.len())
+    };
+    assert_eq!(
+        attr(jwt.body(), "authorizer_type").and_then(literal),
+        Some("JWT")
+    );
+
+    // Each integration's target, by how a route names it.
+    let api_module = config
+        .function_calls()
+        .into_iter()
+        .find(|c| c.crate_name() == Some("api"))
+        .expect("terraform/ deploys the api function")
+        .label;
+    let integrations = config.resources("resource", "aws_apigatewayv2_integration");
+    assert!(!integrations.is_empty(), "the routes need an integration");
+    for (name, integration) in &integrations {
+        let body = integration.body();
+        let get =
+            |key| attr(body, key).map(|e| literal(e).map_or_else(|| e.to_string(), str::to_owned));
+        assert_eq!(
+            get("integration_type").as_deref(),
+            Some("AWS_PROXY"),
+            "{name}"
+        );
+        assert_eq!(
+            get("payload_format_version").as_deref(),
+            Some("2.0"),
+            "{name}: the api reads payload 2.0"
+        );
+        assert_eq!(
+            get("integration_uri"),
+            Some(format!("module.{api_module}.invoke_arn")),
+            "aws_apigatewayv2_integration.{name} must invoke the api function"
+        );
+    }
+    let targets: BTreeSet<String> = integrations
+        .iter()
+        .map(|(name, _)| format!("\"integrations/${{aws_apigatewayv2_integration.{name}.id}}\""))
+        .collect();
+    let routes = config.resources("resource", "aws_apigatewayv2_route");
+    assert!(!routes.is_empty(), "terraform/ deploys the API's routes");
+    for (name, route) in &routes {
+        let body = route.body();
+        assert_eq!(
+            attr(body, "authorization_type").and_then(literal),
+            Some("JWT"),
+            "aws_apigatewayv2_route.{name}: every route requires a JWT"
+        );
+        assert_eq!(
+            attr(body, "authorizer_id").map(ToString::to_string),
+            Some(format!("aws_apigatewayv2_authorizer.{authorizer}.id")),
+            "aws_apigatewayv2_route.{name}"
+        );
+        let target = attr(body, "target")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            targets.contains(&target),
+            "aws_apigatewayv2_route.{name}: target {target} is not an integration of the api function"
+        );
+    }
+
+    // API Gateway may invoke the api function, from this API only.
+    let permissions: Vec<_> = config
+        .resources("resource", "aws_lambda_permission")
+        .into_iter()
+        .filter(|(_, p)| {
+            attr(p.body(), "function_name").map(ToString::to_string)
+                == Some(format!("module.{api_module}.function_name"))
+        })
+        .collect();
+    let [(name, permission)] = permissions.as_slice() else {
+        panic!(
+            "one aws_lambda_permission lets API Gateway invoke the api, got {}",
+            permissions.len()
+        )
+    };
+    let body = permission.body();
+    assert_eq!(
+        attr(body, "action").and_then(literal),
+        Some("lambda:InvokeFunction"),
+        "{name}"
+    );
+    assert_eq!(
+        attr(body, "principal").and_then(literal),
+        Some("apigateway.amazonaws.com"),
+        "{name}"
+    );
+    let source = attr(body, "source_arn")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        source.starts_with("\"${aws_apigatewayv2_api.sessions.execution_arn}/"),
+        "aws_lambda_permission.{name}: source_arn must be within the API's execution ARN, got {source}"
+    );
+}
+
+#[test]
+fn the_route_reader_reads_literals_and_for_each_over_locals() {
+    let config = Module::parse(
+        r#"
+        locals {
+          keys = ["GET /a", "POST /a/{id}", "GET /a"]
+        }
+        resource "aws_apigatewayv2_route" "many" {
+          for_each  = toset(local.keys)
+          route_key = each.value
+        }
+        resource "aws_apigatewayv2_route" "one" {
+          route_key = "DELETE /b"
+        }
+        "#,
+    );
+    let mut keys = route_keys(&config).unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["DELETE /b", "GET /a", "POST /a/{id}"]);
+    for unreadable in [
+        "resource \"aws_apigatewayv2_route\" \"r\" {\n  route_key = var.key\n}\n",
+        "resource \"aws_apigatewayv2_route\" \"r\" {\n  for_each = var.keys\n  route_key = each.value\n}\n",
+        "resource \"aws_apigatewayv2_route\" \"r\" {\n  count = 2\n  route_key = \"GET /a\"\n}\n",
+    ] {
+        assert!(route_keys(&Module::parse(unreadable)).is_err(), "{unreadable}");
+    }
 }
 
 #[test]

@@ -251,6 +251,55 @@ impl EventSettings {
     }
 }
 
+/// The public API's settings: where starts go, whose claims identify the caller, and
+/// how often a session's heartbeat may be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiSettings {
+    pub state_machine_arn: String,
+    /// The JWT claim that holds the caller's user id.
+    pub identity_claim: String,
+    /// The OAuth scope that lets a caller act for other users.
+    pub admin_scope: String,
+    /// A session's `last_activity_at` is written at most once per this many seconds.
+    pub heartbeat_interval_s: u64,
+}
+
+impl ApiSettings {
+    pub const VARS: &'static [&'static str] = &[
+        "STATE_MACHINE_ARN",
+        "IDENTITY_CLAIM",
+        "ADMIN_SCOPE",
+        "HEARTBEAT_INTERVAL_S",
+    ];
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let state_machine_arn = env.required("STATE_MACHINE_ARN")?;
+        if !state_machine_arn.contains(":stateMachine:") {
+            return Err(ConfigError::Invalid {
+                name: "STATE_MACHINE_ARN",
+                message: "must be a state machine ARN (arn:aws:states:...:stateMachine:name)"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            state_machine_arn,
+            identity_claim: env.parsed("IDENTITY_CLAIM", "sub".to_owned())?,
+            admin_scope: env.parsed("ADMIN_SCOPE", "sessions/admin".to_owned())?,
+            heartbeat_interval_s: env.parsed("HEARTBEAT_INTERVAL_S", 60)?,
+        })
+    }
+
+    /// The ARN the execution named `name` gets: known before it starts, so a session
+    /// can point at its execution from the moment it is admitted.
+    pub fn execution_arn(&self, name: &str) -> String {
+        format!(
+            "{}:{name}",
+            self.state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
+        )
+    }
+}
+
 /// The session template: `SESSION_TEMPLATE` as JSON, or the default four containers.
 pub fn template_from(env: &impl Source) -> Result<SessionTemplate, ConfigError> {
     match env.get("SESSION_TEMPLATE").filter(|v| !v.trim().is_empty()) {
@@ -300,6 +349,21 @@ mod tests {
         assert_eq!(settings.max_sessions, 1);
         assert!(settings.check_images);
         assert_eq!(settings.template, SessionTemplate::default());
+    }
+
+    #[test]
+    fn execution_arns_are_derived_from_the_state_machine_arn() {
+        let settings = ApiSettings::from_source(&env(&[(
+            "STATE_MACHINE_ARN",
+            "arn:aws:states:eu-west-1:123456789012:stateMachine:sessions",
+        )]))
+        .unwrap();
+        assert_eq!(
+            settings.execution_arn("sess-1"),
+            "arn:aws:states:eu-west-1:123456789012:execution:sessions:sess-1"
+        );
+        assert_eq!(settings.identity_claim, "sub");
+        assert!(ApiSettings::from_source(&env(&[("STATE_MACHINE_ARN", "sessions")])).is_err());
     }
 
     #[test]

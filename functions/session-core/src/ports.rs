@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::session::{Reason, Session, SessionId, Urls};
@@ -150,6 +150,14 @@ pub trait SessionStore: Send + Sync {
     /// Every session that is not terminal, read from the sparse `active` index only.
     fn active_sessions(&self) -> impl Future<Output = Result<ActiveSessions>> + Send;
 
+    /// One page of a user's sessions, newest first, from the `by-user` index.
+    fn sessions_of_user(
+        &self,
+        user_id: &str,
+        limit: u32,
+        after: Option<&PageCursor>,
+    ) -> impl Future<Output = Result<SessionPage>> + Send;
+
     /// Records activity on a running session, at most once per `min_interval`.
     /// Returns whether it wrote.
     fn touch(
@@ -159,6 +167,20 @@ pub trait SessionStore: Send + Sync {
         at: DateTime<Utc>,
         min_interval: chrono::Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Where a page of a user's sessions ended: the next page starts after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCursor {
+    pub created_at: String,
+    pub session_id: SessionId,
+}
+
+/// A page of a user's sessions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SessionPage {
+    pub sessions: Vec<Session>,
+    pub next: Option<PageCursor>,
 }
 
 /// The active sessions and how many items DynamoDB read to find them.
@@ -244,6 +266,15 @@ pub trait Workflow: Send + Sync {
         error: &str,
         cause: &str,
     ) -> impl Future<Output = Result<Delivery>> + Send;
+
+    /// Starts the execution named `name` with `input`. The name is the idempotency key:
+    /// an execution of that name that exists already is not an error.
+    fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Whether the execution still runs (false once it ended or if it does not exist).
     fn execution_running(&self, execution_arn: &str) -> impl Future<Output = Result<bool>> + Send;

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 /// Each function with the AWS clients its `main` builds, as boto3 service names, so that
 /// the baseline does the same work.
-const FUNCTIONS: [(&str, &[&str]); 7] = [
+const FUNCTIONS: [(&str, &[&str]); 8] = [
+    ("api", &["dynamodb", "stepfunctions", "ecr"]),
     ("authorize", &["dynamodb", "ecr"]),
     ("launch", &["dynamodb", "ecs", "efs"]),
     ("wait-for-ip", &["dynamodb", "ec2", "stepfunctions"]),

@@ -10,7 +10,9 @@ use aws_sdk_dynamodb::Client;
 
 use crate::config::Tables;
 use crate::error::{Error, Result};
-use crate::ports::{ActiveSessions, Change, SessionStore, TaskObservation, User};
+use crate::ports::{
+    ActiveSessions, Change, PageCursor, SessionPage, SessionStore, TaskObservation, User,
+};
 use crate::session::{timestamp, Event, Reason, Session, SessionId, Status, Urls};
 
 /// Sparse attribute, present only while a session is not terminal: the key of the
@@ -540,6 +542,52 @@ impl SessionStore for DynamoStore {
             }
         }
         Ok(found)
+    }
+
+    async fn sessions_of_user(
+        &self,
+        user_id: &str,
+        limit: u32,
+        after: Option<&PageCursor>,
+    ) -> Result<SessionPage> {
+        // The cursor carries no user: the start key is rebuilt with the caller's own id,
+        // so a cursor can never reach into another user's sessions.
+        let start = after.map(|c| {
+            HashMap::from([
+                ("session_id".to_owned(), s(c.session_id.as_str())),
+                ("user_id".to_owned(), s(user_id)),
+                ("created_at".to_owned(), s(&c.created_at)),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.sessions)
+            .index_name(BY_USER_INDEX)
+            .key_condition_expression("user_id = :user")
+            .expression_attribute_values(":user", s(user_id))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("Query", e))?;
+        let sessions = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| decode("Query", item))
+            .collect::<Result<Vec<Session>>>()?;
+        // DynamoDB may hand back a last key on a page that happens to be the last one;
+        // the next (empty) page then simply ends the listing.
+        let next = out
+            .last_evaluated_key
+            .and_then(|_| sessions.last())
+            .map(|last| PageCursor {
+                created_at: last.created_at.clone(),
+                session_id: last.session_id.clone(),
+            });
+        Ok(SessionPage { sessions, next })
     }
 
     async fn touch(

@@ -69,6 +69,33 @@ impl Workflow for SfnWorkflow {
         }
     }
 
+    async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<()> {
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_already_exists()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(Error::from_sdk("StartExecution", err)),
+        }
+    }
+
     async fn execution_running(&self, execution_arn: &str) -> Result<bool> {
         match self
             .client
@@ -93,7 +120,8 @@ impl Workflow for SfnWorkflow {
 #[cfg(test)]
 mod tests {
     use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
-    use aws_sdk_sfn::types::error::TaskTimedOut;
+    use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+    use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, TaskTimedOut};
     use aws_smithy_mocks::{mock, mock_client};
 
     use super::*;
@@ -111,6 +139,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(delivery, Delivery::Delivered);
+    }
+
+    #[tokio::test]
+    async fn starting_an_execution_that_exists_already_is_not_an_error() {
+        let rule = mock!(aws_sdk_sfn::Client::start_execution)
+            .match_requests(|r| r.name() == Some("sess-1") && r.input() == Some(r#"{"v":1}"#))
+            .then_error(|| {
+                StartExecutionError::ExecutionAlreadyExists(
+                    ExecutionAlreadyExists::builder().message("exists").build(),
+                )
+            });
+        let sfn = SfnWorkflow::new(mock_client!(aws_sdk_sfn, [&rule]));
+        sfn.start("arn:sm", "sess-1", &serde_json::json!({"v": 1}))
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1);
     }
 
     #[tokio::test]

@@ -37,6 +37,14 @@ pub async fn launch(
     if current.status == Status::Stopping {
         return Err(Error::StopRequested("before the task was launched".into()));
     }
+    if current.status.is_terminal() {
+        // Ended before its execution got here (e.g. the API recorded a failed start
+        // whose execution began after all): no task may be started for it.
+        return Err(Error::LaunchFailed(format!(
+            "the session is already {}",
+            current.status
+        )));
+    }
     let user = store
         .user(&session.user_id)
         .await?

@@ -67,7 +67,11 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             let user = users[&session.user_id].as_ref();
             let id = &session.session_id;
 
-            if let Some(arn) = &session.execution_arn {
+            let created = parse_time(Some(&session.created_at)).unwrap_or(now);
+            // The API records a session (with its execution's ARN) just before it starts
+            // the execution: a young session's execution may not exist yet.
+            let settled = now - created > seconds(self.settings.orphan_grace_s);
+            if let Some(arn) = session.execution_arn.as_ref().filter(|_| settled) {
                 if !self.workflow.execution_running(arn).await? {
                     self.close_lost(session).await?;
                     report.lost.push(id.to_string());
@@ -78,7 +82,6 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
                 user.and_then(|u| u.max_lifetime_s)
                     .unwrap_or(self.settings.max_lifetime_s),
             );
-            let created = parse_time(Some(&session.created_at)).unwrap_or(now);
             if now - created > max_lifetime {
                 if self.stop(id, Reason::MaxLifetime).await? {
                     report.max_lifetime.push(id.to_string());

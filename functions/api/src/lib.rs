@@ -1,0 +1,539 @@
+//! The public API (API Gateway HTTP API, payload 2.0): start, list, read, stop and
+//! heartbeat sessions. Identity comes only from the JWT claims; another user's session
+//! is a 404. A start admits the session (the same Authorize step the state machine
+//! runs: user, image, slot) before it starts the execution, so a refusal is an answer
+//! here and not a failed execution later, and a stop can land at any moment after.
+
+pub mod error;
+pub mod identity;
+pub mod view;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use lambda_http::http::{HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use session_core::config::{AdmissionSettings, ApiSettings};
+use session_core::ports::{Clock, PageCursor, Registry, SessionStore, Workflow};
+use session_core::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
+use session_core::steps::authorize::{authorize, parse_version, AuthorizeInput, StartRequest};
+use session_core::steps::request_stop::{request_stop, StopRequest};
+
+pub use error::ApiError;
+pub use identity::Caller;
+use view::SessionView;
+
+/// Bodies are a few fields; anything larger is refused before it is parsed.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+pub const MAX_PAGE_SIZE: u32 = 100;
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// The API with its ports: DynamoDB, Step Functions and ECR in Lambda; whatever a
+/// test gives it otherwise.
+pub struct Api<S, W, R, K> {
+    pub settings: ApiSettings,
+    pub admission: AdmissionSettings,
+    pub store: S,
+    pub workflow: W,
+    pub registry: R,
+    pub clock: K,
+}
+
+/// The routes, as API Gateway's route keys name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `POST /session`: the seed's `{"action": "start" | "stop", ...}`.
+    Seed,
+    Start,
+    List,
+    Get(&'a str),
+    Stop(&'a str),
+    Heartbeat(&'a str),
+}
+
+impl<'a> Route<'a> {
+    /// Every route key the API serves (Terraform declares exactly these).
+    pub const KEYS: [&'static str; 6] = [
+        "POST /session",
+        "POST /sessions",
+        "GET /sessions",
+        "GET /sessions/{id}",
+        "DELETE /sessions/{id}",
+        "POST /sessions/{id}/heartbeat",
+    ];
+
+    /// Matches a request; `Err` is the 404 or 405 to answer.
+    pub fn of(method: &Method, path: &'a str) -> Result<Self, ApiError> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let route = match (method, segments.as_slice()) {
+            (&Method::POST, ["session"]) => Route::Seed,
+            (&Method::POST, ["sessions"]) => Route::Start,
+            (&Method::GET, ["sessions"]) => Route::List,
+            (&Method::GET, ["sessions", id]) => Route::Get(id),
+            (&Method::DELETE, ["sessions", id]) => Route::Stop(id),
+            (&Method::POST, ["sessions", id, "heartbeat"]) => Route::Heartbeat(id),
+            (_, ["session"] | ["sessions"] | ["sessions", _] | ["sessions", _, "heartbeat"]) => {
+                return Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on {path}"),
+                ))
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "route_not_found",
+                    "no such route",
+                ))
+            }
+        };
+        Ok(route)
+    }
+}
+
+/// The seed's body for `POST /session`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+enum SeedRequest {
+    Start {
+        #[serde(default)]
+        version: Option<String>,
+        #[serde(default)]
+        user_id: Option<String>,
+    },
+    Stop {
+        session_id: String,
+        #[serde(default)]
+        user_id: Option<String>,
+    },
+}
+
+/// The body of `POST /sessions` (empty means all defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error_response(err: &ApiError) -> Response<Body> {
+    let mut response = json_response(err.status, &err.body());
+    if err.status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Parses a JSON body of at most [`MAX_BODY_BYTES`]; an empty body is `default`.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    req: &Request,
+    default: Option<T>,
+) -> Result<T, ApiError> {
+    let raw: &[u8] = req.body().as_ref();
+    if raw.len() > MAX_BODY_BYTES {
+        return Err(ApiError::bad_request(
+            "body_too_large",
+            format!(
+                "the body has {} bytes; at most {MAX_BODY_BYTES} are accepted",
+                raw.len()
+            ),
+        ));
+    }
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return default
+            .ok_or_else(|| ApiError::bad_request("invalid_json", "a JSON body is required"));
+    }
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+}
+
+fn parse_session_id(raw: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).map_err(|e| ApiError::bad_request("invalid_session_id", e.to_string()))
+}
+
+/// A start's session id when the client sent an `Idempotency-Key`: the same key of the
+/// same user always names the same session, so a repeat can never make a second one.
+pub fn idempotent_session_id(user_id: &str, key: &str) -> Result<SessionId, ApiError> {
+    let valid = !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && key.bytes().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!(
+                "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
+        ));
+    }
+    let digest = Sha256::new()
+        .chain_update(user_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    parse_session_id(&format!("{SESSION_ID_PREFIX}{hex}"))
+}
+
+fn encode_cursor(cursor: &PageCursor) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode_cursor(token: &str) -> Result<PageCursor, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_parameter",
+            "next_token is not a token this API gave",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    serde_json::from_slice(&bytes).map_err(|_| invalid())
+}
+
+impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
+    /// Answers one request. Never panics on input and never answers bad input with 5xx.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let path = match req.raw_http_path() {
+            "" => req.uri().path().to_owned(),
+            raw => raw.to_owned(),
+        };
+        let method = req.method().clone();
+        let result = match Route::of(&method, &path) {
+            Ok(route) => self.route(route, &req).await,
+            Err(err) => Err(err),
+        };
+        let response = result.unwrap_or_else(|err| error_response(&err));
+        tracing::info!(%method, path = %path, status = response.status().as_u16(), "answered");
+        response
+    }
+
+    async fn route(&self, route: Route<'_>, req: &Request) -> Result<Response<Body>, ApiError> {
+        let caller = Caller::from_request(
+            req,
+            &self.settings.identity_claim,
+            &self.settings.admin_scope,
+        )?;
+        match route {
+            Route::Seed => match parse_body::<SeedRequest>(req, None)? {
+                SeedRequest::Start { version, user_id } => {
+                    self.start(&caller, StartBody { version, user_id }, req)
+                        .await
+                }
+                SeedRequest::Stop {
+                    session_id,
+                    user_id,
+                } => {
+                    caller.acting_for(user_id.as_deref())?;
+                    self.stop(&caller, &session_id).await
+                }
+            },
+            Route::Start => {
+                let body = parse_body(req, Some(StartBody::default()))?;
+                self.start(&caller, body, req).await
+            }
+            Route::List => self.list(&caller, req).await,
+            Route::Get(id) => {
+                let session = self.visible(&caller, id).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &SessionView::of(&session).json(),
+                ))
+            }
+            Route::Stop(id) => self.stop(&caller, id).await,
+            Route::Heartbeat(id) => self.heartbeat(&caller, id).await,
+        }
+    }
+
+    /// A session the caller may see; anyone else's is indistinguishable from none.
+    async fn visible(&self, caller: &Caller, raw_id: &str) -> Result<Session, ApiError> {
+        let id = parse_session_id(raw_id)?;
+        self.store
+            .session(&id)
+            .await?
+            .filter(|s| caller.may_access(&s.user_id))
+            .ok_or_else(|| ApiError::session_not_found(id.as_str()))
+    }
+
+    async fn start(
+        &self,
+        caller: &Caller,
+        body: StartBody,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let user_id = caller.acting_for(body.user_id.as_deref())?;
+        let version = parse_version(body.version.map(Value::String).as_ref())?;
+        let key = req
+            .headers()
+            .get(IDEMPOTENCY_HEADER)
+            .map(|v| v.to_str().unwrap_or(""));
+        let id = match key {
+            Some(key) => idempotent_session_id(&user_id, key)?,
+            None => SessionId::generate(),
+        };
+        let request = json!({ "user_id": user_id, "version": version });
+
+        let replay = match key {
+            Some(_) => self.store.session(&id).await?,
+            None => None,
+        };
+        if let Some(first) = &replay {
+            if first.version != version {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_reused",
+                    format!(
+                        "this Idempotency-Key started session {id} with version {}",
+                        first.version
+                    ),
+                ));
+            }
+        } else {
+            authorize(
+                AuthorizeInput {
+                    session_id: id.to_string(),
+                    execution_arn: Some(self.settings.execution_arn(id.as_str())),
+                    request: StartRequest {
+                        user_id: Some(json!(user_id)),
+                        version: Some(json!(version)),
+                    },
+                },
+                &self.admission,
+                &self.store,
+                &self.registry,
+                &self.clock,
+            )
+            .await?;
+        }
+
+        // Starting is idempotent on the execution name, so a replay also finishes a
+        // first attempt that was admitted but never started.
+        let started = self
+            .workflow
+            .start(&self.settings.state_machine_arn, id.as_str(), &request)
+            .await;
+        if let Err(err) = started {
+            if replay.is_none() {
+                self.abandon(&id, &err).await;
+            }
+            return Err(err.into());
+        }
+        let session = self
+            .store
+            .session(&id)
+            .await?
+            .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
+        tracing::info!(session_id = %id, replayed = replay.is_some(), "session start accepted");
+        let mut body = SessionView::of(&session).json();
+        let status_url = format!("/sessions/{id}");
+        body["status_url"] = json!(status_url);
+        let mut response = json_response(StatusCode::ACCEPTED, &body);
+        if let Ok(location) = HeaderValue::from_str(&status_url) {
+            response.headers_mut().insert("location", location);
+        }
+        Ok(response)
+    }
+
+    /// The execution could not be started: the admitted session ends `failed` and gives
+    /// its slot back. Should the execution have started after all, its Launch finds the
+    /// session ended and starts no task.
+    async fn abandon(&self, id: &SessionId, cause: &session_core::Error) {
+        let Ok(Some(session)) = self.store.session(id).await else {
+            return;
+        };
+        let cause = format!("the execution could not be started: {cause}");
+        if let Err(err) = self.store.fail(&session, Reason::Internal, &cause).await {
+            tracing::error!(session_id = %id, error = %err, "could not record the failed start");
+        }
+        if let Err(err) = self.store.release_slot(&session.user_id, id).await {
+            tracing::error!(session_id = %id, error = %err, "could not release the slot");
+        }
+    }
+
+    async fn stop(&self, caller: &Caller, raw_id: &str) -> Result<Response<Body>, ApiError> {
+        let session = self.visible(caller, raw_id).await?;
+        let id = &session.session_id;
+        let outcome = request_stop(id, Reason::User, &self.store, &self.workflow).await?;
+        let status = match outcome {
+            StopRequest::NotFound => return Err(ApiError::session_not_found(id.as_str())),
+            StopRequest::Requested { .. } | StopRequest::AlreadyStopping => StatusCode::ACCEPTED,
+            StopRequest::AlreadyEnded { .. } => StatusCode::OK,
+        };
+        let now = self.store.session(id).await?.unwrap_or(session);
+        let mut body = SessionView::of(&now).json();
+        body["message"] = json!(match now.status {
+            Status::Stopping => "the session is stopping",
+            Status::Stopped => "the session has ended",
+            _ => "the session has already ended",
+        });
+        Ok(json_response(status, &body))
+    }
+
+    async fn heartbeat(&self, caller: &Caller, raw_id: &str) -> Result<Response<Body>, ApiError> {
+        let session = self.visible(caller, raw_id).await?;
+        if session.status != Status::Running {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "session_not_running",
+                format!("the session is {}, not running", session.status),
+            )
+            .with("status", json!(session.status)));
+        }
+        let now = self.clock.now();
+        let interval = chrono::Duration::seconds(
+            i64::try_from(self.settings.heartbeat_interval_s).unwrap_or(i64::MAX / 1000),
+        );
+        let recorded = self
+            .store
+            .touch(&session.session_id, &session.user_id, now, interval)
+            .await?;
+        let last_activity_at = if recorded {
+            Some(session_core::session::timestamp(now))
+        } else {
+            session.last_activity_at.clone()
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "session_id": session.session_id,
+                "status": session.status,
+                "recorded": recorded,
+                "last_activity_at": last_activity_at,
+            }),
+        ))
+    }
+
+    async fn list(&self, caller: &Caller, req: &Request) -> Result<Response<Body>, ApiError> {
+        let query = req.query_string_parameters();
+        for name in query.iter().map(|(name, _)| name) {
+            if !matches!(name, "limit" | "next_token" | "user_id") {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!(
+                        "unknown query parameter {name:?}; expected limit, next_token or user_id"
+                    ),
+                ));
+            }
+        }
+        let limit = match query.first("limit") {
+            None => DEFAULT_PAGE_SIZE,
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                    )
+                })?,
+        };
+        let cursor = query.first("next_token").map(decode_cursor).transpose()?;
+        let user_id = caller.acting_for(query.first("user_id"))?;
+        let page = self
+            .store
+            .sessions_of_user(&user_id, limit, cursor.as_ref())
+            .await?;
+        let sessions: Vec<Value> = page
+            .sessions
+            .iter()
+            .map(|s| SessionView::of(s).json())
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "sessions": sessions,
+                "next_token": page.next.as_ref().map(encode_cursor),
+            }),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_exactly_the_route_keys() {
+        let cases = [
+            (Method::POST, "/session", Route::Seed),
+            (Method::POST, "/sessions", Route::Start),
+            (Method::GET, "/sessions/", Route::List),
+            (Method::GET, "/sessions/sess-1", Route::Get("sess-1")),
+            (Method::DELETE, "/sessions/sess-1", Route::Stop("sess-1")),
+            (
+                Method::POST,
+                "/sessions/sess-1/heartbeat",
+                Route::Heartbeat("sess-1"),
+            ),
+        ];
+        for (method, path, route) in cases {
+            assert_eq!(Route::of(&method, path).unwrap(), route, "{method} {path}");
+        }
+        assert_eq!(
+            Route::of(&Method::PUT, "/sessions/x").unwrap_err().status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            Route::of(&Method::GET, "/admin").unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn an_idempotency_key_names_one_session_per_user() {
+        let a = idempotent_session_id("alice", "k-1").unwrap();
+        assert_eq!(a, idempotent_session_id("alice", "k-1").unwrap());
+        assert_ne!(a, idempotent_session_id("bob", "k-1").unwrap());
+        assert_ne!(a, idempotent_session_id("alice", "k-2").unwrap());
+        assert!(a.as_str().starts_with(SESSION_ID_PREFIX));
+        for bad in ["", "with space", &"k".repeat(129), "é"] {
+            assert_eq!(
+                idempotent_session_id("alice", bad).unwrap_err().code,
+                "invalid_idempotency_key"
+            );
+        }
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
+        let cursor = PageCursor {
+            created_at: "2026-11-26T00:00:00.000Z".into(),
+            session_id: SessionId::parse("sess-1").unwrap(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        for bad in ["", "%%%", "bm90IGpzb24", "eyJzZXNzaW9uX2lkIjoiYSBiIn0"] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().code,
+                "invalid_parameter",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! A session as the API shows it: the seed's field names (`session_id`, `status`,
+//! `urls.api`, ...) plus timestamps and why it ended. Task tokens, the execution and
+//! failure internals stay inside; every documented field is always present (null when
+//! not known yet), so clients can rely on the shape.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use session_core::session::{Reason, Session, Status};
+
+#[derive(Debug, Serialize)]
+pub struct SessionView<'a> {
+    pub session_id: &'a str,
+    pub user_id: &'a str,
+    pub status: Status,
+    pub version: &'a str,
+    pub task_arn: Option<&'a str>,
+    pub urls: BTreeMap<&'a str, &'a str>,
+    pub created_at: &'a str,
+    pub started_at: Option<&'a str>,
+    pub stopped_at: Option<&'a str>,
+    pub last_activity_at: Option<&'a str>,
+    pub stop_reason: Option<Reason>,
+    pub stop_code: Option<&'a str>,
+    pub stopped_reason: Option<&'a str>,
+}
+
+impl<'a> SessionView<'a> {
+    pub fn of(session: &'a Session) -> Self {
+        Self {
+            session_id: session.session_id.as_str(),
+            user_id: &session.user_id,
+            status: session.status,
+            version: session.version.as_str(),
+            task_arn: session.task_arn.as_deref(),
+            urls: session
+                .urls
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            created_at: &session.created_at,
+            started_at: session.started_at.as_deref(),
+            stopped_at: session.stopped_at.as_deref(),
+            last_activity_at: session.last_activity_at.as_deref(),
+            stop_reason: session.stop_reason,
+            stop_code: session.stop_code.as_deref(),
+            stopped_reason: session.stopped_reason.as_deref(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use session_core::session::{SessionId, Urls, Version};
+
+    #[test]
+    fn the_view_has_the_seed_fields_and_never_the_task_tokens() {
+        let mut session = Session::new(
+            SessionId::parse("sess-1").unwrap(),
+            "alice".into(),
+            Version::default(),
+            "2026-11-26T00:00:00.000Z".into(),
+        );
+        session.ip_token = Some("secret-ip-token".into());
+        session.stop_token = Some("secret-stop-token".into());
+        session.execution_arn = Some("arn:aws:states:x".into());
+        session.urls = Urls(BTreeMap::from([(
+            "api".into(),
+            "http://1.2.3.4:8000".into(),
+        )]));
+        let json = SessionView::of(&session).json();
+        assert_eq!(json["session_id"], "sess-1");
+        assert_eq!(json["urls"]["api"], "http://1.2.3.4:8000");
+        assert_eq!(json["status"], "starting");
+        assert!(json["task_arn"].is_null());
+        let text = json.to_string();
+        for secret in ["secret-ip-token", "secret-stop-token", "arn:aws:states"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+}

@@ -1,0 +1,813 @@
+//! The public API on moto: every route, status and error through the handler with API
+//! Gateway's event shape, the real function behind the local HTTP API, isolation
+//! between users, concurrent and idempotent starts, a stop at any moment, heartbeats,
+//! and arbitrary input that never earns a 5xx.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::{json, Value};
+use session_core::session::{Reason, SessionId, Status};
+use session_tests::http_api::{call, live_api, Call};
+use session_tests::{Stack, StackOptions};
+
+fn session_id(body: &Value) -> SessionId {
+    SessionId::parse(body["session_id"].as_str().expect("a session id")).expect("a valid id")
+}
+
+/// Waits until the session ended, then checks it ended `stopped` for `reason` with no
+/// task left running and its slot free.
+async fn assert_ended_stopped(stack: &Stack, id: &SessionId, reason: Reason) {
+    let session = stack
+        .session_where(id, "the session to end", |s| s.status.is_terminal())
+        .await;
+    assert_eq!(session.status, Status::Stopped, "{session:?}");
+    assert_eq!(session.stop_reason, Some(reason));
+    let execution = session.execution_arn.clone().expect("an execution");
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Succeeded
+    );
+    for task in stack.running_tasks().await {
+        assert_ne!(
+            task.started_by(),
+            Some(id.as_str()),
+            "a task of {id} still runs"
+        );
+    }
+    assert!(stack.active_slots(&session.user_id).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_answers_202_and_the_session_shows_its_urls_once_running() {
+    let stack = Stack::start().await;
+    stack.put_user("alice", true, None).await;
+
+    let (status, started, headers) = stack
+        .http(
+            "POST",
+            "/sessions",
+            Some("dev:alice"),
+            Some(json!({"version": "1.0.0"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let id = session_id(&started);
+    assert_eq!(started["status"], "starting");
+    assert_eq!(started["version"], "1.0.0");
+    assert_eq!(started["user_id"], "alice");
+    assert_eq!(started["status_url"], format!("/sessions/{id}"));
+    assert_eq!(headers["location"], format!("/sessions/{id}"));
+    assert!(started.get("stop_token").is_none() && started.get("ip_token").is_none());
+
+    let (_, public_ip) = stack.bring_task_up(&id).await;
+    let running = stack
+        .eventually(
+            "the API to show it running",
+            Duration::from_secs(60),
+            || async {
+                let (status, body, _) = stack
+                    .http(
+                        "GET",
+                        &format!("/sessions/{id}"),
+                        Some("dev:alice"),
+                        None,
+                        &[],
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                (body["status"] == "running").then_some(body)
+            },
+        )
+        .await;
+    assert_eq!(running["urls"]["api"], format!("http://{public_ip}:8000"));
+    assert_eq!(
+        running["urls"]["frontend"],
+        format!("http://{public_ip}:3000")
+    );
+    assert_eq!(
+        running["urls"]["suv_ui"],
+        format!("http://{public_ip}:3030")
+    );
+    assert!(running["task_arn"].as_str().unwrap().contains(":task/"));
+    assert!(running["started_at"].is_string());
+
+    let (status, stopping, _) = stack
+        .http(
+            "DELETE",
+            &format!("/sessions/{id}"),
+            Some("dev:alice"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{stopping}");
+    assert_eq!(stopping["status"], "stopping");
+    assert_ended_stopped(&stack, &id, Reason::User).await;
+    let (status, ended, _) = stack
+        .http(
+            "DELETE",
+            &format!("/sessions/{id}"),
+            Some("dev:alice"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, &ended["status"]),
+        (200, &json!("stopped")),
+        "{ended}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_contract_starts_and_stops_through_post_session() {
+    let stack = Stack::start().await;
+    stack.put_user("user123", true, None).await;
+    let (status, started, _) = stack
+        .http(
+            "POST",
+            "/session",
+            Some("dev:user123"),
+            Some(json!({"user_id": "user123", "action": "start", "version": "latest"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    for field in ["session_id", "task_arn", "status", "urls", "version"] {
+        assert!(started.get(field).is_some(), "{field} missing: {started}");
+    }
+    let id = session_id(&started);
+    stack.bring_task_up(&id).await;
+    stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+
+    let (status, stopped, _) = stack
+        .http(
+            "POST",
+            "/session",
+            Some("dev:user123"),
+            Some(json!({"user_id": "user123", "action": "stop", "session_id": id})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{stopped}");
+    assert_eq!(stopped["session_id"], id.as_str());
+    assert!(stopped["message"].is_string());
+    assert_ended_stopped(&stack, &id, Reason::User).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_a_4xx_with_a_json_error_code() {
+    let stack = Stack::start().await;
+    stack.put_user("alice", true, None).await;
+    stack.put_user("mallory", false, None).await;
+    let api = live_api(&stack);
+    let oversized = json!({"version": "x".repeat(api::MAX_BODY_BYTES)}).to_string();
+    let cases: Vec<(Call, u16, &str)> = vec![
+        (
+            Call::new("POST", "/sessions", "alice").body("{not json"),
+            400,
+            "invalid_json",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").body("[1,2]"),
+            400,
+            "invalid_request",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").json(json!({"verison": "1.0.0"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").json(json!({"version": "1.0.0;rm -rf"})),
+            400,
+            "invalid_version",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").json(json!({"version": 7})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").json(json!({"version": "9.9.9"})),
+            400,
+            "image_not_found",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").body(oversized),
+            400,
+            "body_too_large",
+        ),
+        (
+            Call::new("POST", "/session", "alice").json(json!({"action": "restart"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Call::new("POST", "/session", "alice").json(json!({"version": "1.0.0"})),
+            400,
+            "invalid_request",
+        ),
+        (Call::new("POST", "/session", "alice"), 400, "invalid_json"),
+        (
+            Call::new("POST", "/session", "alice")
+                .json(json!({"action": "stop", "session_id": "a b"})),
+            400,
+            "invalid_session_id",
+        ),
+        (
+            Call::new("GET", "/sessions/not%20an%20id", "alice"),
+            400,
+            "invalid_session_id",
+        ),
+        (
+            Call::new("GET", "/sessions/sess-nope", "alice"),
+            404,
+            "session_not_found",
+        ),
+        (
+            Call::new("DELETE", "/sessions/sess-nope", "alice"),
+            404,
+            "session_not_found",
+        ),
+        (
+            Call::new("POST", "/sessions/sess-nope/heartbeat", "alice"),
+            404,
+            "session_not_found",
+        ),
+        (
+            Call::new("GET", "/sessions", "alice").query("limit", "0"),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            Call::new("GET", "/sessions", "alice").query("limit", "ten"),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            Call::new("GET", "/sessions", "alice").query("next_token", "forged"),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            Call::new("GET", "/sessions", "alice").query("sort", "asc"),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").header("Idempotency-Key", "has space"),
+            400,
+            "invalid_idempotency_key",
+        ),
+        (
+            Call::new("GET", "/sessions", "alice").anonymous(),
+            401,
+            "unauthenticated",
+        ),
+        (
+            Call::new("POST", "/sessions", "alice").json(json!({"user_id": "bob"})),
+            403,
+            "forbidden",
+        ),
+        (
+            Call::new("POST", "/sessions", "mallory"),
+            403,
+            "not_authorized",
+        ),
+        (
+            Call::new("POST", "/sessions", "stranger"),
+            403,
+            "not_authorized",
+        ),
+        (
+            Call::new("PUT", "/sessions/sess-1", "alice"),
+            405,
+            "method_not_allowed",
+        ),
+        (Call::new("GET", "/admin", "alice"), 404, "route_not_found"),
+    ];
+    for (request, status, code) in &cases {
+        let answer = call(&api, request).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (*status, *code),
+            "{} {} {:?}: {}",
+            request.method,
+            request.path,
+            request.body.as_deref().map(|b| &b[..b.len().min(80)]),
+            answer.body
+        );
+        assert!(
+            answer.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.headers["content-type"], "application/json");
+    }
+    // Nothing was started by any of it.
+    assert!(stack.running_tasks().await.is_empty());
+    assert!(stack.active_slots("alice").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_cannot_see_stop_or_heartbeat_each_others_sessions_but_the_admin_scope_can() {
+    let stack = Stack::start().await;
+    for user in ["alice", "bob"] {
+        stack.put_user(user, true, None).await;
+    }
+    let api = live_api(&stack);
+    let started = call(&api, &Call::new("POST", "/sessions", "bob")).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = session_id(&started.body);
+    stack.bring_task_up(&id).await;
+    stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+
+    let get = format!("/sessions/{id}");
+    let heartbeat = format!("/sessions/{id}/heartbeat");
+    for request in [
+        Call::new("GET", &get, "alice"),
+        Call::new("DELETE", &get, "alice"),
+        Call::new("POST", &heartbeat, "alice"),
+        Call::new("POST", "/session", "alice").json(json!({"action": "stop", "session_id": id})),
+    ] {
+        let answer = call(&api, &request).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (404, "session_not_found"),
+            "{} {}: {}",
+            request.method,
+            request.path,
+            answer.body
+        );
+        // Exactly what a session that does not exist answers.
+        let missing = call(
+            &api,
+            &Call {
+                path: request.path.replace(id.as_str(), "sess-does-not-exist"),
+                body: request
+                    .body
+                    .as_ref()
+                    .map(|b| b.replace(id.as_str(), "sess-does-not-exist")),
+                ..request.clone()
+            },
+        )
+        .await;
+        assert_eq!(
+            answer.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace(id.as_str(), "X"),
+            missing.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("sess-does-not-exist", "X")
+        );
+    }
+    let listed = call(&api, &Call::new("GET", "/sessions", "alice")).await;
+    assert_eq!(listed.body["sessions"], json!([]), "{}", listed.body);
+    let for_bob = call(
+        &api,
+        &Call::new("GET", "/sessions", "alice").query("user_id", "bob"),
+    )
+    .await;
+    assert_eq!((for_bob.status, for_bob.code()), (403, "forbidden"));
+    let start_for_bob = call(
+        &api,
+        &Call::new("POST", "/sessions", "alice").json(json!({"user_id": "bob"})),
+    )
+    .await;
+    assert_eq!(
+        (start_for_bob.status, start_for_bob.code()),
+        (403, "forbidden")
+    );
+    let seed_for_bob = call(
+        &api,
+        &Call::new("POST", "/session", "alice").json(json!({"action": "start", "user_id": "bob"})),
+    )
+    .await;
+    assert_eq!(seed_for_bob.status, 403);
+    // Bob's session ran on, untouched.
+    assert_eq!(stack.session(&id).await.unwrap().status, Status::Running);
+
+    // An operator holding the admin scope sees, lists and stops it.
+    let root = |method: &str, path: &str| Call::new(method, path, "root").admin();
+    let seen = call(&api, &root("GET", &get)).await;
+    assert_eq!((seen.status, &seen.body["user_id"]), (200, &json!("bob")));
+    let listed = call(&api, &root("GET", "/sessions").query("user_id", "bob")).await;
+    assert_eq!(listed.body["sessions"][0]["session_id"], id.as_str());
+    let beat = call(&api, &root("POST", &heartbeat)).await;
+    assert_eq!(beat.status, 200, "{}", beat.body);
+    let stopped = call(&api, &root("DELETE", &get)).await;
+    assert_eq!(stopped.status, 202, "{}", stopped.body);
+    assert_ended_stopped(&stack, &id, Reason::User).await;
+
+    // The admin scope also starts a session for another user.
+    let for_alice = call(
+        &api,
+        &root("POST", "/sessions").json(json!({"user_id": "alice"})),
+    )
+    .await;
+    assert_eq!(
+        (for_alice.status, &for_alice.body["user_id"]),
+        (202, &json!("alice"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_starts_at_a_limit_of_one_make_one_session_and_one_task() {
+    let stack = Stack::start().await;
+    stack.put_user("racer", true, Some(1)).await;
+    let requests = (0..50).map(|i| {
+        let stack = &stack;
+        async move {
+            // Half retry one request under one key; half are separate requests.
+            let key = format!("key-{}", if i % 2 == 0 { 0 } else { i });
+            stack
+                .http(
+                    "POST",
+                    "/sessions",
+                    Some("dev:racer"),
+                    Some(json!({"version": "1.0.0"})),
+                    &[("Idempotency-Key", key.as_str())],
+                )
+                .await
+        }
+    });
+    let answers = futures::future::join_all(requests).await;
+    let mut accepted = BTreeSet::new();
+    for (status, body, _) in &answers {
+        match status {
+            202 => {
+                accepted.insert(body["session_id"].as_str().unwrap().to_owned());
+            }
+            409 => {
+                assert_eq!(body["error"]["code"], "session_limit_reached", "{body}");
+                assert_eq!(
+                    body["error"]["active_sessions"].as_array().unwrap().len(),
+                    1
+                );
+            }
+            other => panic!("answered {other}: {body}"),
+        }
+    }
+    assert_eq!(accepted.len(), 1, "sessions accepted: {accepted:?}");
+    let id = SessionId::parse(accepted.iter().next().unwrap()).unwrap();
+    assert_eq!(stack.active_slots("racer").await, vec![id.to_string()]);
+
+    let listed = stack
+        .http("GET", "/sessions?limit=100", Some("dev:racer"), None, &[])
+        .await
+        .1;
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
+    stack
+        .session_where(&id, "its task", |s| s.task_arn.is_some())
+        .await;
+    let tasks = stack.running_tasks().await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].started_by(), Some(id.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_repeated_with_its_idempotency_key_returns_the_first_answer() {
+    let stack = Stack::start().await;
+    stack.put_user("carol", true, Some(3)).await;
+    let api = live_api(&stack);
+    let start = Call::new("POST", "/sessions", "carol")
+        .json(json!({"version": "1.0.0"}))
+        .header("Idempotency-Key", "9f1c7e3a-retry");
+    let first = call(&api, &start).await;
+    let again = call(&api, &start).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(first.body["session_id"], again.body["session_id"]);
+    assert_eq!(stack.active_slots("carol").await.len(), 1);
+
+    let other_version = call(
+        &api,
+        &Call {
+            body: Some(json!({"version": "latest"}).to_string()),
+            ..start.clone()
+        },
+    )
+    .await;
+    assert_eq!(
+        (other_version.status, other_version.code()),
+        (409, "idempotency_key_reused")
+    );
+    // The same key from another user is another request.
+    stack.put_user("dave", true, None).await;
+    let dave = call(
+        &api,
+        &Call {
+            user: Some("dave".into()),
+            ..start.clone()
+        },
+    )
+    .await;
+    assert_eq!(dave.status, 202);
+    assert_ne!(dave.body["session_id"], first.body["session_id"]);
+
+    let executions = stack
+        .sfn
+        .list_executions()
+        .state_machine_arn(&stack.info.state_machine_arn)
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = executions.executions().iter().map(|e| e.name()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_listed_newest_first_a_page_at_a_time() {
+    let stack = Stack::start().await;
+    stack.put_user("erin", true, Some(5)).await;
+    let api = live_api(&stack);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let started = call(&api, &Call::new("POST", "/sessions", "erin")).await;
+        assert_eq!(started.status, 202, "{}", started.body);
+        ids.push(started.body["session_id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ids.reverse();
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut request = Call::new("GET", "/sessions", "erin").query("limit", "2");
+        if let Some(token) = &token {
+            request = request.query("next_token", token);
+        }
+        let page = call(&api, &request).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let sessions = page.body["sessions"].as_array().unwrap();
+        assert!(sessions.len() <= 2);
+        listed.extend(
+            sessions
+                .iter()
+                .map(|s| s["session_id"].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        match page.body["next_token"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages < 10, "the listing never ends");
+    }
+    assert_eq!(listed, ids);
+    assert!(pages >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_during_authorize_or_launch_ends_stopped_for_the_user_with_no_task() {
+    for phase in ["authorize", "launch"] {
+        let stack = Stack::start_with(StackOptions {
+            held_back: vec![phase],
+            ..Default::default()
+        })
+        .await;
+        stack.put_user("frank", true, None).await;
+        let (status, started, _) = stack
+            .http("POST", "/sessions", Some("dev:frank"), None, &[])
+            .await;
+        assert_eq!(status, 202, "{started}");
+        let id = session_id(&started);
+        let execution = stack.session(&id).await.unwrap().execution_arn.unwrap();
+        let state = if phase == "authorize" {
+            "Authorize"
+        } else {
+            "Launch"
+        };
+        stack.wait_for_state(&execution, state).await;
+
+        let (status, stopping, _) = stack
+            .http(
+                "DELETE",
+                &format!("/sessions/{id}"),
+                Some("dev:frank"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (status, &stopping["status"]),
+            (202, &json!("stopping")),
+            "{phase}"
+        );
+        stack.start_function(phase);
+        assert_ended_stopped(&stack, &id, Reason::User).await;
+        let entered = stack.states_entered(&execution).await;
+        assert!(
+            !entered.contains(&"WaitForIp".to_owned()),
+            "{phase}: {entered:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_while_waiting_for_the_ip_or_running_ends_stopped_for_the_user() {
+    let stack = Stack::start().await;
+    stack.put_user("gina", true, Some(2)).await;
+    let start = || stack.http("POST", "/sessions", Some("dev:gina"), None, &[]);
+    let waiting = session_id(&start().await.1);
+    let running = session_id(&start().await.1);
+    let waiting_session = stack
+        .session_where(&waiting, "its task", |s| s.ip_token.is_some())
+        .await;
+    let task_of_waiting = waiting_session.task_arn.expect("a task");
+    stack.bring_task_up(&running).await;
+    stack
+        .session_where(&running, "its stop token", |s| s.stop_token.is_some())
+        .await;
+
+    for id in [&waiting, &running] {
+        let (status, body, _) = stack
+            .http(
+                "DELETE",
+                &format!("/sessions/{id}"),
+                Some("dev:gina"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    assert_ended_stopped(&stack, &waiting, Reason::User).await;
+    assert_ended_stopped(&stack, &running, Reason::User).await;
+    assert_eq!(
+        stack.task(&task_of_waiting).await.last_status(),
+        Some("STOPPED")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heartbeat_is_written_at_most_once_per_interval_and_only_while_running() {
+    let stack = Stack::start().await;
+    stack.put_user("hank", true, None).await;
+    let api = live_api(&stack);
+    let started = call(&api, &Call::new("POST", "/sessions", "hank")).await;
+    let id = session_id(&started.body);
+    let beat = Call::new("POST", &format!("/sessions/{id}/heartbeat"), "hank");
+
+    let early = call(&api, &beat).await;
+    assert_eq!((early.status, early.code()), (409, "session_not_running"));
+    assert!(["starting", "provisioning"].contains(&early.body["error"]["status"].as_str().unwrap()));
+
+    stack.bring_task_up(&id).await;
+    stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    let first = call(&api, &beat).await;
+    assert_eq!(
+        (first.status, &first.body["recorded"]),
+        (200, &json!(true)),
+        "{}",
+        first.body
+    );
+    let written = stack.session(&id).await.unwrap().last_activity_at;
+    assert_eq!(written.as_deref(), first.body["last_activity_at"].as_str());
+    // A chatty client: the next beats inside the interval write nothing.
+    for _ in 0..5 {
+        let again = call(&api, &beat).await;
+        assert_eq!(
+            (again.status, &again.body["recorded"]),
+            (200, &json!(false))
+        );
+        assert_eq!(again.body["last_activity_at"].as_str(), written.as_deref());
+    }
+    assert_eq!(stack.session(&id).await.unwrap().last_activity_at, written);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    fn any_path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            Just("session".to_owned()),
+            Just("sessions".to_owned()),
+            Just("heartbeat".to_owned()),
+            Just("sess-0192f0c2a1b27c3d8e9f0a1b2c3d4e5f".to_owned()),
+            "[a-zA-Z0-9._~-]{0,80}",
+            "(%[0-9A-F]{2}){1,6}",
+        ];
+        prop::collection::vec(segment, 0..5).prop_map(|s| format!("/{}", s.join("/")))
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(Value::from),
+            prop_oneof![Just("start"), Just("stop"), Just("latest"), Just("1.0.0")]
+                .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("action".to_owned()),
+                        Just("version".to_owned()),
+                        Just("session_id".to_owned()),
+                        Just("user_id".to_owned()),
+                        ".{0,12}",
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn any_body() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            any_value().prop_map(|v| Some(v.to_string())),
+            ".{0,200}".prop_map(Some),
+            Just(Some("x".repeat(api::MAX_BODY_BYTES + 1))),
+        ]
+    }
+
+    fn any_call() -> impl Strategy<Value = Call> {
+        (
+            prop::sample::select(vec!["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]),
+            any_path(),
+            prop::option::of(prop_oneof![
+                Just("fuzzer".to_owned()),
+                Just("".to_owned()),
+                ".{1,300}",
+            ]),
+            any::<bool>(),
+            prop::collection::vec(("[a-z_]{1,12}", ".{0,40}"), 0..3),
+            prop::option::of("[ -~]{0,140}"),
+            any_body(),
+        )
+            .prop_map(|(method, path, user, admin, query, key, body)| {
+                let mut call = Call::new(method, &path, "fuzzer");
+                call.user = user;
+                call.admin = admin;
+                call.query = query;
+                call.body = body;
+                if let Some(key) = key {
+                    call = call.header("idempotency-key", &key);
+                }
+                call
+            })
+    }
+
+    #[test]
+    fn arbitrary_requests_never_panic_and_never_earn_a_5xx() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stack = runtime.block_on(Stack::start());
+        runtime.block_on(stack.put_user("fuzzer", true, Some(1)));
+        let api = live_api(&stack);
+        let mut runner = TestRunner::new(Config {
+            cases: 400,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let statuses = std::sync::Mutex::new(BTreeSet::new());
+        runner
+            .run(&any_call(), |request| {
+                let answer = runtime.block_on(call(&api, &request));
+                statuses.lock().unwrap().insert(answer.status);
+                prop_assert!(
+                    answer.status < 500,
+                    "{} {} answered {}: {}",
+                    request.method,
+                    request.path,
+                    answer.status,
+                    answer.body
+                );
+                if answer.status >= 400 {
+                    prop_assert!(!answer.code().is_empty(), "{}", answer.body);
+                }
+                Ok(())
+            })
+            .unwrap();
+        // The generator reached the handler's answers, not only its front door.
+        let statuses = statuses.into_inner().unwrap();
+        for expected in [400, 401, 404] {
+            assert!(statuses.contains(&expected), "{statuses:?}");
+        }
+    }
+}
