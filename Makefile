@@ -10,7 +10,7 @@ export SESSION_TOOLS_DIR CARGO_TARGET_DIR
 FUNCTIONS := api authorize launch wait-for-ip record stop task-events reaper
 FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
 
-.PHONY: tools build check e2e test bench release local local-up
+.PHONY: tools build check e2e test bench release local local-up local-down
 
 ## Install the pinned tools (moto, cargo-lambda, asl-validator, cargo-nextest).
 tools:
@@ -34,18 +34,26 @@ release:
 	cargo build --release --locked $(FUNCTION_PACKAGES)
 
 ## Cold start of each function beside a Python/boto3 baseline, and binary sizes.
-bench: tools release
+## Orchestration overhead (task RUNNING -> session running) and state transitions of a
+## lifecycle, on the local stack with the release functions.
+bench: tools release build
 	cargo bench --locked -p coldstart-bench --bench coldstart
+	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/overhead-bench
 
 ## The product on this machine: a session requested, running with its URLs, stopped.
 local: tools
 	cargo build --workspace --bins --locked
 	$(CARGO_TARGET_DIR)/debug/local-demo
 
-## The same stack, left running (AWS endpoint 127.0.0.1:4566) until Ctrl-C.
+## The same stack left running in the background: HTTP API on 127.0.0.1:9000,
+## AWS endpoint on 127.0.0.1:4566.
 local-up: tools
 	cargo build --workspace --bins --locked
-	$(CARGO_TARGET_DIR)/debug/local-demo --keep-running
+	@bash tools/local-stack.sh up
+
+## Stops the stack `local-up` started, and every process it started.
+local-down:
+	@bash tools/local-stack.sh down
 
 ## What CI runs: checks, all tests, then the benchmark figures.
 test: tools check e2e bench

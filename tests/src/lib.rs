@@ -6,6 +6,7 @@
 pub mod definition;
 pub mod gateway;
 pub mod http_api;
+pub mod pump;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};

@@ -1,128 +1,207 @@
 //! `make local`: the product's main job on this machine, no AWS account. Starts the
-//! AWS emulator on 127.0.0.1:4566 with the real state machine and the real functions,
-//! seeds a demo user, and walks one session from request to stop, printing its
-//! progress. With `--keep-running` the stack stays up until Ctrl-C.
+//! AWS emulator on 127.0.0.1:4566 (the real state machine, the real functions), the
+//! HTTP API on 127.0.0.1:9000 and the pump that plays Fargate and EventBridge, seeds a
+//! demo user, and walks one session through the API: start, progress until running,
+//! URLs, heartbeat, stop, final state.
+//!
+//! `--keep-running` (`make local-up`) leaves the stack up until SIGINT or SIGTERM
+//! (`make local-down`); `--pid-file PATH` records this process for `local-down`.
 
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use session_core::aws::{dynamodb::DynamoStore, sfn::SfnWorkflow};
-use session_core::config::Tables;
-use session_core::session::{Reason, Status};
-use session_core::steps::request_stop::request_stop;
+use serde_json::{json, Value};
+use session_tests::pump::{self, PumpSettings};
 use session_tests::{Stack, StackOptions};
 
 const MOTO_PORT: u16 = 4566;
+const API_PORT: u16 = 9000;
 const DEMO_USER: &str = "demo-user";
+const TOKEN: &str = "dev:demo-user";
+
+fn arg_value(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Both ports must be free before anything starts.
+fn check_ports() -> Result<(), String> {
+    for (port, what) in [(MOTO_PORT, "the AWS emulator"), (API_PORT, "the HTTP API")] {
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(format!(
+                "port {port} on 127.0.0.1 (for {what}) is already in use: \
+                 stop what listens there first (`make local-down` if it is a local stack)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn api(
+    stack: &Stack,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let (status, body, _) = stack.http(method, path, Some(TOKEN), body, &[]).await;
+    if status >= 400 {
+        return Err(format!("{method} {path} answered {status}: {body}"));
+    }
+    Ok((status, body))
+}
+
+/// Polls the session through the API, printing each new status, until `done` holds.
+async fn follow(
+    stack: &Stack,
+    id: &str,
+    since: Instant,
+    last: &mut String,
+    done: impl Fn(&Value) -> bool,
+) -> Result<Value, String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, session) = api(stack, "GET", &format!("/sessions/{id}"), None).await?;
+        let status = session["status"].as_str().unwrap_or_default().to_owned();
+        if status != *last {
+            println!("  [{:>5.1}s] {status}", since.elapsed().as_secs_f64());
+            *last = status;
+        }
+        if done(&session) {
+            return Ok(session);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("session {id} is still {last} after 120 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn demo(stack: &Stack) -> Result<(), String> {
+    let since = Instant::now();
+    println!("\n$ POST /sessions {{\"version\": \"1.0.0\"}}   (as {DEMO_USER})");
+    let (status, started) = api(
+        stack,
+        "POST",
+        "/sessions",
+        Some(json!({"version": "1.0.0"})),
+    )
+    .await?;
+    let id = started["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("  {status}: session {id}, status {}", started["status"]);
+
+    let mut last = String::new();
+    let running = follow(stack, &id, since, &mut last, |s| {
+        s["status"] == "running" || s["status"] == "failed" || s["status"] == "stopped"
+    })
+    .await?;
+    if running["status"] != "running" {
+        return Err(format!("the session did not run: {running}"));
+    }
+    println!("session {id} is running (task {}):", running["task_arn"]);
+    for (key, url) in running["urls"].as_object().into_iter().flatten() {
+        println!("  {key:<9} {}", url.as_str().unwrap_or_default());
+    }
+
+    println!("\n$ POST /sessions/{id}/heartbeat");
+    let (status, beat) = api(stack, "POST", &format!("/sessions/{id}/heartbeat"), None).await?;
+    println!(
+        "  {status}: recorded {}, last_activity_at {}",
+        beat["recorded"], beat["last_activity_at"]
+    );
+
+    println!("\n$ DELETE /sessions/{id}");
+    let (status, stopping) = api(stack, "DELETE", &format!("/sessions/{id}"), None).await?;
+    println!("  {status}: {}", stopping["message"]);
+    let ended = follow(stack, &id, since, &mut last, |s| {
+        s["status"] == "stopped" || s["status"] == "failed"
+    })
+    .await?;
+    println!(
+        "\nfinal: session {id} {} (reason {}), created {}, running since {}, stopped {}",
+        ended["status"],
+        ended["stop_reason"],
+        ended["created_at"],
+        ended["started_at"],
+        ended["stopped_at"]
+    );
+    let left = stack.running_tasks().await.len();
+    println!("tasks still running: {left}");
+    if ended["status"] != "stopped" || left != 0 {
+        return Err("the session did not end cleanly".into());
+    }
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
 
 #[tokio::main]
 async fn main() {
     let keep_running = std::env::args().any(|a| a == "--keep-running");
+    if let Err(message) = check_ports() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
     let begun = Instant::now();
     println!(
-        "starting the local stack: AWS emulator on 127.0.0.1:{MOTO_PORT}, functions, state machine"
+        "starting the local stack: AWS emulator on 127.0.0.1:{MOTO_PORT}, HTTP API on \
+         127.0.0.1:{API_PORT}, functions, state machine"
     );
-    let stack = Stack::start_with(StackOptions {
-        moto_port: Some(MOTO_PORT),
-        ..Default::default()
-    })
-    .await;
+    let stack = Arc::new(
+        Stack::start_with(StackOptions {
+            moto_port: Some(MOTO_PORT),
+            api_port: Some(API_PORT),
+            ..Default::default()
+        })
+        .await,
+    );
+    let pump = pump::spawn(stack.clone(), PumpSettings::default());
+    stack.put_user(DEMO_USER, true, None).await;
     println!(
-        "  ready in {:.1}s; logs in {}",
+        "  ready in {:.1}s; seeded user {DEMO_USER:?} (token {TOKEN:?}); logs in {}",
         begun.elapsed().as_secs_f64(),
         stack.logs_dir().display()
     );
-    stack.put_user(DEMO_USER, true, None).await;
-    println!("seeded user {DEMO_USER:?} (authorized, 1 session at a time)");
 
-    let requested = Instant::now();
-    let (id, execution) = stack
-        .start_session(json!({"user_id": DEMO_USER, "version": "1.0.0"}))
-        .await;
-    println!("requested session {id} (version 1.0.0)\n  execution {execution}");
-
-    let last = std::cell::Cell::new(None);
-    let shown = |status: Status| {
-        if last.get() != Some(status) {
-            println!("  [{:>5.1}s] {status}", requested.elapsed().as_secs_f64());
-            last.set(Some(status));
+    let outcome = if keep_running {
+        if let Some(path) = arg_value("--pid-file") {
+            if let Err(e) = std::fs::write(&path, std::process::id().to_string()) {
+                eprintln!("error: cannot write the pid file {path}: {e}");
+            }
         }
-    };
-    let session = stack
-        .session_where(&id, "the task", |s| s.task_arn.is_some())
-        .await;
-    shown(session.status);
-    // Fargate would now pull the images and start the task; the emulator gives the
-    // task's network interface a public IP and ECS's RUNNING event reaches task-events.
-    stack.bring_task_up(&id).await;
-    let running = stack
-        .eventually("the session to run", Duration::from_secs(60), || async {
-            let s = stack.session(&id).await?;
-            shown(s.status);
-            (s.status == Status::Running).then_some(s)
-        })
-        .await;
-    println!("session {id} is running:");
-    for (key, url) in &running.urls.0 {
-        println!("  {key:<9} {url}");
-    }
-
-    if keep_running {
         println!(
-            "\nthe stack stays up (AWS endpoint http://127.0.0.1:{MOTO_PORT}); Ctrl-C stops it"
+            "the stack is up: API http://127.0.0.1:{API_PORT} (Authorization: Bearer \
+             {TOKEN}), AWS endpoint http://127.0.0.1:{MOTO_PORT}; stop it with \
+             `make local-down` or Ctrl-C"
         );
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    }
-
-    // The user's stop, through the same code the API uses.
-    stack.wait_for_state(&execution, "AwaitStop").await;
-    stack
-        .session_where(&id, "the stop token", |s| s.stop_token.is_some())
-        .await;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&stack.info.endpoint)
-        .region(aws_config::Region::new(stack.info.region.clone()))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "demo",
-        ))
-        .load()
-        .await;
-    let tables = Tables {
-        sessions: stack.info.sessions_table.clone(),
-        users: stack.info.users_table.clone(),
-        retention_days: 30,
+        wait_for_shutdown().await;
+        println!("stopping the local stack");
+        Ok(())
+    } else {
+        demo(&stack).await
     };
-    let stop = request_stop(
-        &id,
-        Reason::User,
-        &DynamoStore::connect(&sdk, tables),
-        &SfnWorkflow::connect(&sdk),
-    )
-    .await
-    .expect("request the stop");
-    println!(
-        "stop requested: {}",
-        serde_json::to_string(&stop).unwrap_or_default()
-    );
-    let stopped = stack
-        .eventually("the session to stop", Duration::from_secs(60), || async {
-            let s = stack.session(&id).await?;
-            shown(s.status);
-            s.status.is_terminal().then_some(s)
-        })
-        .await;
-    let status = stack.execution_ended(&execution).await;
-    println!(
-        "final: session {id} {} (reason {}), stopped_at {}, execution {}",
-        stopped.status,
-        stopped.stop_reason.map_or("-", Reason::as_str),
-        stopped.stopped_at.as_deref().unwrap_or("-"),
-        status.as_str()
-    );
-    let tasks = stack.running_tasks().await;
-    println!("tasks still running: {}", tasks.len());
-    if stopped.status != Status::Stopped || !tasks.is_empty() {
+
+    // The pump holds the other reference: once it ends, the stack is dropped and every
+    // process it started is stopped.
+    drop(stack);
+    let _ = pump.await;
+    if let Some(path) = arg_value("--pid-file") {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Err(message) = outcome {
+        eprintln!("error: {message}");
         std::process::exit(1);
     }
 }

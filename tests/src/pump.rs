@@ -1,0 +1,140 @@
+//! What AWS does on its own in a real account, done for the local stack: Fargate
+//! brings each new task up (its network interface gets a public IP, the task reaches
+//! RUNNING), EventBridge delivers every ECS task state change to `task-events` (moto's
+//! EventBridge cannot deliver to Lambda targets), and the reaper's schedule fires.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::Stack;
+
+#[derive(Clone, Debug)]
+pub struct PumpSettings {
+    /// How long a new task takes to come up (Fargate's image pull and start).
+    pub start_delay: Duration,
+    /// How often the reaper's schedule fires.
+    pub reap_every: Duration,
+    /// How often the cluster is looked at.
+    pub poll_every: Duration,
+}
+
+impl Default for PumpSettings {
+    fn default() -> Self {
+        Self {
+            start_delay: Duration::from_millis(500),
+            reap_every: Duration::from_secs(60),
+            poll_every: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What the pump has delivered so far.
+#[derive(Default)]
+pub struct PumpState {
+    first_seen: HashMap<String, Instant>,
+    delivered: HashMap<String, &'static str>,
+    last_reap: Option<Instant>,
+    /// Events delivered to task-events, for the figures of the benchmark.
+    pub events_delivered: usize,
+}
+
+impl Stack {
+    /// Every task of the cluster, stopped ones included.
+    async fn all_tasks(&self) -> Vec<aws_sdk_ecs::types::Task> {
+        let mut arns = Vec::new();
+        for desired in [
+            aws_sdk_ecs::types::DesiredStatus::Running,
+            aws_sdk_ecs::types::DesiredStatus::Stopped,
+        ] {
+            let Ok(listed) = self
+                .ecs
+                .list_tasks()
+                .cluster(&self.info.cluster)
+                .desired_status(desired)
+                .send()
+                .await
+            else {
+                return Vec::new();
+            };
+            arns.extend(listed.task_arns.unwrap_or_default());
+        }
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        let mut tasks = Vec::new();
+        for chunk in arns.chunks(100) {
+            if let Ok(described) = self
+                .ecs
+                .describe_tasks()
+                .cluster(&self.info.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+            {
+                tasks.extend(described.tasks.unwrap_or_default());
+            }
+        }
+        tasks
+    }
+
+    /// One look at the cluster: brings up tasks that are due, delivers the state
+    /// changes not yet delivered, and fires the reaper when its time has come.
+    pub async fn pump_once(&self, settings: &PumpSettings, state: &mut PumpState) {
+        let now = Instant::now();
+        for task in self.all_tasks().await {
+            let Some(arn) = task.task_arn().map(str::to_owned) else {
+                continue;
+            };
+            let first_seen = *state.first_seen.entry(arn.clone()).or_insert(now);
+            let delivered = state.delivered.get(&arn).copied();
+            let stopped = task.last_status() == Some("STOPPED");
+            if stopped && delivered != Some("STOPPED") {
+                let mut event = self.task_event(&arn, "STOPPED", 5).await;
+                let detail = &mut event["detail"];
+                detail["stopCode"] = json!(task
+                    .stop_code()
+                    .map_or("UserInitiated", |code| code.as_str()));
+                detail["stoppedReason"] =
+                    json!(task.stopped_reason().unwrap_or("Task stopped by user"));
+                if delivered.is_none() {
+                    // Stopped before it ever ran: no start, no image pull.
+                    for field in ["pullStartedAt", "pullStoppedAt"] {
+                        detail.as_object_mut().map(|d| d.remove(field));
+                    }
+                }
+                self.invoke("task-events", &event).await;
+                state.delivered.insert(arn, "STOPPED");
+                state.events_delivered += 1;
+            } else if !stopped && delivered.is_none() && now - first_seen >= settings.start_delay {
+                self.give_public_ip(&arn).await;
+                let event = self.task_event(&arn, "RUNNING", 3).await;
+                self.invoke("task-events", &event).await;
+                state.delivered.insert(arn, "RUNNING");
+                state.events_delivered += 1;
+            }
+        }
+        if state
+            .last_reap
+            .is_none_or(|at| now - at >= settings.reap_every)
+        {
+            if state.last_reap.is_some() {
+                self.reap().await;
+            }
+            state.last_reap = Some(now);
+        }
+    }
+}
+
+/// Runs the pump until the stack is dropped by everyone else.
+pub fn spawn(stack: Arc<Stack>, settings: PumpSettings) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut state = PumpState::default();
+        while Arc::strong_count(&stack) > 1 {
+            stack.pump_once(&settings, &mut state).await;
+            tokio::time::sleep(settings.poll_every).await;
+        }
+    })
+}
