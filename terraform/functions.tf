@@ -140,6 +140,13 @@ module "api" {
       resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
     },
     {
+      # A start whose execution could not be started is removed (while still
+      # `starting` with no task), so that a retry starts afresh.
+      sid       = "DiscardUnstartedSessions"
+      actions   = ["dynamodb:DeleteItem"]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
       sid       = "CheckImagesExist"
       actions   = ["ecr:DescribeImages"]
       resources = local.checked_repository_arns

@@ -36,7 +36,11 @@ async fn assert_ended_stopped(stack: &Stack, id: &SessionId, reason: Reason) {
             "a task of {id} still runs"
         );
     }
-    assert!(stack.active_slots(&session.user_id).await.is_empty());
+    let slots = stack.active_slots(&session.user_id).await;
+    assert!(
+        !slots.contains(&id.to_string()),
+        "{id} holds a slot: {slots:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -264,6 +268,13 @@ async fn bad_input_is_a_4xx_with_a_json_error_code() {
             Call::new("POST", "/sessions", "alice").header("Idempotency-Key", "has space"),
             400,
             "invalid_idempotency_key",
+        ),
+        (
+            Call::new("GET", "/sessions", "root")
+                .admin()
+                .query("user_id", ""),
+            400,
+            "invalid_parameter",
         ),
         (
             Call::new("GET", "/sessions", "alice").anonymous(),
@@ -526,6 +537,46 @@ async fn a_start_repeated_with_its_idempotency_key_returns_the_first_answer() {
         .unwrap();
     let names: Vec<&str> = executions.executions().iter().map(|e| e.name()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_whose_execution_cannot_start_leaves_nothing_and_its_retry_starts_afresh() {
+    let stack = Stack::start().await;
+    stack.put_user("kim", true, Some(1)).await;
+    let mut broken = live_api(&stack);
+    broken.settings.state_machine_arn = stack
+        .info
+        .state_machine_arn
+        .replace("session-lifecycle", "no-such-machine");
+    let start = Call::new("POST", "/sessions", "kim")
+        .json(json!({"version": "1.0.0"}))
+        .header("Idempotency-Key", "retry-me");
+
+    let failed = call(&broken, &start).await;
+    assert_eq!(
+        (failed.status, failed.code()),
+        (500, "internal"),
+        "{}",
+        failed.body
+    );
+    let id = api::idempotent_session_id("kim", "retry-me").unwrap();
+    assert_eq!(
+        stack.session(&id).await,
+        None,
+        "the unstarted session is gone"
+    );
+    assert!(
+        stack.active_slots("kim").await.is_empty(),
+        "its slot is free"
+    );
+
+    let retried = call(&live_api(&stack), &start).await;
+    assert_eq!(retried.status, 202, "{}", retried.body);
+    assert_eq!(retried.body["session_id"], id.as_str());
+    stack.bring_task_up(&id).await;
+    stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 use session_core::config::{AdmissionSettings, ApiSettings};
 use session_core::ports::{Clock, PageCursor, Registry, SessionStore, Workflow};
 use session_core::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
-use session_core::steps::authorize::{authorize, parse_version, AuthorizeInput, StartRequest};
+use session_core::steps::authorize::{
+    authorize, parse_user_id, parse_version, AuthorizeInput, StartRequest,
+};
 use session_core::steps::request_stop::{request_stop, StopRequest};
 
 pub use error::ApiError;
@@ -202,6 +204,17 @@ pub fn idempotent_session_id(user_id: &str, key: &str) -> Result<SessionId, ApiE
     parse_session_id(&format!("{SESSION_ID_PREFIX}{hex}"))
 }
 
+fn idempotency_key_reused(first: &Session) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        format!(
+            "this Idempotency-Key started session {} with version {}",
+            first.session_id, first.version
+        ),
+    )
+}
+
 fn encode_cursor(cursor: &PageCursor) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
 }
@@ -305,14 +318,7 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
         };
         if let Some(first) = &replay {
             if first.version != version {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_key_reused",
-                    format!(
-                        "this Idempotency-Key started session {id} with version {}",
-                        first.version
-                    ),
-                ));
+                return Err(idempotency_key_reused(first));
             }
         } else {
             authorize(
@@ -340,7 +346,7 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             .await;
         if let Err(err) = started {
             if replay.is_none() {
-                self.abandon(&id, &err).await;
+                self.abandon(&id, &user_id).await;
             }
             return Err(err.into());
         }
@@ -349,6 +355,10 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             .session(&id)
             .await?
             .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
+        if session.version != version {
+            // Two first requests under one key raced with different versions.
+            return Err(idempotency_key_reused(&session));
+        }
         tracing::info!(session_id = %id, replayed = replay.is_some(), "session start accepted");
         let mut body = SessionView::of(&session).json();
         let status_url = format!("/sessions/{id}");
@@ -360,19 +370,23 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
         Ok(response)
     }
 
-    /// The execution could not be started: the admitted session ends `failed` and gives
-    /// its slot back. Should the execution have started after all, its Launch finds the
-    /// session ended and starts no task.
-    async fn abandon(&self, id: &SessionId, cause: &session_core::Error) {
-        let Ok(Some(session)) = self.store.session(id).await else {
-            return;
-        };
-        let cause = format!("the execution could not be started: {cause}");
-        if let Err(err) = self.store.fail(&session, Reason::Internal, &cause).await {
-            tracing::error!(session_id = %id, error = %err, "could not record the failed start");
-        }
-        if let Err(err) = self.store.release_slot(&session.user_id, id).await {
-            tracing::error!(session_id = %id, error = %err, "could not release the slot");
+    /// The execution could not be started: the admitted session is removed and its slot
+    /// given back, as if never requested, so that a retry (under the same
+    /// `Idempotency-Key`, or another) starts afresh. Should the execution have started
+    /// after all (an answer lost on the way), its Authorize records the session again
+    /// and a retry under the same key finds it.
+    async fn abandon(&self, id: &SessionId, user_id: &str) {
+        match self.store.discard_unstarted(id).await {
+            Ok(true) => {
+                if let Err(err) = self.store.release_slot(user_id, id).await {
+                    tracing::error!(session_id = %id, error = %err, "could not release the slot");
+                }
+            }
+            // Its execution got to it first: the session lives on as its own.
+            Ok(false) => {}
+            Err(err) => {
+                tracing::error!(session_id = %id, error = %err, "could not discard the unstarted session");
+            }
         }
     }
 
@@ -455,7 +469,14 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
                 })?,
         };
         let cursor = query.first("next_token").map(decode_cursor).transpose()?;
-        let user_id = caller.acting_for(query.first("user_id"))?;
+        let named = query
+            .first("user_id")
+            .map(|raw| {
+                parse_user_id(Some(&Value::String(raw.to_owned())))
+                    .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))
+            })
+            .transpose()?;
+        let user_id = caller.acting_for(named.as_deref())?;
         let page = self
             .store
             .sessions_of_user(&user_id, limit, cursor.as_ref())

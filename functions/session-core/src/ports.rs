@@ -125,6 +125,11 @@ pub trait SessionStore: Send + Sync {
         observation: &TaskObservation,
     ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
+    /// Removes a session whose execution could not be started, provided it is still
+    /// `starting` with no task: as if it had never been requested, so that a retry
+    /// under the same idempotency key starts it afresh. Returns whether it removed it.
+    fn discard_unstarted(&self, id: &SessionId) -> impl Future<Output = Result<bool>> + Send;
+
     /// Gives the user's slot back. Idempotent.
     fn release_slot(
         &self,

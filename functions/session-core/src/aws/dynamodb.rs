@@ -434,6 +434,30 @@ impl SessionStore for DynamoStore {
         self.update_session(id, expr, condition).await
     }
 
+    async fn discard_unstarted(&self, id: &SessionId) -> Result<bool> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(id)))
+            .condition_expression("#status = :starting AND attribute_not_exists(task_arn)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":starting", s(Status::Starting.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(Error::from_sdk("DeleteItem", err)),
+        }
+    }
+
     async fn release_slot(&self, user_id: &str, id: &SessionId) -> Result<()> {
         let result = self
             .client
