@@ -6,11 +6,15 @@ SHELL := /bin/bash
 SESSION_TOOLS_DIR ?= $(HOME)/.cache/session-provisioner
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export SESSION_TOOLS_DIR CARGO_TARGET_DIR
+# The arm64 packages: where Terraform reads them by default (its function_packages_dir),
+# and the target directory of their cross build, apart so it never invalidates the other.
+PACKAGES_DIR ?= $(CURDIR)/target/lambda
+ARM64_TARGET_DIR ?= $(SESSION_TOOLS_DIR)/target-arm64
 
 FUNCTIONS := api authorize launch wait-for-ip record stop task-events reaper
 FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
 
-.PHONY: tools build check e2e test bench release local local-up local-down
+.PHONY: tools build check e2e test bench release package local local-up local-down
 
 ## Install the pinned tools (moto, cargo-lambda, asl-validator, cargo-nextest).
 tools:
@@ -39,6 +43,15 @@ release:
 bench: tools release build
 	cargo bench --locked -p coldstart-bench --bench coldstart
 	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/overhead-bench
+
+## What Lambda runs: each function built for arm64 in release and zipped as
+## $(PACKAGES_DIR)/<crate>/bootstrap.zip, then each zip's size against the 8 MiB target.
+## Debian's Rust and its aarch64 std (tools/install-arm64.sh) compile, zig links.
+package: tools
+	@bash tools/install-arm64.sh
+	PATH="$(SESSION_TOOLS_DIR)/arm64/bin:$(SESSION_TOOLS_DIR)/venv/bin:$$PATH" CARGO_TARGET_DIR="$(ARM64_TARGET_DIR)" \
+	  cargo lambda build --release --arm64 --output-format zip --locked --lambda-dir "$(PACKAGES_DIR)" $(FUNCTION_PACKAGES)
+	python3 tools/package-sizes.py "$(PACKAGES_DIR)" $(FUNCTIONS)
 
 ## The product on this machine: a session requested, running with its URLs, stopped.
 local: tools
