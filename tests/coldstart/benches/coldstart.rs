@@ -77,6 +77,10 @@ const ENV: &[(&str, &str)] = &[
     ),
     ("TASK_LOG_GROUP", "/sessions/tasks"),
     ("EVENT_BUS", "sessions"),
+    (
+        "STATE_MACHINE_ARN",
+        "arn:aws:states:us-east-1:123456789012:stateMachine:session-lifecycle",
+    ),
 ];
 
 /// What the Python controller did before it could take its first event. It then blocks,
