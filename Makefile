@@ -14,7 +14,7 @@ ARM64_TARGET_DIR ?= $(SESSION_TOOLS_DIR)/target-arm64
 FUNCTIONS := api authorize launch wait-for-ip record stop task-events reaper
 FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
 
-.PHONY: tools build check e2e test bench release package local local-up local-down
+.PHONY: tools build check e2e test bench soak release package local local-up local-down
 
 ## Install the pinned tools (moto, cargo-lambda, asl-validator, cargo-nextest).
 tools:
@@ -44,6 +44,12 @@ bench: tools release build
 	cargo bench --locked -p coldstart-bench --bench coldstart
 	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/overhead-bench
 
+## Minutes of mixed traffic against the local stack while function processes are
+## killed; then every session must have ended, no task run, no slot be held, and every
+## dead process have been replaced. Prints the figures (SOAK_SECONDS, default 120).
+soak: tools build
+	$(CARGO_TARGET_DIR)/debug/soak
+
 ## What Lambda runs: each function built for arm64 in release and zipped as
 ## $(PACKAGES_DIR)/<crate>/bootstrap.zip, then each zip's size against the 8 MiB target.
 ## Debian's Rust and its aarch64 std (tools/install-arm64.sh) compile, zig links.
@@ -68,5 +74,7 @@ local-up: tools
 local-down:
 	@bash tools/local-stack.sh down
 
-## What CI runs: checks, all tests, then the benchmark figures.
-test: tools check e2e bench
+## What CI runs: checks, all tests, the benchmark figures, then the soak run, each
+## phase timed (tools/phases.sh).
+test:
+	@bash tools/phases.sh tools check build e2e release bench soak

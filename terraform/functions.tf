@@ -403,7 +403,7 @@ module "task_events" {
 module "reaper" {
   source             = "./modules/function"
   crate              = "reaper"
-  description        = "Reaper (scheduled): stops idle and over-age sessions, stops orphan tasks, closes sessions whose task or execution is gone."
+  description        = "Reaper (scheduled): stops idle and over-age sessions, stops orphan tasks, closes sessions whose task or execution is gone or that are stuck."
   name_prefix        = var.name
   packages_dir       = local.packages_dir
   architecture       = var.function_architecture
@@ -415,9 +415,10 @@ module "reaper" {
   reserved_concurrency = var.reserve_concurrency ? 1 : null
 
   environment = merge(local.tables_env, local.cluster_env, {
-    IDLE_TIMEOUT_S = tostring(var.idle_timeout_s)
-    MAX_LIFETIME_S = tostring(var.max_lifetime_s)
-    ORPHAN_GRACE_S = tostring(var.orphan_grace_s)
+    IDLE_TIMEOUT_S        = tostring(var.idle_timeout_s)
+    MAX_LIFETIME_S        = tostring(var.max_lifetime_s)
+    ORPHAN_GRACE_S        = tostring(var.orphan_grace_s)
+    TRANSITION_DEADLINE_S = tostring(var.transition_deadline_s)
   })
 
   statements = [
@@ -456,6 +457,11 @@ module "reaper" {
     {
       sid       = "CheckExecutions"
       actions   = ["states:DescribeExecution"]
+      resources = ["arn:${local.partition}:states:${local.region}:${local.account}:execution:${local.state_machine_name}:*"]
+    },
+    {
+      sid       = "StopStuckExecutions"
+      actions   = ["states:StopExecution"]
       resources = ["arn:${local.partition}:states:${local.region}:${local.account}:execution:${local.state_machine_name}:*"]
     },
     {

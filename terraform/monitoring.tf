@@ -91,7 +91,7 @@ resource "aws_cloudwatch_metric_alarm" "orphans_found" {
 
 resource "aws_cloudwatch_metric_alarm" "lost_sessions" {
   alarm_name          = "${var.name}-lost-sessions"
-  alarm_description   = "The reaper closed sessions whose execution had ended without stopping them (reason lost): look for failed or aborted executions."
+  alarm_description   = "The reaper closed sessions (reason lost) whose task or execution had ended without stopping them, or that stayed starting, provisioning or stopping past transition_deadline_s: look for failed, aborted or stuck executions."
   namespace           = local.metrics.namespace
   metric_name         = local.metrics.lost
   statistic           = "Sum"

@@ -188,6 +188,17 @@ variable "orphan_grace_s" {
   default     = 300
 }
 
+variable "transition_deadline_s" {
+  description = "Seconds a session may stay starting, provisioning or stopping (counted from entering that status) before the reaper stops its execution and tasks and ends it failed (reason lost). Keep it well above WaitForIp's TimeoutSeconds (600) plus Launch's retries: 1200 by default."
+  type        = number
+  default     = 1200
+
+  validation {
+    condition     = var.transition_deadline_s >= 1 && floor(var.transition_deadline_s) == var.transition_deadline_s
+    error_message = "transition_deadline_s must be a whole number of seconds, at least 1."
+  }
+}
+
 variable "reaper_schedule" {
   description = "How often the reaper runs: an EventBridge schedule expression, rate(1 minute) to rate(5 minutes)."
   type        = string

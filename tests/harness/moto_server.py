@@ -10,7 +10,7 @@ What this adds on top of plain `moto_server`:
 * Lambda ``Invoke`` (the REST API, which is also what moto's Step Functions
   interpreter uses for ``arn:aws:states:::lambda:invoke[.waitForTaskToken]``
   and for plain Lambda-ARN resources) is forwarded to a locally hosted Lambda
-  runtime emulator, e.g. ``cargo lambda watch --only-lambda-apis``:
+  service (tests/src/lambda.rs), which answers as the real Invoke API does:
   ``POST {--lambda-endpoint}/2015-03-31/functions/{name}/invocations``.
   ``name`` is the moto function's name with ``--function-prefix`` stripped.
   Function errors come back the way real Lambda reports them
@@ -51,6 +51,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -120,7 +121,7 @@ def forward_invocation(
     )
     try:
         with _NO_PROXY_OPENER.open(req, timeout=timeout) as resp:
-            # A real Invoke API (or a future emulator) may already flag errors.
+            # A function error is a 200 with X-Amz-Function-Error, as on AWS.
             return resp.read(), resp.headers.get("X-Amz-Function-Error")
     except urllib.error.HTTPError as err:
         body = err.read()
@@ -128,37 +129,10 @@ def forward_invocation(
     except (urllib.error.URLError, OSError) as err:  # refused, timeout, ...
         raise _LocalLambdaUnavailable(f"cannot reach {url}: {err}") from err
 
-    # `cargo lambda watch` answers a function error (the runtime POSTed to
-    # /runtime/invocation/{id}/error) with HTTP 500 and the runtime's JSON
-    # {"errorType": ..., "errorMessage": ...}, but without the
-    # X-Amz-Function-Error header that the real Invoke API sends (with 200).
-    if status == 500 and _is_error_payload(body):
-        return body, "Unhandled"
-    # `cargo lambda watch --timeout N` gives 408 with an empty body when the
-    # function did not answer in time; real Lambda reports a timed-out
-    # provided.al2023 function as a Sandbox.Timedout function error.
-    if status == 408:
-        return (
-            json.dumps(
-                {
-                    "errorType": "Sandbox.Timedout",
-                    "errorMessage": "Task timed out (local emulator timeout)",
-                }
-            ).encode(),
-            "Unhandled",
-        )
-    # 404 "Missing function" (no such binary in the emulator's manifest), ...
+    # The Lambda service's own errors (no such function, stopped): a ServiceException.
     raise _LocalLambdaUnavailable(
         f"{url} answered HTTP {status}: {body[:500].decode('utf-8', 'replace')}"
     )
-
-
-def _is_error_payload(body: bytes) -> bool:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and "errorType" in doc
 
 
 class _LocalLambdaUnavailable(Exception):
@@ -459,6 +433,9 @@ def patch_ecs_capacity_faults(fault_file: str | None) -> None:
     * ``{"run_task_error": {"code": "...", "message": "...", "after_start": true}}``:
       RunTask answers that error; with ``after_start`` the task is started first,
       as when the answer of a successful call is lost.
+    * ``{"run_task_delay_s": N}``: RunTask waits N seconds before it starts the
+      task, so that a test can act while Launch is inside the call; it creates
+      ``{fault_file}.run-task-entered`` when a call enters the wait.
     """
     if not fault_file:
         return
@@ -474,6 +451,11 @@ def patch_ecs_capacity_faults(fault_file: str | None) -> None:
                 faults = json.load(f)
         except (FileNotFoundError, ValueError):
             faults = {}
+        if faults.get("run_task_delay_s"):
+            # Tells the test that a caller is inside RunTask now.
+            with open(f"{fault_file}.run-task-entered", "w", encoding="utf-8"):
+                pass
+            time.sleep(float(faults["run_task_delay_s"]))
         if faults.get("run_task_failures"):
             return ActionResult({"tasks": [], "failures": faults["run_task_failures"]})
         error = faults.get("run_task_error")

@@ -1,11 +1,13 @@
 //! A whole session stack on one machine, no AWS account: a moto server speaking the
 //! real AWS wire protocols (Step Functions really executing `statemachine/`), the real
-//! function binaries hosted by `cargo lambda watch`'s Lambda runtime emulator, and
-//! moto's Lambda Invoke forwarded to them. Each test gets its own stack.
+//! function binaries run by the local Lambda service ([`lambda`]), moto's Lambda
+//! Invoke forwarded to it, and the local HTTP API ([`api_gateway`]). Each test gets
+//! its own stack.
 
+pub mod api_gateway;
 pub mod definition;
-pub mod gateway;
 pub mod http_api;
+pub mod lambda;
 pub mod pump;
 
 use std::collections::HashMap;
@@ -36,6 +38,16 @@ pub const FUNCTIONS: [&str; 8] = [
 /// Instances of each function, so that concurrent executions really run concurrently.
 const INSTANCES: usize = 2;
 
+/// The timeout Terraform gives a function (`timeout` in terraform/functions.tf; the
+/// module's default is 30 s).
+pub fn function_timeout(function: &str) -> Duration {
+    Duration::from_secs(match function {
+        "launch" => 60,
+        "reaper" => 120,
+        _ => 30,
+    })
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -47,7 +59,6 @@ pub fn repo_root() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct Tools {
     pub python: PathBuf,
-    pub cargo_lambda: PathBuf,
     pub functions_dir: PathBuf,
 }
 
@@ -69,19 +80,13 @@ impl Tools {
             });
         let tools = Self {
             python: tools_dir.join("venv/bin/python"),
-            cargo_lambda: tools_dir.join("venv/bin/cargo-lambda"),
             functions_dir,
         };
-        for (what, path) in [
-            ("python venv", &tools.python),
-            ("cargo-lambda", &tools.cargo_lambda),
-        ] {
-            assert!(
-                path.exists(),
-                "{what} not found at {} (run `make tools`)",
-                path.display()
-            );
-        }
+        assert!(
+            tools.python.exists(),
+            "python venv not found at {} (run `make tools`)",
+            tools.python.display()
+        );
         for f in FUNCTIONS {
             let bin = tools.functions_dir.join(f);
             assert!(
@@ -138,11 +143,12 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     tools: Tools,
     dir: tempfile::TempDir,
-    lambda_port: u16,
     env: Vec<(&'static str, String)>,
-    children: Mutex<Vec<(String, Child)>>,
     /// The HTTP API in front of the `api` function.
-    pub gateway: gateway::Gateway,
+    pub api_gateway: api_gateway::ApiGateway,
+    /// The Lambda service running the functions.
+    pub lambda: lambda::Lambda,
+    moto: Mutex<Option<Child>>,
 }
 
 fn free_port() -> u16 {
@@ -150,17 +156,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
-}
-
-fn wait_for_port(port: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port} after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 impl Stack {
@@ -171,7 +166,6 @@ impl Stack {
     pub async fn start_with(options: StackOptions) -> Self {
         let tools = Tools::from_env();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let lambda_port = free_port();
         let moto_port = match options.moto_port {
             Some(port) => {
                 assert!(
@@ -182,43 +176,17 @@ impl Stack {
             }
             None => free_port(),
         };
-        let gateway = gateway::Gateway::start(options.api_port.unwrap_or(0), lambda_port)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut stack_children = Vec::new();
-
-        // The emulator serves the names of the [[bin]] targets of a manifest; it never
-        // builds them in --only-lambda-apis mode, so a manifest naming them suffices.
-        let manifest = dir.path().join("Cargo.toml");
-        let bins: String = FUNCTIONS
-            .iter()
-            .map(|f| format!("[[bin]]\nname = \"{f}\"\npath = \"main.rs\"\n\n"))
-            .collect();
-        std::fs::write(
-            &manifest,
-            format!(
-                "[package]\nname = \"hosted\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n{bins}"
-            ),
+        let lambda = lambda::Lambda::start(
+            FUNCTIONS
+                .iter()
+                .map(|f| (f.to_string(), function_timeout(f))),
+            dir.path().join("logs"),
         )
-        .expect("write the emulator manifest");
-        let emulator = Command::new(&tools.cargo_lambda)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-            ])
-            .arg(lambda_port.to_string())
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .args(["--timeout", "60"])
-            .current_dir(dir.path())
-            .stdout(log_file(dir.path(), "emulator"))
-            .stderr(log_file(dir.path(), "emulator.err"))
-            .spawn()
-            .expect("start cargo lambda watch");
-        stack_children.push(("emulator".to_owned(), emulator));
+        .expect("start the local Lambda service");
+        let lambda_port = lambda.port;
+        let api_gateway =
+            api_gateway::ApiGateway::start(options.api_port.unwrap_or(0), lambda.invoker())
+                .unwrap_or_else(|e| panic!("{e}"));
 
         let fault_file = dir.path().join("faults.json");
         let mut moto = Command::new(&tools.python)
@@ -244,8 +212,6 @@ impl Stack {
         );
         // Keep draining moto's stdout so that it never writes to a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut moto_out, &mut std::io::sink()));
-        stack_children.push(("moto".to_owned(), moto));
-        wait_for_port(lambda_port, Duration::from_secs(20));
 
         let endpoint = format!("http://127.0.0.1:{moto_port}");
         let stack_json = dir.path().join("stack.json");
@@ -283,10 +249,10 @@ impl Stack {
             info,
             tools,
             dir,
-            lambda_port,
             env: options.env,
-            children: Mutex::new(stack_children),
-            gateway,
+            api_gateway,
+            lambda,
+            moto: Mutex::new(Some(moto)),
         };
         for function in FUNCTIONS.iter().filter(|f| !options.held_back.contains(f)) {
             stack.start_function(function);
@@ -294,55 +260,44 @@ impl Stack {
         stack
     }
 
-    /// Starts the binaries of one function, attached to the emulator.
+    /// Starts the processes of one function in the Lambda service.
     pub fn start_function(&self, function: &str) {
-        for instance in 0..INSTANCES {
-            let name = format!("{function}.{instance}");
-            let child = Command::new(self.tools.functions_dir.join(function))
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .envs(&self.info.function_env)
-                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .env(
-                    "AWS_LAMBDA_RUNTIME_API",
-                    format!("http://127.0.0.1:{}/.rt/{function}", self.lambda_port),
-                )
-                .env("AWS_LAMBDA_FUNCTION_NAME", function)
-                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-                .env("AWS_LAMBDA_LOG_LEVEL", "info")
-                .stdout(log_file(self.dir.path(), &name))
-                .stderr(log_file(self.dir.path(), &format!("{name}.err")))
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {function}: {e}"));
-            self.children.lock().unwrap().push((name, child));
-        }
+        let env = self
+            .info
+            .function_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(self.env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .collect();
+        self.lambda.deploy(
+            function,
+            lambda::FunctionSpec {
+                binary: self.tools.functions_dir.join(function),
+                env,
+                instances: INSTANCES,
+            },
+        );
     }
 
-    /// Invokes a function the way EventBridge would, through the Lambda Invoke API of
-    /// the emulator. Returns the function's answer (or its error document).
+    /// Invokes a function the way EventBridge would (synchronously, waiting at most its
+    /// timeout and a little more). Returns the function's answer or its error
+    /// document; null when the invocation did not end.
     pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
-        let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
-            self.lambda_port
-        );
-        let payload = payload.clone();
-        tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into();
-            let mut response = agent
-                .post(&url)
-                .send_json(&payload)
-                .expect("invoke the function");
-            response
-                .body_mut()
-                .read_json::<Value>()
-                .unwrap_or(Value::Null)
-        })
-        .await
-        .expect("invocation thread")
+        let outcome = self
+            .lambda
+            .invoker()
+            .invoke(
+                function,
+                payload.to_string().into(),
+                function_timeout(function) + Duration::from_secs(5),
+            )
+            .await;
+        match outcome {
+            Ok(lambda::Outcome::Response(body) | lambda::Outcome::Error(body)) => {
+                serde_json::from_slice(&body).unwrap_or(Value::Null)
+            }
+            Err(_) => Value::Null,
+        }
     }
 
     /// Calls the HTTP API as API Gateway's clients do: `token` is sent as a bearer
@@ -356,7 +311,7 @@ impl Stack {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value, HashMap<String, String>) {
-        let url = format!("{}{path}", self.gateway.url());
+        let url = format!("{}{path}", self.api_gateway.url());
         let (method, token) = (method.to_owned(), token.map(str::to_owned));
         let headers: Vec<(String, String)> = headers
             .iter()
@@ -395,6 +350,31 @@ impl Stack {
         })
         .await
         .expect("request thread")
+    }
+
+    /// Sends raw bytes to the HTTP API, as a client that may not speak HTTP would, and
+    /// returns the status and body of its answer.
+    pub fn raw_http(&self, request: &[u8]) -> (u16, String) {
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.api_gateway.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(40)))
+            .expect("a read timeout");
+        // The server may answer and close before it has read everything we send.
+        let _ = std::io::Write::write_all(&mut stream, request);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
     }
 
     pub async fn put_user(&self, user_id: &str, authorized: bool, max_sessions: Option<u32>) {
@@ -799,6 +779,24 @@ impl Stack {
         }}));
     }
 
+    /// Makes RunTask wait this long before it starts the task, until cleared.
+    pub fn set_run_task_delay(&self, delay: Duration) {
+        self.set_faults(json!({ "run_task_delay_s": delay.as_secs_f64() }));
+    }
+
+    /// Whether a RunTask call has entered the delay of [`Stack::set_run_task_delay`].
+    pub fn run_task_entered(&self) -> bool {
+        self.dir
+            .path()
+            .join("faults.json.run-task-entered")
+            .exists()
+    }
+
+    /// Clears every injected fault.
+    pub fn clear_faults(&self) {
+        self.set_faults(json!({}));
+    }
+
     fn set_faults(&self, faults: Value) {
         std::fs::write(self.dir.path().join("faults.json"), faults.to_string())
             .expect("write faults");
@@ -843,10 +841,11 @@ impl Drop for Stack {
         if std::thread::panicking() {
             self.dump_logs();
         }
-        // Functions first, then moto, then the emulator they poll.
-        for (_, child) in self.children.lock().unwrap().iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
+        // Functions first, then the emulator they call.
+        self.lambda.stop();
+        if let Some(mut moto) = self.moto.lock().unwrap().take() {
+            let _ = moto.kill();
+            let _ = moto.wait();
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct PumpState {
 
 impl Stack {
     /// Every task of the cluster, stopped ones included.
-    async fn all_tasks(&self) -> Vec<aws_sdk_ecs::types::Task> {
+    pub async fn all_tasks(&self) -> Vec<aws_sdk_ecs::types::Task> {
         let mut arns = Vec::new();
         for desired in [
             aws_sdk_ecs::types::DesiredStatus::Running,

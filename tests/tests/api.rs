@@ -743,7 +743,23 @@ async fn a_heartbeat_is_written_at_most_once_per_interval_and_only_while_running
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+
+    /// The fuzzer's seed: fixed, so that a run can never fail by chance and a failure
+    /// is reproduced by running again; `PROPTEST_RNG_SEED` explores other sequences.
+    const SEED: u64 = 0x5e55_10f5;
+
+    fn seeded(cases: u32) -> Config {
+        let mut config = Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        if config.rng_seed == RngSeed::Random {
+            config.rng_seed = RngSeed::Fixed(SEED);
+        }
+        config
+    }
 
     fn any_path() -> impl Strategy<Value = String> {
         let segment = prop_oneof![
@@ -831,11 +847,9 @@ mod fuzz {
         let stack = runtime.block_on(Stack::start());
         runtime.block_on(stack.put_user("fuzzer", true, Some(1)));
         let api = live_api(&stack);
-        let mut runner = TestRunner::new(Config {
-            cases: 400,
-            failure_persistence: None,
-            ..Config::default()
-        });
+        let config = seeded(400);
+        let seed = config.rng_seed;
+        let mut runner = TestRunner::new(config);
         let statuses = std::sync::Mutex::new(BTreeSet::new());
         runner
             .run(&any_call(), |request| {
@@ -843,22 +857,23 @@ mod fuzz {
                 statuses.lock().unwrap().insert(answer.status);
                 prop_assert!(
                     answer.status < 500,
-                    "{} {} answered {}: {}",
+                    "(seed {seed}) {} {} answered {}: {}",
                     request.method,
                     request.path,
                     answer.status,
                     answer.body
                 );
                 if answer.status >= 400 {
-                    prop_assert!(!answer.code().is_empty(), "{}", answer.body);
+                    prop_assert!(!answer.code().is_empty(), "(seed {seed}) {}", answer.body);
                 }
                 Ok(())
             })
-            .unwrap();
-        // The generator reached the handler's answers, not only its front door.
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        // The generator reached the handler's answers, not only its front door: with
+        // the fixed seed this is a fact of the sequence, not a matter of luck.
         let statuses = statuses.into_inner().unwrap();
         for expected in [400, 401, 404] {
-            assert!(statuses.contains(&expected), "{statuses:?}");
+            assert!(statuses.contains(&expected), "seed {seed}: {statuses:?}");
         }
     }
 }

@@ -141,6 +141,59 @@ async fn a_stop_while_waiting_for_the_ip_leaves_no_task_and_ends_stopped() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_session_whose_execution_cannot_progress_is_resolved_by_the_reaper_within_its_deadline() {
+    let stack = Stack::start_with(StackOptions {
+        // Launch never answers: the execution runs, but the session can never leave
+        // `starting`.
+        held_back: vec!["launch"],
+        env: vec![("TRANSITION_DEADLINE_S", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    stack.put_user("stuck", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "stuck"})).await;
+    stack
+        .session_where(&id, "admitted", |s| s.status == Status::Starting)
+        .await;
+
+    let report = stack.reap().await;
+    assert_eq!(report["lost"], json!([]), "inside its deadline: {report}");
+    assert_eq!(stack.session(&id).await.unwrap().status, Status::Starting);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stack.execution_status(&execution).await,
+        ExecutionStatus::Running,
+        "the execution still runs: only the reaper can end this session"
+    );
+    let report = stack.reap().await;
+    assert_eq!(report["lost"], json!([id.to_string()]), "{report}");
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Failed);
+    assert_eq!(session.stop_reason, Some(Reason::Lost));
+    assert!(stack.running_tasks().await.is_empty());
+    assert!(stack.active_slots("stuck").await.is_empty());
+
+    // Launch answers at last (moto, unlike AWS, ends a stopped execution only once the
+    // invocation it waits on returns): the execution was aborted, not carried on, the
+    // late Launch starts nothing, and the freed slot takes the user's next session.
+    stack.start_function("launch");
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Aborted
+    );
+    let (next, _, next_task) = stack.running_session(json!({"user_id": "stuck"})).await;
+    assert_eq!(stack.active_slots("stuck").await, vec![next.to_string()]);
+    let running: Vec<String> = stack
+        .running_tasks()
+        .await
+        .iter()
+        .filter_map(|t| t.task_arn().map(str::to_owned))
+        .collect();
+    assert_eq!(running, vec![next_task]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_orphan_task_is_stopped_and_a_running_session_whose_task_vanished_is_lost() {
     let stack = Stack::start_with(StackOptions {
         env: vec![("ORPHAN_GRACE_S", "0".into())],

@@ -167,7 +167,7 @@ fn drain(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Join
 async fn start_wait_shows_the_progress_until_running_then_the_session_is_used_and_stopped() {
     let stack = Stack::start().await;
     stack.put_user("alice", true, None).await;
-    let api = stack.gateway.url();
+    let api = stack.api_gateway.url();
 
     let start = Running::spawn(sessionctl(
         &api,
@@ -293,7 +293,7 @@ async fn start_wait_shows_the_progress_until_running_then_the_session_is_used_an
 async fn refusals_exit_with_their_documented_status_and_the_apis_reason() {
     let stack = Stack::start().await;
     stack.put_user("alice", true, None).await;
-    let api = stack.gateway.url();
+    let api = stack.api_gateway.url();
 
     // Not a development token: the gateway answers 401, as API Gateway's authorizer.
     let secret = "eyJhbGciOiJub25lIn0.s3cr3t";

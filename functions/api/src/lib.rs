@@ -5,11 +5,13 @@
 //! here and not a failed execution later, and a stop can land at any moment after.
 
 pub mod error;
+pub mod event;
 pub mod identity;
 pub mod view;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
@@ -231,6 +233,19 @@ fn decode_cursor(token: &str) -> Result<PageCursor, ApiError> {
 }
 
 impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
+    /// Answers one API Gateway event, whatever it holds: one that carries no request
+    /// `http` can represent is a 400.
+    pub async fn answer(&self, event: Value) -> ApiGatewayV2httpResponse {
+        let response = match event::request_from_event(event) {
+            Ok(req) => self.handle(req).await,
+            Err(err) => {
+                tracing::info!(status = err.status.as_u16(), message = %err.message, "unreadable event");
+                error_response(&err)
+            }
+        };
+        event::event_from_response(response)
+    }
+
     /// Answers one request. Never panics on input and never answers bad input with 5xx.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let path = match req.raw_http_path() {

@@ -1,4 +1,5 @@
-use lambda_http::{service_fn, Error, Request};
+use lambda_http::{lambda_runtime, service_fn, Error, LambdaEvent};
+use serde_json::Value;
 use session_core::aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sdk_config, sfn::SfnWorkflow};
 use session_core::config::{AdmissionSettings, ApiSettings, ProcessEnv, Tables};
 use session_core::ports::SystemClock;
@@ -18,8 +19,10 @@ async fn main() -> Result<(), Error> {
         registry: EcrRegistry::connect(&sdk),
         clock: SystemClock,
     };
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, std::convert::Infallible>(api.handle(req).await)
+    // The event is read here rather than by lambda_http::run, whose conversion panics
+    // on requests `http` cannot represent.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        Ok::<_, std::convert::Infallible>(api.answer(event.payload).await)
     }))
     .await
 }

@@ -220,17 +220,40 @@ pub struct ReaperSettings {
     /// A task younger than this is never called an orphan: its session may not have
     /// reached the (eventually consistent) active index yet.
     pub orphan_grace_s: u64,
+    /// A session `starting`, `provisioning` or `stopping` for longer than this is stuck
+    /// (its execution runs but can no longer progress) and is ended as lost.
+    pub transition_deadline_s: u64,
 }
 
 impl ReaperSettings {
-    pub const VARS: &'static [&'static str] =
-        &["IDLE_TIMEOUT_S", "MAX_LIFETIME_S", "ORPHAN_GRACE_S"];
+    pub const VARS: &'static [&'static str] = &[
+        "IDLE_TIMEOUT_S",
+        "MAX_LIFETIME_S",
+        "ORPHAN_GRACE_S",
+        "TRANSITION_DEADLINE_S",
+    ];
+
+    /// Twice WaitForIp's `TimeoutSeconds` (600). The longest a healthy session spends
+    /// in one of these statuses is Authorize and Launch with all their retries in
+    /// `starting` (6 attempts each of at most 30 s and 60 s, plus 31 s of backoff each:
+    /// 602 s), or WaitForIp's 600 s and its retries in `provisioning`; 1200 s leaves
+    /// room for either and for the reaper's schedule.
+    pub const DEFAULT_TRANSITION_DEADLINE_S: u64 = 2 * 600;
 
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let transition_deadline_s =
+            env.parsed("TRANSITION_DEADLINE_S", Self::DEFAULT_TRANSITION_DEADLINE_S)?;
+        if transition_deadline_s == 0 {
+            return Err(ConfigError::Invalid {
+                name: "TRANSITION_DEADLINE_S",
+                message: "must be at least 1: 0 would end every session that is starting".into(),
+            });
+        }
         Ok(Self {
             idle_timeout_s: env.parsed("IDLE_TIMEOUT_S", 30 * 60)?,
             max_lifetime_s: env.parsed("MAX_LIFETIME_S", 8 * 60 * 60)?,
             orphan_grace_s: env.parsed("ORPHAN_GRACE_S", 5 * 60)?,
+            transition_deadline_s,
         })
     }
 }
@@ -364,6 +387,23 @@ mod tests {
         );
         assert_eq!(settings.identity_claim, "sub");
         assert!(ApiSettings::from_source(&env(&[("STATE_MACHINE_ARN", "sessions")])).is_err());
+    }
+
+    #[test]
+    fn the_transition_deadline_outlasts_wait_for_ip_and_is_never_zero() {
+        let asl: serde_json::Value =
+            serde_json::from_str(include_str!("../../../statemachine/session.asl.json")).unwrap();
+        let wait_for_ip = asl["States"]["WaitForIp"]["TimeoutSeconds"]
+            .as_u64()
+            .unwrap();
+        let settings = ReaperSettings::from_source(&env(&[])).unwrap();
+        assert!(settings.transition_deadline_s >= 2 * wait_for_ip);
+        let set = ReaperSettings::from_source(&env(&[("TRANSITION_DEADLINE_S", "2")])).unwrap();
+        assert_eq!(set.transition_deadline_s, 2);
+        let err = ReaperSettings::from_source(&env(&[("TRANSITION_DEADLINE_S", "0")])).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("environment variable TRANSITION_DEADLINE_S is invalid"));
     }
 
     #[test]

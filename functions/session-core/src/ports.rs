@@ -283,6 +283,14 @@ pub trait Workflow: Send + Sync {
 
     /// Whether the execution still runs (false once it ended or if it does not exist).
     fn execution_running(&self, execution_arn: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Stops an execution. Stopping one that has already ended or does not exist
+    /// succeeds.
+    fn stop_execution(
+        &self,
+        execution_arn: &str,
+        cause: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The project's event bus (EventBridge).

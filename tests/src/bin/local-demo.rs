@@ -138,6 +138,26 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     Ok(())
 }
 
+/// The stack is ready when its HTTP API answers a real request through the `api`
+/// function, not when its sockets listen.
+async fn ready(stack: &Stack) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body, _) = stack
+            .http("GET", "/sessions?limit=1", Some(TOKEN), None, &[])
+            .await;
+        if status == 200 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the HTTP API did not answer GET /sessions within 60 s (last: {status} {body})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn wait_for_shutdown() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("a SIGTERM handler");
@@ -169,6 +189,11 @@ async fn main() {
     );
     let pump = pump::spawn(stack.clone(), PumpSettings::default());
     stack.put_user(DEMO_USER, true, None).await;
+    if let Err(message) = ready(&stack).await {
+        eprintln!("error: {message}");
+        pump.abort();
+        std::process::exit(1);
+    }
     println!(
         "  ready in {:.1}s; seeded user {DEMO_USER:?} (token {TOKEN:?}); logs in {}",
         begun.elapsed().as_secs_f64(),
@@ -193,10 +218,11 @@ async fn main() {
         demo(&stack).await
     };
 
-    // The pump holds the other reference: once it ends, the stack is dropped and every
-    // process it started is stopped.
-    drop(stack);
+    // The pump may be waiting on an invocation: end it rather than wait, so that the
+    // stack is dropped (every process it started is stopped) at once.
+    pump.abort();
     let _ = pump.await;
+    drop(stack);
     if let Some(path) = arg_value("--pid-file") {
         let _ = std::fs::remove_file(path);
     }

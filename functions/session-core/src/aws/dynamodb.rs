@@ -168,6 +168,13 @@ impl DynamoStore {
 
     fn change_expr(&self, change: Change) -> (Event, UpdateExpr) {
         let mut expr = UpdateExpr::default();
+        let changed_at = match &change {
+            Change::Running { at, .. } | Change::Stopped { at, .. } | Change::Failed { at, .. } => {
+                *at
+            }
+            Change::Launched { .. } | Change::StopRequested { .. } => chrono::Utc::now(),
+        };
+        expr.set("status_changed_at", s(timestamp(changed_at)));
         let event = match change {
             Change::Launched { task_arn } => {
                 expr.set("task_arn", s(task_arn));
@@ -359,6 +366,7 @@ impl SessionStore for DynamoStore {
         failed.stop_reason = Some(reason);
         failed.failure_cause = Some(cause.to_owned());
         failed.stopped_at = Some(timestamp(at));
+        failed.status_changed_at = Some(timestamp(at));
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(&failed).map_err(|e| Error::Aws {
                 operation: "PutItem",
@@ -734,6 +742,52 @@ mod tests {
         assert!(
             expr.expression().contains("REMOVE"),
             "an ended session leaves the active index"
+        );
+    }
+
+    #[test]
+    fn every_status_change_records_when_it_happened_in_the_same_write() {
+        let store = DynamoStore::new(mock_client!(aws_sdk_dynamodb, []), tables());
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let written = |expr: &UpdateExpr, attribute: &str| -> Option<AttributeValue> {
+            let (name, _) = expr.names.iter().find(|(_, a)| *a == attribute)?;
+            let set = expr
+                .set
+                .iter()
+                .find(|s| s.starts_with(&format!("{name} = ")))?;
+            expr.values.get(set.rsplit(' ').next()?).cloned()
+        };
+        let changes = [
+            Change::Launched {
+                task_arn: "arn:task".into(),
+            },
+            Change::StopRequested {
+                reason: Reason::User,
+            },
+            Change::Failed {
+                reason: Reason::Lost,
+                cause: "stuck".into(),
+                at,
+            },
+        ];
+        for change in changes {
+            let (_, expr) = store.change_expr(change.clone());
+            assert!(written(&expr, "status").is_some(), "{change:?}");
+            assert!(
+                written(&expr, "status_changed_at").is_some(),
+                "{change:?} does not record when the status changed"
+            );
+        }
+        let (_, expr) = store.change_expr(Change::Failed {
+            reason: Reason::Lost,
+            cause: "stuck".into(),
+            at,
+        });
+        assert_eq!(
+            written(&expr, "status_changed_at"),
+            Some(s("2026-01-01T10:00:00.000Z"))
         );
     }
 }

@@ -115,13 +115,40 @@ impl Workflow for SfnWorkflow {
             Err(err) => Err(Error::from_sdk("DescribeExecution", err)),
         }
     }
+
+    async fn stop_execution(&self, execution_arn: &str, cause: &str) -> Result<()> {
+        let result = self
+            .client
+            .stop_execution()
+            .execution_arn(execution_arn)
+            .cause(truncate(cause, 32_768))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_does_not_exist()) =>
+            {
+                Ok(())
+            }
+            // Whatever error an execution that ended meanwhile may cause, it is stopped.
+            Err(err) if !self.execution_running(execution_arn).await.unwrap_or(true) => {
+                tracing::debug!(execution_arn, error = %err, "execution had already ended");
+                Ok(())
+            }
+            Err(err) => Err(Error::from_sdk("StopExecution", err)),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
     use aws_sdk_sfn::operation::start_execution::StartExecutionError;
-    use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, TaskTimedOut};
+    use aws_sdk_sfn::operation::stop_execution::StopExecutionError;
+    use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, ExecutionDoesNotExist, TaskTimedOut};
     use aws_smithy_mocks::{mock, mock_client};
 
     use super::*;
@@ -154,6 +181,20 @@ mod tests {
         sfn.start("arn:sm", "sess-1", &serde_json::json!({"v": 1}))
             .await
             .unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn stopping_an_execution_that_does_not_exist_is_not_an_error() {
+        let rule = mock!(aws_sdk_sfn::Client::stop_execution)
+            .match_requests(|r| r.execution_arn() == Some("arn:exec") && r.cause() == Some("stuck"))
+            .then_error(|| {
+                StopExecutionError::ExecutionDoesNotExist(
+                    ExecutionDoesNotExist::builder().message("gone").build(),
+                )
+            });
+        let sfn = SfnWorkflow::new(mock_client!(aws_sdk_sfn, [&rule]));
+        sfn.stop_execution("arn:exec", "stuck").await.unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 

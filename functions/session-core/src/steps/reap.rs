@@ -1,7 +1,8 @@
 //! The reaper, run on a schedule: stops sessions that are idle or past their maximum
 //! lifetime, and reconciles what the events may have missed: tasks of ours with no
-//! active session (orphans) and sessions whose task or execution is gone (lost). It
-//! reads only the active sessions, so its cost grows with them, never with history.
+//! active session (orphans), sessions whose task or execution is gone, and sessions
+//! stuck on their way in or out (all three lost). It reads only the active sessions,
+//! so its cost grows with them, never with history.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -44,6 +45,33 @@ fn seconds(s: u64) -> Duration {
     Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
 
+/// When the session entered its current status. An item written before
+/// `status_changed_at` existed is judged by the latest time it is known to have been
+/// alive, never by its creation alone.
+fn entered_status_at(session: &Session) -> Option<DateTime<Utc>> {
+    parse_time(session.status_changed_at.as_deref()).or_else(|| {
+        [
+            Some(session.created_at.as_str()),
+            session.started_at.as_deref(),
+            session.last_activity_at.as_deref(),
+        ]
+        .into_iter()
+        .filter_map(parse_time)
+        .max()
+    })
+}
+
+/// Whether the session has been `starting`, `provisioning` or `stopping` for longer
+/// than `deadline`. A session only passes through these: the state machine leaves
+/// each within minutes, so one that stays has an execution that can no longer
+/// progress (an invocation that never returns, a task event that never comes).
+pub fn stuck_in_transition(session: &Session, now: DateTime<Utc>, deadline: Duration) -> bool {
+    matches!(
+        session.status,
+        Status::Starting | Status::Provisioning | Status::Stopping
+    ) && entered_status_at(session).is_some_and(|at| now - at > deadline)
+}
+
 impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> {
     pub async fn run(&self) -> Result<ReapReport> {
         // Tasks are listed before sessions are read: a task launched after this list
@@ -56,6 +84,7 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             active_sessions: active.sessions.len(),
             ..Default::default()
         };
+        let deadline = seconds(self.settings.transition_deadline_s);
         let running_tasks: BTreeSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
         let mut users: HashMap<String, Option<User>> = HashMap::new();
 
@@ -77,6 +106,21 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
                     report.lost.push(id.to_string());
                     continue;
                 }
+            }
+            // Before max lifetime: a session stuck `stopping` cannot be stopped again.
+            if stuck_in_transition(session, now, deadline) {
+                // On its own: one session's failing AWS call must not keep the others
+                // stuck; the next run tries it again.
+                match self.close_stuck(session).await {
+                    Ok(()) => report.lost.push(id.to_string()),
+                    Err(err) => tracing::error!(
+                        session_id = %id,
+                        status = %session.status,
+                        error = %err,
+                        "could not close a stuck session"
+                    ),
+                }
+                continue;
             }
             let max_lifetime = seconds(
                 user.and_then(|u| u.max_lifetime_s)
@@ -182,5 +226,118 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             .await?;
         tracing::warn!(session_id = %id, "session lost: its execution ended");
         Ok(())
+    }
+
+    /// The execution still runs but cannot move the session on: stop it first, so
+    /// that it starts nothing more, then stop the tasks, free the slot and end the
+    /// session. A Launch still in flight finds the session ended and stops its own
+    /// task; one that slips in between is an orphan for a later run.
+    async fn close_stuck(&self, session: &Session) -> Result<()> {
+        let id = session.session_id.clone();
+        let cause = format!(
+            "no progress while {} for more than {} s",
+            session.status, self.settings.transition_deadline_s
+        );
+        if let Some(arn) = &session.execution_arn {
+            self.workflow.stop_execution(arn, &cause).await?;
+        }
+        stop(
+            StopInput {
+                session_id: id.clone(),
+                reason: None,
+                request: None,
+            },
+            self.store,
+            self.compute,
+        )
+        .await?;
+        self.store
+            .apply(
+                &id,
+                Change::Failed {
+                    reason: Reason::Lost,
+                    cause: cause.clone(),
+                    at: self.clock.now(),
+                },
+            )
+            .await?;
+        tracing::warn!(session_id = %id, status = %session.status, cause, "session lost: stuck");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{timestamp, Version};
+
+    const DEADLINE_S: i64 = 1200;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + Duration::minutes(minutes)
+    }
+
+    /// A session created at minute 0 that entered `status` at minute `entered`.
+    fn session(status: Status, entered: i64) -> Session {
+        let mut session = Session::new(
+            SessionId::parse("sess-1").unwrap(),
+            "u".into(),
+            Version::default(),
+            timestamp(at(0)),
+        );
+        session.status = status;
+        session.status_changed_at = Some(timestamp(at(entered)));
+        session
+    }
+
+    fn stuck(session: &Session, now: DateTime<Utc>) -> bool {
+        stuck_in_transition(session, now, Duration::seconds(DEADLINE_S))
+    }
+
+    #[test]
+    fn a_session_past_the_deadline_in_a_transitional_status_is_stuck() {
+        for status in [Status::Starting, Status::Provisioning, Status::Stopping] {
+            assert!(stuck(&session(status, 0), at(21)), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_session_inside_the_deadline_is_not_stuck() {
+        for status in [Status::Starting, Status::Provisioning, Status::Stopping] {
+            assert!(!stuck(&session(status, 0), at(19)), "{status}");
+            assert!(
+                !stuck(&session(status, 0), at(20)),
+                "{status}: at the deadline exactly"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_running_session_that_just_entered_stopping_is_not_stuck() {
+        // Created eight hours ago, stopping for a minute.
+        let mut session = session(Status::Stopping, 8 * 60);
+        session.started_at = Some(timestamp(at(2)));
+        assert!(!stuck(&session, at(8 * 60 + 1)));
+        assert!(stuck(&session, at(8 * 60 + 21)));
+    }
+
+    #[test]
+    fn running_and_ended_sessions_are_never_stuck_however_old() {
+        for status in [Status::Running, Status::Stopped, Status::Failed] {
+            assert!(!stuck(&session(status, 0), at(48 * 60)), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_session_written_before_status_changed_at_is_judged_by_its_latest_known_time() {
+        let mut old = session(Status::Stopping, 0);
+        old.status_changed_at = None;
+        old.started_at = Some(timestamp(at(60)));
+        old.last_activity_at = Some(timestamp(at(8 * 60)));
+        assert!(!stuck(&old, at(8 * 60 + 1)));
+        assert!(stuck(&old, at(8 * 60 + 21)));
     }
 }
