@@ -20,7 +20,7 @@ resource "aws_efs_backup_policy" "user_data" {
 
 resource "aws_security_group" "efs" {
   name        = "${var.name}-efs"
-  description = "Users' EFS storage: NFS from session tasks only."
+  description = "EFS storage of users: NFS from session tasks only."
   vpc_id      = aws_vpc.this.id
 }
 

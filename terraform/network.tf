@@ -106,7 +106,7 @@ resource "aws_route_table_association" "private" {
 
 resource "aws_security_group" "tasks" {
   name        = "${var.name}-tasks"
-  description = "Session tasks: the session template's ports from allowed_cidrs; out to HTTPS and the users' EFS storage."
+  description = "Session tasks: ports of the session template from allowed_cidrs; out to HTTPS and to the EFS storage of users."
   vpc_id      = aws_vpc.this.id
 }
 
@@ -132,7 +132,7 @@ resource "aws_vpc_security_group_egress_rule" "tasks_https" {
 
 resource "aws_vpc_security_group_egress_rule" "tasks_efs" {
   security_group_id            = aws_security_group.tasks.id
-  description                  = "NFS to the users' EFS storage"
+  description                  = "NFS to the EFS storage of users"
   ip_protocol                  = "tcp"
   from_port                    = 2049
   to_port                      = 2049

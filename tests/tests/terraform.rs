@@ -8,7 +8,9 @@
 //!    exactly the environment variables its configuration reads; its role grants
 //!    exactly the AWS actions its code calls; the state machine names only our
 //!    functions and may invoke nothing else;
-//! 4. no deployment setting can turn on a development-only authentication mode.
+//! 4. no deployment setting can turn on a development-only authentication mode;
+//! 5. every security group and security group rule description is one EC2 accepts,
+//!    which only `apply` would otherwise find out.
 //!
 //! What the code reads and calls is found in the code itself, parsed with `syn`: the
 //! configuration groups' `VARS` and the `X::from_source` calls of each `main.rs`, and
@@ -2154,5 +2156,211 @@ fn a_development_identity_setting_is_found() {
     );
     assert!(
         is_dev_auth("AUTH_DISABLED") && is_dev_auth("skip-auth") && !is_dev_auth("USERS_TABLE")
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 5. Descriptions EC2 refuses only at apply time.
+
+/// Resource types whose `description` EC2 checks, with that of their inline
+/// `ingress`/`egress` rules.
+const SECURITY_GROUP_TYPES: &[&str] = &[
+    "aws_security_group",
+    "aws_security_group_rule",
+    "aws_vpc_security_group_ingress_rule",
+    "aws_vpc_security_group_egress_rule",
+];
+const INLINE_RULES: &[&str] = &["ingress", "egress"];
+const MAX_EC2_DESCRIPTION: usize = 255;
+
+/// EC2 allows only `a-zA-Z0-9`, spaces and `._-:/()#,@[]+=&;{}!$*` in security group
+/// and security group rule descriptions.
+fn ec2_accepts_in_description(c: char) -> bool {
+    c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c)
+}
+
+/// The text written in a string or a template (only its literal parts: what
+/// interpolations give is known at plan time); `None` for any other expression.
+fn written_text(expr: &Expression) -> Option<String> {
+    fn literals(template: &hcl::Template, out: &mut String) {
+        for element in template.elements() {
+            match element {
+                hcl::template::Element::Literal(text) => out.push_str(text),
+                hcl::template::Element::Interpolation(_) => {}
+                hcl::template::Element::Directive(directive) => match directive.as_ref() {
+                    hcl::template::Directive::If(d) => {
+                        literals(&d.true_template, out);
+                        if let Some(f) = &d.false_template {
+                            literals(f, out);
+                        }
+                    }
+                    hcl::template::Directive::For(d) => literals(&d.template, out),
+                },
+            }
+        }
+    }
+    match expr {
+        Expression::String(s) => Some(s.clone()),
+        Expression::TemplateExpr(t) => {
+            let template = hcl::Template::from_expr(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+            let mut out = String::new();
+            literals(&template, &mut out);
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Every security group (rule) description written in a module, named by where it is:
+/// the resources' own, and those of inline rules written as blocks, `dynamic` blocks
+/// or lists of objects.
+fn security_group_descriptions(module: &Module) -> Vec<(String, Expression)> {
+    let mut found = Vec::new();
+    for ty in SECURITY_GROUP_TYPES {
+        for (name, block) in module.resources("resource", ty) {
+            let at = format!("{ty}.{name}");
+            let body = block.body();
+            if let Some(d) = attr(body, "description") {
+                found.push((at.clone(), d.clone()));
+            }
+            for rule in body.blocks() {
+                let inline = match rule.identifier() {
+                    kind if INLINE_RULES.contains(&kind) => Some(rule.body()),
+                    "dynamic"
+                        if rule
+                            .labels()
+                            .first()
+                            .is_some_and(|l| INLINE_RULES.contains(&l.as_str())) =>
+                    {
+                        rule.body()
+                            .blocks()
+                            .find(|b| b.identifier() == "content")
+                            .map(|b| b.body())
+                    }
+                    _ => None,
+                };
+                if let Some(d) = inline.and_then(|b| attr(b, "description")) {
+                    found.push((format!("{at} {}", rule.identifier()), d.clone()));
+                }
+            }
+            for kind in INLINE_RULES {
+                if let Some(Expression::Array(rules)) = attr(body, kind) {
+                    for rule in rules {
+                        if let Expression::Object(object) = rule {
+                            for (key, value) in object {
+                                if object_key(key) == "description" {
+                                    found.push((format!("{at} {kind}"), value.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The descriptions of a module that EC2 would refuse, with the reason.
+fn refused_descriptions(module: &Module) -> Vec<String> {
+    let mut refused = Vec::new();
+    for (at, expr) in security_group_descriptions(module) {
+        let Some(text) = written_text(&expr) else {
+            continue;
+        };
+        let bad: String = text
+            .chars()
+            .filter(|c| !ec2_accepts_in_description(*c))
+            .collect();
+        if !bad.is_empty() {
+            refused.push(format!("{at}: {bad:?} not allowed in {text:?}"));
+        }
+        let len = text.chars().count();
+        if len > MAX_EC2_DESCRIPTION {
+            refused.push(format!(
+                "{at}: {len} characters, at most {MAX_EC2_DESCRIPTION} allowed"
+            ));
+        }
+    }
+    refused
+}
+
+#[test]
+fn every_security_group_description_is_one_ec2_accepts() {
+    let dirs: BTreeSet<PathBuf> = tf_files(&terraform_dir())
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_owned))
+        .collect();
+    let mut checked = 0;
+    let mut refused = Vec::new();
+    for dir in dirs {
+        let module = Module::load(&dir);
+        checked += security_group_descriptions(&module).len();
+        refused.extend(
+            refused_descriptions(&module)
+                .into_iter()
+                .map(|r| format!("{}: {r}", module.dir.display())),
+        );
+    }
+    assert!(
+        checked >= 3,
+        "the security groups and their rules have descriptions"
+    );
+    assert!(
+        refused.is_empty(),
+        "descriptions EC2 refuses at apply time:\n{}",
+        refused.join("\n")
+    );
+}
+
+#[test]
+fn a_security_group_description_ec2_refuses_is_found() {
+    let long = "x".repeat(MAX_EC2_DESCRIPTION + 1);
+    let module = Module::parse(&format!(
+        r#"
+resource "aws_security_group" "a" {{
+  description = "Users' storage"
+  ingress {{
+    description = "from ${{var.name}}'s tasks"
+  }}
+  dynamic "egress" {{
+    for_each = var.ports
+    content {{
+      description = "port ${{egress.value}} | out"
+    }}
+  }}
+}}
+resource "aws_security_group_rule" "b" {{
+  description = "{long}"
+}}
+resource "aws_vpc_security_group_ingress_rule" "c" {{
+  description = "Session port ${{each.value[0]}} (tcp): fine"
+}}
+resource "aws_vpc_security_group_egress_rule" "d" {{
+  description = "NFS to EFS, fine"
+}}
+resource "aws_security_group" "e" {{
+  egress = [{{ description = "caf\u00e9" }}]
+}}
+resource "aws_instance" "f" {{
+  description = "not a security group's"
+}}
+"#
+    ));
+    let refused = refused_descriptions(&module);
+    let at: Vec<&str> = refused
+        .iter()
+        .map(|r| r.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        at,
+        vec![
+            "aws_security_group.a",
+            "aws_security_group.a ingress",
+            "aws_security_group.a dynamic",
+            "aws_security_group.e egress",
+            "aws_security_group_rule.b",
+        ],
+        "{refused:#?}"
     );
 }

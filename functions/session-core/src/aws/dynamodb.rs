@@ -300,13 +300,30 @@ impl SessionStore for DynamoStore {
         else {
             return Err(Error::from_sdk("TransactWriteItems", err));
         };
-        let failed = |i: usize| {
-            cancelled
-                .cancellation_reasons()
-                .get(i)
-                .and_then(|r| r.code())
-                .is_some_and(|c| c == "ConditionalCheckFailed")
-        };
+        let codes: Vec<&str> = cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None"))
+            .collect();
+        // Another transaction touched the same items (two starts of one user at once),
+        // or DynamoDB throttled: nothing was decided, so the caller retries.
+        let message = || format!("transaction cancelled: {}", codes.join(", "));
+        if codes.contains(&"TransactionConflict") {
+            return Err(Error::Transient {
+                operation: "TransactWriteItems",
+                message: message(),
+            });
+        }
+        if codes
+            .iter()
+            .any(|c| matches!(*c, "ThrottlingError" | "ProvisionedThroughputExceeded"))
+        {
+            return Err(Error::Throttled {
+                operation: "TransactWriteItems",
+                message: message(),
+            });
+        }
+        let failed = |i: usize| codes.get(i) == Some(&"ConditionalCheckFailed");
         // An existing session with this id is a retry of this very step when it
         // belongs to the same user; anything else is a conflict.
         if failed(0) || cancelled.cancellation_reasons().is_empty() {
@@ -720,6 +737,51 @@ mod tests {
             err.to_string(),
             "session limit of 1 reached; active: sess-active"
         );
+    }
+
+    fn cancelled_by(codes: &'static [&'static str]) -> TransactWriteItemsError {
+        let mut cancelled = TransactionCanceledException::builder();
+        for code in codes {
+            cancelled =
+                cancelled.cancellation_reasons(CancellationReason::builder().code(*code).build());
+        }
+        TransactWriteItemsError::TransactionCanceledException(cancelled.build())
+    }
+
+    #[tokio::test]
+    async fn a_transaction_conflict_or_throttling_is_retried_not_a_session_limit() {
+        for (codes, expected) in [
+            (&["None", "TransactionConflict"][..], "Transient"),
+            (&["TransactionConflict", "None"][..], "Transient"),
+            (&["None", "ThrottlingError"][..], "Throttled"),
+        ] {
+            let transact = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+                .then_error(move || cancelled_by(codes));
+            // The user is at the limit, so only the cancellation reason tells the cases apart.
+            let user = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+                GetItemOutput::builder()
+                    .item("user_id", s("u"))
+                    .item("authorized", AttributeValue::Bool(true))
+                    .item(
+                        "active_sessions",
+                        AttributeValue::Ss(vec!["sess-active".into()]),
+                    )
+                    .build()
+            });
+            let store = DynamoStore::new(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact, &user]),
+                tables(),
+            );
+            let session = Session::new(
+                SessionId::parse("sess-new").unwrap(),
+                "u".into(),
+                Version::default(),
+                "now".into(),
+            );
+            let err = store.open(&session, 1).await.unwrap_err();
+            assert_eq!(err.error_type(), expected, "{codes:?}: {err}");
+            assert_eq!(transact.num_calls(), 1);
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Session tasks on ECS Fargate.
 
+use aws_sdk_ecs::operation::stop_task::StopTaskError;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
     ContainerCondition, ContainerDefinition, ContainerDependency, DesiredStatus,
@@ -14,7 +15,7 @@ use crate::config::{Capacity, LaunchSettings};
 use crate::error::{Error, Result};
 use crate::ports::{Compute, TaskLaunch, TaskSummary};
 use crate::session::SessionId;
-use crate::template::{TaskDefinitionSpec, USER_DATA_VOLUME};
+use crate::template::{user_key, TaskDefinitionSpec, USER_DATA_VOLUME};
 
 #[derive(Clone, Debug)]
 pub struct EcsCompute {
@@ -71,6 +72,12 @@ pub fn launch_failure(failures: &[Failure]) -> Error {
     } else {
         Error::LaunchFailed(message)
     }
+}
+
+/// ECS's message when StopTask names a task it does not know (any more):
+/// "The referenced task was not found."
+fn is_task_not_found(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("task was not found")
 }
 
 impl EcsCompute {
@@ -242,7 +249,14 @@ impl Compute for EcsCompute {
                     .value(launch.session_id.as_str())
                     .build(),
             )
-            .tags(Tag::builder().key("user_id").value(launch.user_id).build())
+            // Tags reach CloudTrail and cost reports, and ECS refuses values such as
+            // `auth0|abc`: the hashed key names the user, as in the task family and on EFS.
+            .tags(
+                Tag::builder()
+                    .key("user_key")
+                    .value(user_key(launch.user_id))
+                    .build(),
+            )
             .enable_ecs_managed_tags(true);
         let request = match placement.capacity {
             Capacity::Fargate => request.launch_type(LaunchType::Fargate),
@@ -279,10 +293,15 @@ impl Compute for EcsCompute {
             .await;
         match result {
             Ok(_) => Ok(()),
-            // Stopping what is already stopped or gone is success.
+            // Stopping what is already stopped or gone is success. ECS answers
+            // InvalidParameterException to many bad requests; only its "not found" means gone.
             Err(err)
-                if err.as_service_error().is_some_and(|e| {
-                    e.is_invalid_parameter_exception() || e.is_cluster_not_found_exception()
+                if err.as_service_error().is_some_and(|e| match e {
+                    StopTaskError::ClusterNotFoundException(_) => true,
+                    StopTaskError::InvalidParameterException(e) => {
+                        e.message().is_some_and(is_task_not_found)
+                    }
+                    _ => false,
                 }) =>
             {
                 tracing::info!(task_arn, "task already stopped or gone");
@@ -399,11 +418,11 @@ mod tests {
 #[cfg(test)]
 mod adapter_tests {
     use aws_sdk_ecs::operation::run_task::RunTaskOutput;
-    use aws_sdk_ecs::operation::stop_task::StopTaskError;
     use aws_sdk_ecs::types::error::InvalidParameterException;
     use aws_smithy_mocks::{mock, mock_client};
     use aws_smithy_runtime_api::http::Response;
     use aws_smithy_types::body::SdkBody;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
@@ -479,6 +498,66 @@ mod adapter_tests {
         assert_eq!(err.error_type(), "Throttled", "{err}");
     }
 
+    /// ECS tag values: `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`, at most 256 characters.
+    fn is_valid_ecs_tag_value(value: &str) -> bool {
+        value.chars().count() <= 256
+            && value
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
+    }
+
+    #[tokio::test]
+    async fn run_task_tags_carry_a_user_key_instead_of_the_user_id() {
+        let user_id = "auth0|ab c@é";
+        let sent = Arc::new(Mutex::new(Vec::<Tag>::new()));
+        let seen = sent.clone();
+        let rule = mock!(aws_sdk_ecs::Client::run_task)
+            .match_requests(move |r| {
+                seen.lock().unwrap().extend(r.tags().iter().cloned());
+                true
+            })
+            .then_output(|| {
+                RunTaskOutput::builder()
+                    .tasks(
+                        aws_sdk_ecs::types::Task::builder()
+                            .task_arn("arn:task/1")
+                            .build(),
+                    )
+                    .build()
+            });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        let id = SessionId::parse("sess-1").unwrap();
+        let launch = TaskLaunch {
+            user_id,
+            ..launch_of(&id)
+        };
+        ecs.run_task(&launch).await.unwrap();
+
+        let tags = sent.lock().unwrap().clone();
+        assert!(!tags.is_empty());
+        for tag in &tags {
+            let (key, value) = (
+                tag.key().unwrap_or_default(),
+                tag.value().unwrap_or_default(),
+            );
+            for raw in [user_id, "auth0", "ab c"] {
+                assert!(
+                    !key.contains(raw) && !value.contains(raw),
+                    "tag {key}={value} carries the user id"
+                );
+            }
+            assert!(
+                is_valid_ecs_tag_value(value),
+                "ECS refuses the value of tag {key}: {value:?}"
+            );
+        }
+        let user_tag = tags.iter().find(|t| t.key() == Some("user_key"));
+        assert_eq!(
+            user_tag.and_then(|t| t.value()),
+            Some(user_key(user_id).as_str())
+        );
+    }
+
     #[tokio::test]
     async fn stopping_a_task_that_is_already_gone_succeeds() {
         let rule = mock!(aws_sdk_ecs::Client::stop_task).then_error(|| {
@@ -493,5 +572,23 @@ mod adapter_tests {
             .await
             .unwrap();
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn stopping_with_any_other_invalid_parameter_is_an_error() {
+        let rule = mock!(aws_sdk_ecs::Client::stop_task).then_error(|| {
+            StopTaskError::InvalidParameterException(
+                InvalidParameterException::builder()
+                    .message("Invalid identifier: Unexpected number of separators")
+                    .build(),
+            )
+        });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        let err = ecs
+            .stop_task("arn:task/bad:arn", "session stopped")
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "AwsError", "{err}");
+        assert!(err.to_string().contains("separators"), "{err}");
     }
 }

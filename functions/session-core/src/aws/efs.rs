@@ -1,5 +1,6 @@
 //! Per-user persistent storage: one EFS access point per user on one file system.
 
+use aws_sdk_efs::operation::create_access_point::CreateAccessPointError;
 use aws_sdk_efs::types::{CreationInfo, PosixUser, RootDirectory, Tag};
 use aws_sdk_efs::Client;
 
@@ -76,11 +77,74 @@ impl Storage for EfsStorage {
                     .map_err(invalid)?,
             )
             .send()
-            .await
-            .map_err(|e| Error::from_sdk("CreateAccessPoint", e))?;
-        out.access_point_id.ok_or_else(|| Error::Aws {
+            .await;
+        let id = match out {
+            Ok(out) => out.access_point_id,
+            // The token was used before (a launch that died after creating the access
+            // point): EFS answers with the existing access point, which is this user's.
+            Err(err) => match err.as_service_error() {
+                Some(CreateAccessPointError::AccessPointAlreadyExists(existing))
+                    if !existing.access_point_id().is_empty() =>
+                {
+                    tracing::info!(
+                        access_point_id = existing.access_point_id(),
+                        "access point already exists"
+                    );
+                    Some(existing.access_point_id().to_owned())
+                }
+                _ => return Err(Error::from_sdk("CreateAccessPoint", err)),
+            },
+        };
+        id.ok_or_else(|| Error::Aws {
             operation: "CreateAccessPoint",
             message: "no access point id".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod adapter_tests {
+    use aws_sdk_efs::types::error::{AccessPointAlreadyExists, AccessPointLimitExceeded};
+    use aws_smithy_mocks::{mock, mock_client};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_repeated_create_access_point_carries_on_with_the_existing_access_point() {
+        let rule = mock!(aws_sdk_efs::Client::create_access_point)
+            .match_requests(|r| {
+                r.client_token() == Some(format!("user-{}", user_key("auth0|u")).as_str())
+            })
+            .then_error(|| {
+                CreateAccessPointError::AccessPointAlreadyExists(
+                    AccessPointAlreadyExists::builder()
+                        .error_code("AccessPointAlreadyExists")
+                        .message("Access point already exists with the given client token.")
+                        .access_point_id("fsap-0123456789abcdef0")
+                        .build()
+                        .unwrap(),
+                )
+            });
+        let efs = EfsStorage::new(mock_client!(aws_sdk_efs, [&rule]), "fs-1".into());
+        assert_eq!(
+            efs.create_access_point("auth0|u").await.unwrap(),
+            "fsap-0123456789abcdef0"
+        );
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn other_create_access_point_refusals_stay_errors() {
+        let rule = mock!(aws_sdk_efs::Client::create_access_point).then_error(|| {
+            CreateAccessPointError::AccessPointLimitExceeded(
+                AccessPointLimitExceeded::builder()
+                    .error_code("AccessPointLimitExceeded")
+                    .build()
+                    .unwrap(),
+            )
+        });
+        let efs = EfsStorage::new(mock_client!(aws_sdk_efs, [&rule]), "fs-1".into());
+        let err = efs.create_access_point("auth0|u").await.unwrap_err();
+        assert_eq!(err.error_type(), "AwsError", "{err}");
     }
 }

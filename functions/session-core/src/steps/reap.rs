@@ -204,27 +204,12 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
     /// The execution is gone, so no state will ever run for this session again: stop
     /// its tasks, free its slot and end it here.
     async fn close_lost(&self, session: &Session) -> Result<()> {
-        let id = session.session_id.clone();
-        stop(
-            StopInput {
-                session_id: id.clone(),
-                reason: None,
-                request: None,
-            },
-            self.store,
-            self.compute,
-        )
-        .await?;
-        self.store
-            .apply(
-                &id,
-                Change::Stopped {
-                    reason: Reason::Lost,
-                    at: self.clock.now(),
-                },
-            )
-            .await?;
-        tracing::warn!(session_id = %id, "session lost: its execution ended");
+        let ended = Change::Stopped {
+            reason: Reason::Lost,
+            at: self.clock.now(),
+        };
+        self.close(&session.session_id, ended).await?;
+        tracing::warn!(session_id = %session.session_id, "session lost: its execution ended");
         Ok(())
     }
 
@@ -233,7 +218,7 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
     /// session. A Launch still in flight finds the session ended and stops its own
     /// task; one that slips in between is an orphan for a later run.
     async fn close_stuck(&self, session: &Session) -> Result<()> {
-        let id = session.session_id.clone();
+        let id = &session.session_id;
         let cause = format!(
             "no progress while {} for more than {} s",
             session.status, self.settings.transition_deadline_s
@@ -241,6 +226,19 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         if let Some(arn) = &session.execution_arn {
             self.workflow.stop_execution(arn, &cause).await?;
         }
+        let ended = Change::Failed {
+            reason: Reason::Lost,
+            cause: cause.clone(),
+            at: self.clock.now(),
+        };
+        self.close(id, ended).await?;
+        tracing::warn!(session_id = %id, status = %session.status, cause, "session lost: stuck");
+        Ok(())
+    }
+
+    /// Ends a session no execution will end: its tasks stopped, its slot freed, then
+    /// the final status written.
+    async fn close(&self, id: &SessionId, ended: Change) -> Result<()> {
         stop(
             StopInput {
                 session_id: id.clone(),
@@ -251,17 +249,7 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             self.compute,
         )
         .await?;
-        self.store
-            .apply(
-                &id,
-                Change::Failed {
-                    reason: Reason::Lost,
-                    cause: cause.clone(),
-                    at: self.clock.now(),
-                },
-            )
-            .await?;
-        tracing::warn!(session_id = %id, status = %session.status, cause, "session lost: stuck");
+        self.store.apply(id, ended).await?;
         Ok(())
     }
 }
