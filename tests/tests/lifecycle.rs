@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::json;
 use session_core::session::{Reason, Status};
@@ -480,6 +481,50 @@ async fn wait_for_ip_completes_when_the_running_event_arrives_after_its_token() 
         .session_where(&id, "running", |s| s.status == Status::Running)
         .await;
     assert_eq!(session.public_ip, Some(ip));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_event_retried_after_its_first_delivery_died_past_the_write_completes_wait_for_ip(
+) {
+    let stack = Stack::start().await;
+    stack.put_user("jo", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "jo"})).await;
+    let session = stack
+        .session_where(&id, "the WaitForIp token", |s| s.ip_token.is_some())
+        .await;
+    let task_arn = session.task_arn.unwrap();
+    let ip = stack.give_public_ip(&task_arn).await;
+    let eni = session_tests::eni_of(&stack.task(&task_arn).await).expect("the task's ENI");
+    // The first delivery wrote the RUNNING state, then died before it completed
+    // WaitForIp (its EC2 or SendTaskSuccess call throttled): EventBridge retries it.
+    stack
+        .ddb
+        .update_item()
+        .table_name(&stack.info.sessions_table)
+        .key("session_id", AttributeValue::S(id.to_string()))
+        .update_expression("SET task_status = :s, task_version = :v, eni_id = :e")
+        .expression_attribute_values(":s", AttributeValue::S("RUNNING".into()))
+        .expression_attribute_values(":v", AttributeValue::N("3".into()))
+        .expression_attribute_values(":e", AttributeValue::S(eni))
+        .send()
+        .await
+        .expect("the first delivery's write");
+
+    let retried = stack.task_event(&task_arn, "RUNNING", 3).await;
+    assert_eq!(
+        stack.invoke("task-events", &retried).await,
+        json!({"outcome": "completed_wait_for_ip"})
+    );
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    let session = stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    assert_eq!(session.public_ip, Some(ip));
+    // A further repeat has nothing left to do.
+    assert_eq!(
+        stack.invoke("task-events", &retried).await,
+        json!({"outcome": "stale"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

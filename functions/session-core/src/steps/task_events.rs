@@ -10,7 +10,7 @@ use crate::metrics::{self, Unit};
 use crate::ports::{Delivery, Network, SessionStore, TaskObservation, Workflow};
 use crate::session::SessionId;
 use crate::session::{Reason, Status};
-use crate::steps::request_stop::request_stop;
+use crate::steps::request_stop::{request_stop, StopRequest};
 use crate::steps::wait_for_ip::{complete_wait_for_ip, TASK_ENDED, TASK_RUNNING};
 
 pub const DETAIL_TYPE: &str = "ECS Task State Change";
@@ -106,6 +106,14 @@ pub enum Outcome {
     StopRequested,
 }
 
+/// True when the session's recorded task state is this event's: the same task, version
+/// and status.
+fn already_recorded(session: &crate::session::Session, detail: &TaskStateChange) -> bool {
+    session.task_arn.as_deref() == Some(detail.task_arn.as_str())
+        && session.task_version == Some(detail.version)
+        && session.task_status.as_deref() == Some(detail.last_status.as_str())
+}
+
 /// True when `cluster_arn` names the configured cluster (given as a name or an ARN).
 pub fn is_our_cluster(cluster_arn: &str, configured: &str) -> bool {
     cluster_arn == configured
@@ -138,12 +146,25 @@ pub async fn on_task_state_change(
     else {
         return Ok(Outcome::Ignored("task not started for a session".into()));
     };
-    let Some(session) = store
+    let mut retried = false;
+    let session = match store
         .observe_task(&session_id, &detail.observation())
         .await?
-    else {
-        tracing::info!(session_id = %session_id, version = detail.version, "stale task event");
-        return Ok(Outcome::Stale);
+    {
+        Some(session) => session,
+        // EventBridge retries an invocation that failed after its write (a throttled
+        // EC2 or Step Functions call): the stored state is this very event's, and
+        // what follows from it must still be done.
+        None => match store.session(&session_id).await? {
+            Some(session) if already_recorded(&session, &detail) => {
+                retried = true;
+                session
+            }
+            _ => {
+                tracing::info!(session_id = %session_id, version = detail.version, "stale task event");
+                return Ok(Outcome::Stale);
+            }
+        },
     };
     tracing::info!(
         session_id = %session_id,
@@ -165,11 +186,17 @@ pub async fn on_task_state_change(
         // The task ran, then stopped without being asked to: the session ends with it
         // (even if its RUNNING event is late or lost). A task that never ran fails
         // WaitForIp instead, below.
-        request_stop(&session_id, Reason::TaskStopped, store, workflow).await?;
-        return Ok(Outcome::StopRequested);
+        let requested = request_stop(&session_id, Reason::TaskStopped, store, workflow).await?;
+        return Ok(match requested {
+            StopRequest::Requested { .. } => Outcome::StopRequested,
+            _ if retried => Outcome::Stale,
+            _ => Outcome::StopRequested,
+        });
     }
     match complete_wait_for_ip(&session, network, workflow).await? {
         Some(Delivery::Delivered) => Ok(Outcome::CompletedWaitForIp),
+        // A repeat whose consequences were all done already changed nothing.
+        _ if retried => Ok(Outcome::Stale),
         _ => Ok(Outcome::Recorded),
     }
 }
