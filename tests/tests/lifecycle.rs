@@ -382,6 +382,33 @@ async fn a_task_that_stops_before_running_fails_the_session_and_leaves_nothing_r
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_task_deprovisioning_before_it_ran_fails_wait_for_ip_without_waiting_for_stopped() {
+    let stack = Stack::start().await;
+    stack.put_user("gus", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "gus"})).await;
+    let session = stack
+        .session_where(&id, "the WaitForIp token", |s| s.ip_token.is_some())
+        .await;
+    // Its STOPPED event is late (or lost): DEPROVISIONING already says it never runs.
+    let task_arn = session.task_arn.unwrap();
+    let mut deprovisioning = stack.task_event(&task_arn, "DEPROVISIONING", 4).await;
+    deprovisioning["detail"]["stopCode"] = json!("TaskFailedToStart");
+    deprovisioning["detail"]["stoppedReason"] = json!("ResourceInitializationError");
+    assert_eq!(
+        stack.invoke("task-events", &deprovisioning).await,
+        json!({"outcome": "completed_wait_for_ip"})
+    );
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Failed
+    );
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.stop_reason, Some(Reason::TaskStopped));
+    assert!(stack.running_tasks().await.is_empty());
+    assert!(stack.active_slots("gus").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_lost_run_task_answer_is_compensated_no_task_left_and_the_slot_free() {
     let stack = Stack::start().await;
     stack.put_user("heidi", true, None).await;

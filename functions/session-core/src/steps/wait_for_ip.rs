@@ -19,8 +19,9 @@ pub struct WaitForIpInput {
 }
 
 pub const TASK_RUNNING: &str = "RUNNING";
-/// ECS statuses after which a task never runs again.
-pub const TASK_ENDED: [&str; 3] = ["DEACTIVATING", "STOPPING", "STOPPED"];
+/// ECS statuses after which a task never runs again. A task that fails to start goes
+/// from PROVISIONING or PENDING straight to DEPROVISIONING: that event alone tells.
+pub const TASK_ENDED: [&str; 4] = ["DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
 
 pub async fn wait_for_ip(
     input: WaitForIpInput,
