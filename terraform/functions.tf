@@ -419,6 +419,7 @@ module "reaper" {
     MAX_LIFETIME_S        = tostring(var.max_lifetime_s)
     ORPHAN_GRACE_S        = tostring(var.orphan_grace_s)
     TRANSITION_DEADLINE_S = tostring(var.transition_deadline_s)
+    HEARTBEAT_INTERVAL_S  = tostring(var.heartbeat_interval_s)
   })
 
   statements = [

@@ -171,9 +171,14 @@ variable "launch_concurrency" {
 }
 
 variable "idle_timeout_s" {
-  description = "Seconds without a heartbeat after which the reaper stops a session (reason idle), unless the user's item sets idle_timeout_s."
+  description = "Seconds without a heartbeat after which the reaper stops a session (reason idle), unless the user's item sets idle_timeout_s. At least twice heartbeat_interval_s; a user's shorter idle_timeout_s is raised to that."
   type        = number
   default     = 1800
+
+  validation {
+    condition     = var.idle_timeout_s >= 2 * var.heartbeat_interval_s
+    error_message = "idle_timeout_s must be at least twice heartbeat_interval_s: heartbeats are written at most once per interval, so a shorter timeout stops users who are active."
+  }
 }
 
 variable "max_lifetime_s" {

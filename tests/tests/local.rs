@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use session_tests::pump::{self, PumpSettings};
-use session_tests::{repo_root, Stack, Tools};
+use session_tests::{repo_root, Stack, StackOptions, Tools};
 
 /// `tools/local-inspect.py`, as the README runs it, against this stack's emulator.
 fn inspect(stack: &Stack, session_id: &str) -> Value {
@@ -107,7 +107,14 @@ async fn the_api_and_aws_agree_on_a_session_from_start_to_stop() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pump_fires_the_reaper_schedule_which_stops_an_idle_session() {
-    let stack = Arc::new(Stack::start().await);
+    let stack = Arc::new(
+        Stack::start_with(StackOptions {
+            // Every heartbeat written, so that a 1 s idle timeout is a valid one.
+            env: vec![("HEARTBEAT_INTERVAL_S", "0".into())],
+            ..Default::default()
+        })
+        .await,
+    );
     stack.put_user("ivy", true, None).await;
     stack
         .set_user("ivy", "idle_timeout_s", AttributeValue::N("1".into()))

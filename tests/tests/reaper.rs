@@ -29,7 +29,12 @@ async fn assert_stopped(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_session_is_stopped_and_a_recently_active_one_is_untouched() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(StackOptions {
+        // Every heartbeat written, so that a 2 s idle timeout is a valid one.
+        env: vec![("HEARTBEAT_INTERVAL_S", "0".into())],
+        ..Default::default()
+    })
+    .await;
     for user in ["idle", "busy"] {
         stack.put_user(user, true, None).await;
         stack
@@ -57,6 +62,52 @@ async fn an_idle_session_is_stopped_and_a_recently_active_one_is_untouched() {
     let busy_session = stack.session(&busy).await.unwrap();
     assert_eq!(busy_session.status, Status::Running);
     assert_eq!(stack.task(&busy_task).await.last_status(), Some("RUNNING"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_timeout_below_twice_the_heartbeat_interval_cannot_stop_a_user_who_heartbeats() {
+    let stack = Stack::start_with(StackOptions {
+        env: vec![("HEARTBEAT_INTERVAL_S", "3".into())],
+        ..Default::default()
+    })
+    .await;
+    for user in ["beats", "quiet"] {
+        stack.put_user(user, true, None).await;
+        // Below the 3 s write interval: heartbeats alone could never keep it alive.
+        stack
+            .set_user(user, "idle_timeout_s", AttributeValue::N("1".into()))
+            .await;
+    }
+    let (beats, _, _) = stack.running_session(json!({"user_id": "beats"})).await;
+    let (quiet, quiet_exec, quiet_task) = stack.running_session(json!({"user_id": "quiet"})).await;
+    // One heartbeat a second for 5 s, a reaper run after each.
+    let mut stopped_idle = Vec::new();
+    for _ in 0..5 {
+        let (status, _, _) = stack
+            .http(
+                "POST",
+                &format!("/sessions/{beats}/heartbeat"),
+                Some("dev:beats"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let report = stack.reap().await;
+        stopped_idle.extend(report["idle"].as_array().cloned().unwrap_or_default());
+    }
+    assert!(
+        !stopped_idle.contains(&json!(beats.to_string())),
+        "{stopped_idle:?}"
+    );
+    assert_eq!(stack.session(&beats).await.unwrap().status, Status::Running);
+    // The user who sent nothing is stopped once the raised timeout (6 s) has passed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = stack.reap().await;
+    stopped_idle.extend(report["idle"].as_array().cloned().unwrap_or_default());
+    assert_eq!(stopped_idle, vec![json!(quiet.to_string())]);
+    assert_stopped(&stack, &quiet, &quiet_exec, &quiet_task, Reason::Idle).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

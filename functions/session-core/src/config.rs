@@ -211,6 +211,16 @@ impl AdmissionSettings {
     }
 }
 
+/// Seconds between two heartbeat writes of one session, unless configured.
+pub const DEFAULT_HEARTBEAT_INTERVAL_S: u64 = 60;
+
+/// The shortest idle timeout that cannot stop a user who heartbeats: a heartbeat is
+/// written at most once per interval, so the recorded activity of an active user may
+/// be a whole interval old, plus the time until their client's next beat.
+pub fn min_idle_timeout_s(heartbeat_interval_s: u64) -> u64 {
+    heartbeat_interval_s.saturating_mul(2)
+}
+
 /// The reaper's limits; a user's own `idle_timeout_s` / `max_lifetime_s` override the
 /// first two.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +233,8 @@ pub struct ReaperSettings {
     /// A session `starting`, `provisioning` or `stopping` for longer than this is stuck
     /// (its execution runs but can no longer progress) and is ended as lost.
     pub transition_deadline_s: u64,
+    /// The api's heartbeat write interval: an idle timeout must leave room for it.
+    pub heartbeat_interval_s: u64,
 }
 
 impl ReaperSettings {
@@ -231,6 +243,7 @@ impl ReaperSettings {
         "MAX_LIFETIME_S",
         "ORPHAN_GRACE_S",
         "TRANSITION_DEADLINE_S",
+        "HEARTBEAT_INTERVAL_S",
     ];
 
     /// Twice WaitForIp's `TimeoutSeconds` (600). The longest a healthy session spends
@@ -249,11 +262,25 @@ impl ReaperSettings {
                 message: "must be at least 1: 0 would end every session that is starting".into(),
             });
         }
+        let heartbeat_interval_s =
+            env.parsed("HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S)?;
+        let idle_timeout_s = env.parsed("IDLE_TIMEOUT_S", 30 * 60)?;
+        if idle_timeout_s < min_idle_timeout_s(heartbeat_interval_s) {
+            return Err(ConfigError::Invalid {
+                name: "IDLE_TIMEOUT_S",
+                message: format!(
+                    "must be at least twice HEARTBEAT_INTERVAL_S ({heartbeat_interval_s} s): \
+                     heartbeats are written at most once per interval, so a shorter \
+                     timeout stops users who are active"
+                ),
+            });
+        }
         Ok(Self {
-            idle_timeout_s: env.parsed("IDLE_TIMEOUT_S", 30 * 60)?,
+            idle_timeout_s,
             max_lifetime_s: env.parsed("MAX_LIFETIME_S", 8 * 60 * 60)?,
             orphan_grace_s: env.parsed("ORPHAN_GRACE_S", 5 * 60)?,
             transition_deadline_s,
+            heartbeat_interval_s,
         })
     }
 }
@@ -308,7 +335,8 @@ impl ApiSettings {
             state_machine_arn,
             identity_claim: env.parsed("IDENTITY_CLAIM", "sub".to_owned())?,
             admin_scope: env.parsed("ADMIN_SCOPE", "sessions/admin".to_owned())?,
-            heartbeat_interval_s: env.parsed("HEARTBEAT_INTERVAL_S", 60)?,
+            heartbeat_interval_s: env
+                .parsed("HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S)?,
         })
     }
 
@@ -387,6 +415,23 @@ mod tests {
         );
         assert_eq!(settings.identity_claim, "sub");
         assert!(ApiSettings::from_source(&env(&[("STATE_MACHINE_ARN", "sessions")])).is_err());
+    }
+
+    #[test]
+    fn an_idle_timeout_shorter_than_twice_the_heartbeat_interval_is_refused() {
+        let err = ReaperSettings::from_source(&env(&[
+            ("IDLE_TIMEOUT_S", "100"),
+            ("HEARTBEAT_INTERVAL_S", "60"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("IDLE_TIMEOUT_S"), "{err}");
+        let settings = ReaperSettings::from_source(&env(&[
+            ("IDLE_TIMEOUT_S", "120"),
+            ("HEARTBEAT_INTERVAL_S", "60"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.heartbeat_interval_s, 60);
+        assert!(ReaperSettings::from_source(&env(&[])).is_ok());
     }
 
     #[test]

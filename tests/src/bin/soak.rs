@@ -308,6 +308,7 @@ async fn main() {
         Stack::start_with(StackOptions {
             // Short enough for the checks after the traffic to see the reaper's work.
             env: vec![
+                ("HEARTBEAT_INTERVAL_S", "5".into()),
                 ("ORPHAN_GRACE_S", "10".into()),
                 ("TRANSITION_DEADLINE_S", "60".into()),
             ],

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::config::ReaperSettings;
+use crate::config::{min_idle_timeout_s, ReaperSettings};
 use crate::error::Result;
 use crate::ports::{Change, Clock, Compute, SessionStore, User, Workflow};
 use crate::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
@@ -145,10 +145,19 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
                 }
                 continue;
             }
-            let idle_timeout = seconds(
-                user.and_then(|u| u.idle_timeout_s)
-                    .unwrap_or(self.settings.idle_timeout_s),
-            );
+            let configured = user
+                .and_then(|u| u.idle_timeout_s)
+                .unwrap_or(self.settings.idle_timeout_s);
+            let floor = min_idle_timeout_s(self.settings.heartbeat_interval_s);
+            if configured < floor {
+                tracing::warn!(
+                    session_id = %id,
+                    idle_timeout_s = configured,
+                    applied_s = floor,
+                    "the user's idle_timeout_s is shorter than twice the heartbeat interval: the longer one applies"
+                );
+            }
+            let idle_timeout = seconds(configured.max(floor));
             let last_activity = [
                 session.last_activity_at.as_deref(),
                 session.started_at.as_deref(),
