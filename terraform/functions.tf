@@ -40,6 +40,7 @@ locals {
     IDENTITY_CLAIM       = var.identity_claim
     ADMIN_SCOPE          = var.admin_scope
     HEARTBEAT_INTERVAL_S = tostring(var.heartbeat_interval_s)
+    CURSOR_KEY           = random_password.cursor_key.result
   }
 
   # ARNs the statements below scope actions to.
@@ -101,6 +102,14 @@ resource "terraform_data" "image_check_registry" {
       error_message = "check_images needs image_registry to be this account's registry in this region (${local.account}.dkr.ecr.${local.region}.amazonaws.com); set check_images = false to use another registry."
     }
   }
+}
+
+# The key the api signs its page tokens (next_token) with, so that a token is accepted
+# only as it was given and only from the caller it was given to. Replacing it (taint)
+# only makes the tokens then in flight invalid: clients list from the start again.
+resource "random_password" "cursor_key" {
+  length  = 64
+  special = false
 }
 
 module "api" {

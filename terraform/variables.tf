@@ -240,18 +240,18 @@ variable "api_throttling_burst_limit" {
 }
 
 variable "identity_claim" {
-  description = "The JWT claim the API reads the caller's user id from: the key of the caller's item in the users table."
+  description = "The JWT claim the API reads the caller's user id from: the key of the caller's item in the users table. Only \"sub\" is accepted: other claims (email, username) can be changed by their user or reused, and would hand one user's sessions and data to another."
   type        = string
   default     = "sub"
 
   validation {
-    condition     = length(trimspace(var.identity_claim)) > 0
-    error_message = "identity_claim must name a claim."
+    condition     = var.identity_claim == "sub"
+    error_message = "identity_claim must be \"sub\": other claims can be changed by their user or reused."
   }
 }
 
 variable "admin_scope" {
-  description = "The OAuth scope that lets a caller act for other users through the API (start, list, read and stop their sessions by user_id)."
+  description = "The OAuth scope that, together with admin = true on the caller's item in the users table, lets a caller act for other users through the API (start, list, read and stop their sessions by user_id)."
   type        = string
   default     = "sessions/admin"
 

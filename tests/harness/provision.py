@@ -214,6 +214,8 @@ def provision(endpoint: str, root: Path) -> dict:
         "TASK_LOG_GROUP": TASK_LOG_GROUP,
         "EVENT_BUS": EVENT_BUS,
         "STATE_MACHINE_ARN": state_machine_arn,
+        # Fixed, so that page tokens stay valid across restarts of the local stack.
+        "CURSOR_KEY": "local-stack-cursor-key-not-a-secret-0123456789",
         "AWS_REGION": REGION,
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",

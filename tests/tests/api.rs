@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{json, Value};
 use session_core::session::{Reason, SessionId, Status};
@@ -18,6 +19,15 @@ fn session_id(body: &Value) -> SessionId {
 
 /// Waits until the session ended, then checks it ended `stopped` for `reason` with no
 /// task left running and its slot free.
+/// Makes `user` an admin: the admin scope acts for others only for a user whose item
+/// says `admin = true`.
+async fn put_admin(stack: &Stack, user: &str) {
+    stack.put_user(user, true, None).await;
+    stack
+        .set_user(user, "admin", AttributeValue::Bool(true))
+        .await;
+}
+
 async fn assert_ended_stopped(stack: &Stack, id: &SessionId, reason: Reason) {
     let session = stack
         .session_where(id, "the session to end", |s| s.status.is_terminal())
@@ -169,6 +179,7 @@ async fn bad_input_is_a_4xx_with_a_json_error_code() {
     let stack = Stack::start().await;
     stack.put_user("alice", true, None).await;
     stack.put_user("mallory", false, None).await;
+    put_admin(&stack, "root").await;
     let api = live_api(&stack);
     let oversized = json!({"version": "x".repeat(api::MAX_BODY_BYTES)}).to_string();
     let cases: Vec<(Call, u16, &str)> = vec![
@@ -329,11 +340,12 @@ async fn bad_input_is_a_4xx_with_a_json_error_code() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn users_cannot_see_stop_or_heartbeat_each_others_sessions_but_the_admin_scope_can() {
+async fn users_cannot_see_stop_or_heartbeat_each_others_sessions_but_an_admin_can() {
     let stack = Stack::start().await;
     for user in ["alice", "bob"] {
         stack.put_user(user, true, None).await;
     }
+    put_admin(&stack, "root").await;
     let api = live_api(&stack);
     let started = call(&api, &Call::new("POST", "/sessions", "bob")).await;
     assert_eq!(started.status, 202, "{}", started.body);
@@ -410,7 +422,7 @@ async fn users_cannot_see_stop_or_heartbeat_each_others_sessions_but_the_admin_s
     // Bob's session ran on, untouched.
     assert_eq!(stack.session(&id).await.unwrap().status, Status::Running);
 
-    // An operator holding the admin scope sees, lists and stops it.
+    // An admin (the admin scope and `admin` on their user item) sees, lists and stops it.
     let root = |method: &str, path: &str| Call::new(method, path, "root").admin();
     let seen = call(&api, &root("GET", &get)).await;
     assert_eq!((seen.status, &seen.body["user_id"]), (200, &json!("bob")));
@@ -422,7 +434,7 @@ async fn users_cannot_see_stop_or_heartbeat_each_others_sessions_but_the_admin_s
     assert_eq!(stopped.status, 202, "{}", stopped.body);
     assert_ended_stopped(&stack, &id, Reason::User).await;
 
-    // The admin scope also starts a session for another user.
+    // An admin also starts a session for another user.
     let for_alice = call(
         &api,
         &root("POST", "/sessions").json(json!({"user_id": "alice"})),
@@ -432,6 +444,145 @@ async fn users_cannot_see_stop_or_heartbeat_each_others_sessions_but_the_admin_s
         (for_alice.status, &for_alice.body["user_id"]),
         (202, &json!("alice"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_scope_without_the_admin_flag_is_an_ordinary_user_and_with_it_an_admin() {
+    let stack = Stack::start().await;
+    for user in ["bob", "carol"] {
+        stack.put_user(user, true, None).await;
+    }
+    let api = live_api(&stack);
+    let started = call(&api, &Call::new("POST", "/sessions", "bob")).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = session_id(&started.body);
+    stack.bring_task_up(&id).await;
+    stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    let get = format!("/sessions/{id}");
+    let carol = |method: &str, path: &str| Call::new(method, path, "carol").admin();
+
+    // The scope alone: carol's app client may ask for it, but her item does not say admin.
+    let seen = call(&api, &carol("GET", &get)).await;
+    assert_eq!(
+        (seen.status, seen.code()),
+        (404, "session_not_found"),
+        "{}",
+        seen.body
+    );
+    let missing = call(&api, &carol("GET", "/sessions/sess-does-not-exist")).await;
+    assert_eq!(
+        seen.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace(id.as_str(), "X"),
+        missing.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("sess-does-not-exist", "X")
+    );
+    let stop = call(&api, &carol("DELETE", &get)).await;
+    assert_eq!((stop.status, stop.code()), (404, "session_not_found"));
+    let start_for_bob = call(
+        &api,
+        &carol("POST", "/sessions").json(json!({"user_id": "bob"})),
+    )
+    .await;
+    assert_eq!(
+        (start_for_bob.status, start_for_bob.code()),
+        (403, "forbidden"),
+        "{}",
+        start_for_bob.body
+    );
+    // The same through the real function behind the local HTTP API.
+    let (status, body, _) = stack
+        .http("GET", &get, Some("dev-admin:carol"), None, &[])
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("session_not_found"))
+    );
+    assert_eq!(stack.session(&id).await.unwrap().status, Status::Running);
+
+    // The flag alone does not make an admin either: the token must hold the scope.
+    stack
+        .set_user("carol", "admin", AttributeValue::Bool(true))
+        .await;
+    let unscoped = call(&api, &Call::new("GET", &get, "carol")).await;
+    assert_eq!(unscoped.status, 404, "{}", unscoped.body);
+
+    // Both: carol is an admin, sees bob's session and stops it.
+    let (status, body, _) = stack
+        .http("GET", &get, Some("dev-admin:carol"), None, &[])
+        .await;
+    assert_eq!((status, &body["user_id"]), (200, &json!("bob")), "{body}");
+    let stopped = call(&api, &carol("DELETE", &get)).await;
+    assert_eq!(stopped.status, 202, "{}", stopped.body);
+    assert_ended_stopped(&stack, &id, Reason::User).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_next_token_is_a_400_not_a_500_through_the_real_function() {
+    let stack = Stack::start().await;
+    stack.put_user("erin", true, Some(2)).await;
+    stack.put_user("frank", true, None).await;
+    let api = live_api(&stack);
+    for _ in 0..2 {
+        let started = call(&api, &Call::new("POST", "/sessions", "erin")).await;
+        assert_eq!(started.status, 202, "{}", started.body);
+    }
+    let list = |user: &str, token: &str| {
+        let path = format!("/sessions?limit=1&next_token={token}");
+        let token = format!("dev:{user}");
+        let stack = &stack;
+        async move { stack.http("GET", &path, Some(&token), None, &[]).await }
+    };
+    let (status, first, _) = stack
+        .http("GET", "/sessions?limit=1", Some("dev:erin"), None, &[])
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let token = first["next_token"]
+        .as_str()
+        .expect("a next_token")
+        .to_owned();
+    let (status, second, _) = list("erin", &token).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["sessions"].as_array().map(Vec::len), Some(1));
+
+    // A token is base64url of a 32-byte HMAC-SHA256 and the JSON cursor.
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let unsigned = |json: &str| b64(&[&[0u8; 32][..], json.as_bytes()].concat());
+    let mut flipped = token.clone().into_bytes();
+    flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+    let long_id = format!(
+        r#"{{"created_at":"2026-11-26T00:00:00.000Z","session_id":"{}"}}"#,
+        "a".repeat(4096)
+    );
+    let empty_id = r#"{"created_at":"2026-11-26T00:00:00.000Z","session_id":""}"#;
+    let tampered = [
+        (
+            "a flipped byte",
+            String::from_utf8(flipped).unwrap(),
+            "erin",
+        ),
+        ("another user's", token.clone(), "frank"),
+        ("an empty session id", unsigned(empty_id), "erin"),
+        ("a 4 KB session id", unsigned(&long_id), "erin"),
+        ("no MAC", b64(empty_id.as_bytes()), "erin"),
+        ("not base64", "%25%25%25".to_owned(), "erin"),
+    ];
+    for (what, bad, user) in &tampered {
+        let (status, body, _) = list(user, bad).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("invalid_parameter")),
+            "{what}: {body}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

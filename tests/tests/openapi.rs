@@ -487,6 +487,15 @@ async fn every_documented_answer_is_answered_and_every_answer_is_documented() {
     stack.put_user("alice", true, Some(3)).await;
     stack.put_user("bob", true, Some(1)).await;
     stack.put_user("mallory", false, None).await;
+    // An admin: the admin scope acts for others only for a user whose item says so.
+    stack.put_user("root", true, None).await;
+    stack
+        .set_user(
+            "root",
+            "admin",
+            aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+        )
+        .await;
     let api = live_api(&stack);
     let mut spec = Spec::new(&document());
     let root = |method: &str, path: &str| Call::new(method, path, "root").admin();

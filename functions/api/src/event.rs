@@ -82,7 +82,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::{error_response, Caller, Route};
+    use crate::{error_response, Route, Token};
 
     /// AWS's documented example of a payload 2.0 event.
     fn example() -> Value {
@@ -175,8 +175,8 @@ mod tests {
             Route::of(req.method(), req.raw_http_path()).unwrap(),
             Route::Start
         );
-        let caller = Caller::from_request(&req, "sub", "sessions/admin").unwrap();
-        assert_eq!(caller.user_id, "alice");
+        let token = Token::from_request(&req, "sub", "sessions/admin").unwrap();
+        assert_eq!(token.user_id, "alice");
         assert_eq!(req.body(), &Body::Text(r#"{"version":"1.0.0"}"#.into()));
     }
 

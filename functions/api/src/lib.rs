@@ -6,11 +6,14 @@
 
 pub mod error;
 pub mod event;
+#[cfg(test)]
+mod fake;
 pub mod identity;
 pub mod view;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -18,16 +21,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use session_core::config::{AdmissionSettings, ApiSettings};
+use session_core::config::{AdmissionSettings, ApiSettings, Secret};
 use session_core::ports::{Clock, PageCursor, Registry, SessionStore, Workflow};
-use session_core::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
+use session_core::session::{timestamp, Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
 use session_core::steps::authorize::{
     authorize, parse_user_id, parse_version, AuthorizeInput, StartRequest,
 };
 use session_core::steps::request_stop::{request_stop, StopRequest};
 
 pub use error::ApiError;
-pub use identity::Caller;
+pub use identity::{Caller, Token};
 use view::SessionView;
 
 /// Bodies are a few fields; anything larger is refused before it is parsed.
@@ -36,6 +39,9 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+/// Far more than a token of this API takes (about 220 characters); anything longer is
+/// refused before it is decoded.
+const MAX_PAGE_TOKEN_LEN: usize = 512;
 
 /// The API with its ports: DynamoDB, Step Functions and ECR in Lambda; whatever a
 /// test gives it otherwise.
@@ -217,19 +223,80 @@ fn idempotency_key_reused(first: &Session) -> ApiError {
     )
 }
 
-fn encode_cursor(cursor: &PageCursor) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+/// Whose listing a page token belongs to: the caller who was given it and the user
+/// whose sessions it pages through.
+#[derive(Clone, Copy, Debug)]
+struct Listing<'a> {
+    caller: &'a str,
+    user: &'a str,
 }
 
-fn decode_cursor(token: &str) -> Result<PageCursor, ApiError> {
+/// The length of a page token's MAC (HMAC-SHA256).
+const PAGE_MAC_LEN: usize = 32;
+
+/// The MAC of a token's JSON for one listing. User ids hold no control characters,
+/// so the NUL separators make the data unambiguous.
+fn page_mac(key: &Secret, listing: Listing<'_>, json: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes())
+        .expect("HMAC takes keys of any length");
+    for part in [
+        listing.caller.as_bytes(),
+        b"\0",
+        listing.user.as_bytes(),
+        b"\0",
+        json,
+    ] {
+        mac.update(part);
+    }
+    mac
+}
+
+/// A page token: base64url of the HMAC-SHA256 of the cursor for the listing it was
+/// given in, then the cursor as JSON. DynamoDB refuses a start key that is not a key
+/// of the index (a 500 here), so only tokens this API gave, to this caller for this
+/// listing, are accepted.
+fn encode_cursor(key: &Secret, listing: Listing<'_>, cursor: &PageCursor) -> String {
+    let json = serde_json::to_vec(cursor).unwrap_or_default();
+    let mut token = page_mac(key, listing, &json)
+        .finalize()
+        .into_bytes()
+        .to_vec();
+    token.extend(json);
+    URL_SAFE_NO_PAD.encode(token)
+}
+
+fn decode_cursor(key: &Secret, listing: Listing<'_>, token: &str) -> Result<PageCursor, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_parameter",
             "next_token is not a token this API gave",
         )
     };
+    if token.len() > MAX_PAGE_TOKEN_LEN {
+        return Err(invalid());
+    }
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    serde_json::from_slice(&bytes).map_err(|_| invalid())
+    if bytes.len() < PAGE_MAC_LEN {
+        return Err(invalid());
+    }
+    let (mac, json) = bytes.split_at(PAGE_MAC_LEN);
+    page_mac(key, listing, json)
+        .verify_slice(mac)
+        .map_err(|_| invalid())?;
+    // Even a token that carries a valid MAC is checked, so a leaked key cannot send
+    // DynamoDB a start key in a form the index never holds. `SessionId` checks itself.
+    let cursor: PageCursor = serde_json::from_slice(json).map_err(|_| invalid())?;
+    if !is_table_timestamp(&cursor.created_at) {
+        return Err(invalid());
+    }
+    Ok(cursor)
+}
+
+/// Whether `raw` is a timestamp exactly as the tables hold them ([`timestamp`]).
+fn is_table_timestamp(raw: &str) -> bool {
+    raw.len() <= 32
+        && chrono::DateTime::parse_from_rfc3339(raw)
+            .is_ok_and(|at| timestamp(at.with_timezone(&chrono::Utc)) == raw)
 }
 
 impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
@@ -263,11 +330,12 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
     }
 
     async fn route(&self, route: Route<'_>, req: &Request) -> Result<Response<Body>, ApiError> {
-        let caller = Caller::from_request(
+        let token = Token::from_request(
             req,
             &self.settings.identity_claim,
             &self.settings.admin_scope,
         )?;
+        let caller = Caller::of(token, &self.store).await?;
         match route {
             Route::Seed => match parse_body::<SeedRequest>(req, None)? {
                 SeedRequest::Start { version, user_id } => {
@@ -483,7 +551,6 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
                     )
                 })?,
         };
-        let cursor = query.first("next_token").map(decode_cursor).transpose()?;
         let named = query
             .first("user_id")
             .map(|raw| {
@@ -492,6 +559,14 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             })
             .transpose()?;
         let user_id = caller.acting_for(named.as_deref())?;
+        let listing = Listing {
+            caller: &caller.user_id,
+            user: &user_id,
+        };
+        let cursor = query
+            .first("next_token")
+            .map(|token| decode_cursor(&self.settings.cursor_key, listing, token))
+            .transpose()?;
         let page = self
             .store
             .sessions_of_user(&user_id, limit, cursor.as_ref())
@@ -505,7 +580,10 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             StatusCode::OK,
             &json!({
                 "sessions": sessions,
-                "next_token": page.next.as_ref().map(encode_cursor),
+                "next_token": page
+                    .next
+                    .as_ref()
+                    .map(|next| encode_cursor(&self.settings.cursor_key, listing, next)),
             }),
         ))
     }
@@ -557,19 +635,275 @@ mod tests {
         }
     }
 
-    #[test]
-    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
-        let cursor = PageCursor {
+    const ALICE: Listing<'static> = Listing {
+        caller: "alice",
+        user: "alice",
+    };
+
+    fn cursor() -> PageCursor {
+        PageCursor {
             created_at: "2026-11-26T00:00:00.000Z".into(),
             session_id: SessionId::parse("sess-1").unwrap(),
-        };
-        assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
-        for bad in ["", "%%%", "bm90IGpzb24", "eyJzZXNzaW9uX2lkIjoiYSBiIn0"] {
-            assert_eq!(
-                decode_cursor(bad).unwrap_err().code,
-                "invalid_parameter",
-                "{bad}"
-            );
         }
+    }
+
+    /// A token over any JSON, with a valid MAC: what a holder of the key could make.
+    fn signed(listing: Listing<'_>, json: &str) -> String {
+        let mut token = page_mac(&fake::cursor_key(), listing, json.as_bytes())
+            .finalize()
+            .into_bytes()
+            .to_vec();
+        token.extend(json.as_bytes());
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    /// A token over any JSON with a made-up MAC.
+    fn forged(json: &str) -> String {
+        let mut token = vec![0u8; PAGE_MAC_LEN];
+        token.extend(json.as_bytes());
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    fn refused(listing: Listing<'_>, token: &str) -> bool {
+        decode_cursor(&fake::cursor_key(), listing, token)
+            .is_err_and(|e| e.status == StatusCode::BAD_REQUEST && e.code == "invalid_parameter")
+    }
+
+    #[test]
+    fn a_page_token_of_this_api_round_trips() {
+        let key = fake::cursor_key();
+        let token = encode_cursor(&key, ALICE, &cursor());
+        assert!(token.len() <= MAX_PAGE_TOKEN_LEN);
+        assert_eq!(decode_cursor(&key, ALICE, &token).unwrap(), cursor());
+        assert_eq!(
+            decode_cursor(
+                &key,
+                ALICE,
+                &signed(ALICE, &serde_json::to_string(&cursor()).unwrap())
+            )
+            .unwrap(),
+            cursor()
+        );
+    }
+
+    #[test]
+    fn a_page_token_with_a_flipped_byte_is_a_400() {
+        let token = encode_cursor(&fake::cursor_key(), ALICE, &cursor());
+        for at in 0..token.len() {
+            let mut bytes = token.clone().into_bytes();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            let flipped = String::from_utf8(bytes).unwrap();
+            assert!(refused(ALICE, &flipped), "byte {at}: {flipped}");
+        }
+    }
+
+    #[test]
+    fn a_page_token_of_another_user_or_listing_or_key_is_a_400() {
+        let token = encode_cursor(&fake::cursor_key(), ALICE, &cursor());
+        let bob = Listing {
+            caller: "bob",
+            user: "bob",
+        };
+        let bob_for_alice = Listing {
+            caller: "bob",
+            user: "alice",
+        };
+        let alice_for_bob = Listing {
+            caller: "alice",
+            user: "bob",
+        };
+        for other in [bob, bob_for_alice, alice_for_bob] {
+            assert!(refused(other, &token), "{other:?}");
+        }
+        let other_key = Secret::new("another key of at least thirty-two bytes");
+        assert!(decode_cursor(&other_key, ALICE, &token).is_err());
+    }
+
+    #[test]
+    fn a_page_token_whose_json_holds_no_key_of_the_index_is_a_400_even_when_signed() {
+        let long = "a".repeat(4096);
+        let payloads = [
+            r#"{"created_at":"2026-11-26T00:00:00.000Z","session_id":""}"#.to_owned(),
+            format!(r#"{{"created_at":"2026-11-26T00:00:00.000Z","session_id":"{long}"}}"#),
+            r#"{"created_at":"2026-11-26T00:00:00.000Z","session_id":"a b"}"#.to_owned(),
+            r#"{"created_at":"","session_id":"sess-1"}"#.to_owned(),
+            format!(r#"{{"created_at":"{long}","session_id":"sess-1"}}"#),
+            r#"{"created_at":"2026-11-26","session_id":"sess-1"}"#.to_owned(),
+            r#"{"created_at":"2026-11-26T00:00:00+01:00","session_id":"sess-1"}"#.to_owned(),
+            r#"{"session_id":"sess-1"}"#.to_owned(),
+            "not json".to_owned(),
+        ];
+        for json in &payloads {
+            assert!(refused(ALICE, &forged(json)), "forged {json}");
+            assert!(refused(ALICE, &signed(ALICE, json)), "signed {json}");
+        }
+    }
+
+    #[test]
+    fn a_page_token_that_is_not_base64_is_a_400() {
+        let token = encode_cursor(&fake::cursor_key(), ALICE, &cursor());
+        for bad in [
+            "",
+            ".",
+            "%%%",
+            "not base64!",
+            &token[..token.len() - 1],
+            &format!("{token}="),
+            &format!("{token}.x"),
+            &token[..PAGE_MAC_LEN],
+        ] {
+            assert!(refused(ALICE, bad), "{bad}");
+        }
+    }
+
+    fn alice(claims: Value) -> Value {
+        let mut all = json!({"sub": "alice", "scope": null, "token_use": "access"});
+        all.as_object_mut()
+            .unwrap()
+            .extend(claims.as_object().unwrap().clone());
+        all
+    }
+
+    const ADMIN_SCOPE: &str = "sessions/admin";
+
+    #[tokio::test]
+    async fn the_admin_scope_without_the_admin_flag_is_an_ordinary_user() {
+        let api = fake::api(
+            fake::ReadOnlyStore::default()
+                .with_user("alice", false)
+                .with_session("sess-of-bob", "bob"),
+        );
+        let scoped = alice(json!({"scope": ADMIN_SCOPE}));
+        let get = |path: &str| fake::request("GET", path, "", scoped.clone(), None);
+        let (status, foreign) = fake::answer(api.handle(get("/sessions/sess-of-bob")).await);
+        assert_eq!(
+            (status, foreign["error"]["code"].as_str()),
+            (404, Some("session_not_found"))
+        );
+        let (_, missing) = fake::answer(api.handle(get("/sessions/sess-of-nobody")).await);
+        assert_eq!(
+            foreign["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("sess-of-bob", "X"),
+            missing["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("sess-of-nobody", "X"),
+        );
+        let list = fake::request("GET", "/sessions", "user_id=bob", scoped.clone(), None);
+        let (status, body) = fake::answer(api.handle(list).await);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden"))
+        );
+        let start = fake::request(
+            "POST",
+            "/sessions",
+            "",
+            scoped,
+            Some(json!({"user_id": "bob"})),
+        );
+        let (status, body) = fake::answer(api.handle(start).await);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_admin_flag_without_the_admin_scope_is_an_ordinary_user() {
+        let api = fake::api(
+            fake::ReadOnlyStore::default()
+                .with_user("alice", true)
+                .with_session("sess-of-bob", "bob"),
+        );
+        let get = fake::request("GET", "/sessions/sess-of-bob", "", alice(json!({})), None);
+        assert_eq!(fake::answer(api.handle(get).await).0, 404);
+        assert_eq!(
+            api.store
+                .user_reads
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn the_admin_scope_and_the_admin_flag_make_an_admin() {
+        let api = fake::api(
+            fake::ReadOnlyStore::default()
+                .with_user("alice", true)
+                .with_session("sess-of-bob", "bob"),
+        );
+        let scoped = alice(json!({"scope": format!("openid {ADMIN_SCOPE}")}));
+        let get = fake::request("GET", "/sessions/sess-of-bob", "", scoped.clone(), None);
+        let (status, body) = fake::answer(api.handle(get).await);
+        assert_eq!(
+            (status, body["user_id"].as_str()),
+            (200, Some("bob")),
+            "{body}"
+        );
+        let list = fake::request("GET", "/sessions", "user_id=bob", scoped, None);
+        assert_eq!(fake::answer(api.handle(list).await).0, 200);
+        assert_eq!(
+            api.store
+                .user_reads
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_id_token_is_a_401() {
+        let api = fake::api(fake::ReadOnlyStore::default());
+        let list = fake::request(
+            "GET",
+            "/sessions",
+            "",
+            alice(json!({"token_use": "id"})),
+            None,
+        );
+        let (status, body) = fake::answer(api.handle(list).await);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_access_token_and_a_token_without_token_use_pass() {
+        let api = fake::api(fake::ReadOnlyStore::default());
+        for token_use in [json!("access"), Value::Null] {
+            let claims = alice(json!({ "token_use": token_use }));
+            let list = fake::request("GET", "/sessions", "", claims, None);
+            let (status, body) = fake::answer(api.handle(list).await);
+            assert_eq!(status, 200, "token_use {token_use}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_next_token_is_accepted_only_from_the_user_it_was_given_to() {
+        let mut store = fake::ReadOnlyStore::default();
+        store.page.next = Some(cursor());
+        let api = fake::api(store);
+        let list = |user: &str, query: &str| {
+            fake::request("GET", "/sessions", query, alice(json!({"sub": user})), None)
+        };
+        let (status, first) = fake::answer(api.handle(list("alice", "")).await);
+        assert_eq!(status, 200, "{first}");
+        let token = first["next_token"].as_str().expect("a next_token");
+        let query = format!("next_token={token}");
+        assert_eq!(fake::answer(api.handle(list("alice", &query)).await).0, 200);
+        let (status, body) = fake::answer(api.handle(list("bob", &query)).await);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_parameter"))
+        );
+        let tampered = format!("next_token=x{token}");
+        assert_eq!(
+            fake::answer(api.handle(list("alice", &tampered)).await).0,
+            400
+        );
     }
 }

@@ -301,17 +301,46 @@ impl EventSettings {
     }
 }
 
+/// A secret from the environment: never shown by `Debug`, so it cannot reach a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The only claim the API reads the caller from. Cognito's `sub` never changes and is
+/// never reassigned; claims such as `email` or `username` may be changed by the user or
+/// reused, which would hand one user's sessions and data to another.
+pub const IDENTITY_CLAIM: &str = "sub";
+
 /// The public API's settings: where starts go, whose claims identify the caller, and
 /// how often a session's heartbeat may be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiSettings {
     pub state_machine_arn: String,
-    /// The JWT claim that holds the caller's user id.
+    /// The JWT claim that holds the caller's user id: always [`IDENTITY_CLAIM`].
     pub identity_claim: String,
-    /// The OAuth scope that lets a caller act for other users.
+    /// The OAuth scope a caller needs, besides `admin` on their user item, to act for
+    /// other users.
     pub admin_scope: String,
     /// A session's `last_activity_at` is written at most once per this many seconds.
     pub heartbeat_interval_s: u64,
+    /// Signs the `next_token` of listings, so a token is accepted only from the user
+    /// it was given to and exactly as it was given.
+    pub cursor_key: Secret,
 }
 
 impl ApiSettings {
@@ -320,7 +349,11 @@ impl ApiSettings {
         "IDENTITY_CLAIM",
         "ADMIN_SCOPE",
         "HEARTBEAT_INTERVAL_S",
+        "CURSOR_KEY",
     ];
+
+    /// HMAC-SHA256 keys shorter than its 32-byte output weaken it.
+    pub const MIN_CURSOR_KEY_BYTES: usize = 32;
 
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
         let state_machine_arn = env.required("STATE_MACHINE_ARN")?;
@@ -331,12 +364,34 @@ impl ApiSettings {
                     .into(),
             });
         }
+        let identity_claim = env.parsed("IDENTITY_CLAIM", IDENTITY_CLAIM.to_owned())?;
+        if identity_claim != IDENTITY_CLAIM {
+            return Err(ConfigError::Invalid {
+                name: "IDENTITY_CLAIM",
+                message: format!(
+                    "must be {IDENTITY_CLAIM:?}, got {identity_claim:?}: other claims can be \
+                     changed by their user or reused, and would hand one user's sessions to another"
+                ),
+            });
+        }
+        let cursor_key = env.required("CURSOR_KEY")?;
+        if cursor_key.len() < Self::MIN_CURSOR_KEY_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "CURSOR_KEY",
+                message: format!(
+                    "must be at least {} bytes, got {}",
+                    Self::MIN_CURSOR_KEY_BYTES,
+                    cursor_key.len()
+                ),
+            });
+        }
         Ok(Self {
             state_machine_arn,
-            identity_claim: env.parsed("IDENTITY_CLAIM", "sub".to_owned())?,
+            identity_claim,
             admin_scope: env.parsed("ADMIN_SCOPE", "sessions/admin".to_owned())?,
             heartbeat_interval_s: env
                 .parsed("HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S)?,
+            cursor_key: Secret::new(cursor_key),
         })
     }
 
@@ -402,19 +457,78 @@ mod tests {
         assert_eq!(settings.template, SessionTemplate::default());
     }
 
+    const STATE_MACHINE_ARN: &str = "arn:aws:states:eu-west-1:123456789012:stateMachine:sessions";
+    const CURSOR_KEY: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
     fn execution_arns_are_derived_from_the_state_machine_arn() {
-        let settings = ApiSettings::from_source(&env(&[(
-            "STATE_MACHINE_ARN",
-            "arn:aws:states:eu-west-1:123456789012:stateMachine:sessions",
-        )]))
+        let settings = ApiSettings::from_source(&env(&[
+            ("STATE_MACHINE_ARN", STATE_MACHINE_ARN),
+            ("CURSOR_KEY", CURSOR_KEY),
+        ]))
         .unwrap();
         assert_eq!(
             settings.execution_arn("sess-1"),
             "arn:aws:states:eu-west-1:123456789012:execution:sessions:sess-1"
         );
         assert_eq!(settings.identity_claim, "sub");
-        assert!(ApiSettings::from_source(&env(&[("STATE_MACHINE_ARN", "sessions")])).is_err());
+        assert!(ApiSettings::from_source(&env(&[
+            ("STATE_MACHINE_ARN", "sessions"),
+            ("CURSOR_KEY", CURSOR_KEY)
+        ]))
+        .is_err());
+    }
+
+    #[test]
+    fn the_identity_claim_can_only_be_sub() {
+        for claim in ["email", "username", "cognito:username"] {
+            let err = ApiSettings::from_source(&env(&[
+                ("STATE_MACHINE_ARN", STATE_MACHINE_ARN),
+                ("CURSOR_KEY", CURSOR_KEY),
+                ("IDENTITY_CLAIM", claim),
+            ]))
+            .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("environment variable IDENTITY_CLAIM is invalid"),
+                "{err}"
+            );
+        }
+        let sub = ApiSettings::from_source(&env(&[
+            ("STATE_MACHINE_ARN", STATE_MACHINE_ARN),
+            ("CURSOR_KEY", CURSOR_KEY),
+            ("IDENTITY_CLAIM", "sub"),
+        ]))
+        .unwrap();
+        assert_eq!(sub.identity_claim, "sub");
+    }
+
+    #[test]
+    fn a_cursor_key_is_required_and_at_least_32_bytes() {
+        let missing = ApiSettings::from_source(&env(&[("STATE_MACHINE_ARN", STATE_MACHINE_ARN)]))
+            .unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "environment variable CURSOR_KEY is required but not set"
+        );
+        let short = ApiSettings::from_source(&env(&[
+            ("STATE_MACHINE_ARN", STATE_MACHINE_ARN),
+            ("CURSOR_KEY", &CURSOR_KEY[..31]),
+        ]))
+        .unwrap_err();
+        assert!(
+            short
+                .to_string()
+                .starts_with("environment variable CURSOR_KEY is invalid"),
+            "{short}"
+        );
+        let settings = ApiSettings::from_source(&env(&[
+            ("STATE_MACHINE_ARN", STATE_MACHINE_ARN),
+            ("CURSOR_KEY", CURSOR_KEY),
+        ]))
+        .unwrap();
+        assert_eq!(settings.cursor_key.bytes(), CURSOR_KEY.as_bytes());
+        assert!(!format!("{settings:?}").contains(CURSOR_KEY));
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct User {
     pub user_id: String,
     #[serde(default)]
     pub authorized: bool,
+    /// May act for any user through the API, when their token also holds the admin
+    /// scope: scopes are granted per app client, so the scope alone is not enough.
+    #[serde(default)]
+    pub admin: bool,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]

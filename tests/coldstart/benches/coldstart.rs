@@ -81,6 +81,7 @@ const ENV: &[(&str, &str)] = &[
         "STATE_MACHINE_ARN",
         "arn:aws:states:us-east-1:123456789012:stateMachine:session-lifecycle",
     ),
+    ("CURSOR_KEY", "coldstart-dummy-cursor-key-0123456789abcdef"),
 ];
 
 /// What the Python controller did before it could take its first event. It then blocks,

@@ -739,6 +739,31 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_user_is_an_admin_only_when_their_item_says_admin_true() {
+        for (item, admin) in [
+            (None, false),
+            (Some(AttributeValue::Bool(false)), false),
+            (Some(AttributeValue::Bool(true)), true),
+        ] {
+            let flag = item.clone();
+            let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(move || {
+                let out = GetItemOutput::builder().item("user_id", s("u"));
+                match flag.clone() {
+                    Some(flag) => out.item("admin", flag),
+                    None => out,
+                }
+                .build()
+            });
+            let store = DynamoStore::new(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&get]),
+                tables(),
+            );
+            let user = store.user("u").await.unwrap().unwrap();
+            assert_eq!(user.admin, admin, "{item:?}");
+        }
+    }
+
     fn cancelled_by(codes: &'static [&'static str]) -> TransactWriteItemsError {
         let mut cancelled = TransactionCanceledException::builder();
         for code in codes {
