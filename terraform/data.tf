@@ -40,8 +40,9 @@ resource "aws_efs_mount_target" "user_data" {
   security_groups = [aws_security_group.efs.id]
 }
 
-# Only TLS, and only through an access point by the session task role: no client can
-# mount the file system root, where every user's directory is.
+# Only TLS, only users' task roles, each only through its own access point: no client
+# can mount the file system root, where every user's directory is, nor another user's
+# access point. The denies hold whatever any identity policy of this account allows.
 data "aws_iam_policy_document" "user_data" {
   statement {
     sid       = "TlsOnly"
@@ -62,13 +63,75 @@ data "aws_iam_policy_document" "user_data" {
   }
 
   statement {
-    sid       = "SessionTasksThroughAccessPoints"
+    sid       = "OnlyUserTaskRoles"
+    effect    = "Deny"
+    actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess"]
+    resources = [aws_efs_file_system.user_data.arn]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotLike"
+      variable = "aws:PrincipalArn"
+      values   = [local.user_task_roles]
+    }
+  }
+
+  statement {
+    sid       = "OnlyTaggedRoles"
+    effect    = "Deny"
+    actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess"]
+    resources = [aws_efs_file_system.user_data.arn]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "aws:PrincipalTag/access_point_id"
+      values   = ["true"]
+    }
+  }
+
+  # Also denies a mount without an access point: a key missing from the request
+  # makes a negated condition true.
+  statement {
+    sid       = "OwnAccessPointOnly"
+    effect    = "Deny"
+    actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess"]
+    resources = [aws_efs_file_system.user_data.arn]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "elasticfilesystem:AccessPointArn"
+      values   = [local.own_access_point_arn]
+    }
+  }
+
+  statement {
+    sid       = "UserTaskRolesThroughTheirAccessPoint"
     actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
     resources = [aws_efs_file_system.user_data.arn]
 
     principals {
       type        = "AWS"
-      identifiers = [aws_iam_role.task.arn]
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:PrincipalArn"
+      values   = [local.user_task_roles]
     }
 
     condition {
@@ -78,9 +141,9 @@ data "aws_iam_policy_document" "user_data" {
     }
 
     condition {
-      test     = "StringLike"
+      test     = "StringEquals"
       variable = "elasticfilesystem:AccessPointArn"
-      values   = ["arn:${local.partition}:elasticfilesystem:${local.region}:${local.account}:access-point/*"]
+      values   = [local.own_access_point_arn]
     }
   }
 }
@@ -139,18 +202,34 @@ resource "aws_dynamodb_table" "sessions" {
   # A user's sessions, newest first.
   global_secondary_index {
     name            = "by-user"
-    hash_key        = "user_id"
-    range_key       = "created_at"
     projection_type = "ALL"
+
+    key_schema {
+      attribute_name = "user_id"
+      key_type       = "HASH"
+    }
+
+    key_schema {
+      attribute_name = "created_at"
+      key_type       = "RANGE"
+    }
   }
 
   # Sparse: active_user_id exists only while a session is not terminal, so whoever
   # scans active sessions pays for active sessions, never for history.
   global_secondary_index {
     name            = "active"
-    hash_key        = "active_user_id"
-    range_key       = "created_at"
     projection_type = "ALL"
+
+    key_schema {
+      attribute_name = "active_user_id"
+      key_type       = "HASH"
+    }
+
+    key_schema {
+      attribute_name = "created_at"
+      key_type       = "RANGE"
+    }
   }
 
   ttl {

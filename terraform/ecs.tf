@@ -1,6 +1,7 @@
-# The cluster the session tasks run in, their log group, and the two roles every
-# session task definition names. Launch registers the task definitions themselves
-# (one per user and version), so they are not Terraform resources.
+# The cluster the session tasks run in, their log group, the execution role every
+# session task definition names, and the policies of each user's own task role. Launch
+# registers the task definitions (one per user and version) and creates the users'
+# roles, so neither is a Terraform resource.
 
 resource "aws_ecs_cluster" "sessions" {
   name = var.name
@@ -71,17 +72,34 @@ resource "aws_iam_role_policy" "task_execution" {
   policy = data.aws_iam_policy_document.task_execution.json
 }
 
-# Held by the session's containers: nothing but mounting the user's storage, and
-# only through an access point (each user's task definition names their own).
-resource "aws_iam_role" "task" {
-  name               = "${var.name}-task"
-  description        = "Session task containers: mount EFS user data through an access point, nothing else."
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+# Each user's tasks hold their own role, created by Launch on the user's first session
+# (terraform never sees them): under local.task_role_path, bounded by task_boundary,
+# tagged with the user's access point, and with task_user_data attached. A user with a
+# shell in their task can use its credentials, so those credentials must reach that
+# user's data and nothing else.
+
+# The most a user's role can ever do, whatever is attached to it: mount and write the
+# user data file system. No IAM, no STS, no other service.
+data "aws_iam_policy_document" "task_boundary" {
+  statement {
+    sid       = "MountUserData"
+    actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    resources = [aws_efs_file_system.user_data.arn]
+  }
 }
 
-data "aws_iam_policy_document" "task" {
+resource "aws_iam_policy" "task_boundary" {
+  name        = "${var.name}-task-boundary"
+  path        = "/${var.name}/"
+  description = "Permissions boundary of every session user's task role: EFS client mount and write on the user data file system, nothing else."
+  policy      = data.aws_iam_policy_document.task_boundary.json
+}
+
+# The one policy every user's role has: mount through the access point its
+# access_point_id tag names, and no other.
+data "aws_iam_policy_document" "task_user_data" {
   statement {
-    sid       = "MountUserDataThroughAccessPoints"
+    sid       = "MountOwnAccessPointOnly"
     actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
     resources = [aws_efs_file_system.user_data.arn]
 
@@ -92,15 +110,16 @@ data "aws_iam_policy_document" "task" {
     }
 
     condition {
-      test     = "StringLike"
+      test     = "StringEquals"
       variable = "elasticfilesystem:AccessPointArn"
-      values   = ["arn:${local.partition}:elasticfilesystem:${local.region}:${local.account}:access-point/*"]
+      values   = [local.own_access_point_arn]
     }
   }
 }
 
-resource "aws_iam_role_policy" "task" {
-  name   = "mount-user-data"
-  role   = aws_iam_role.task.id
-  policy = data.aws_iam_policy_document.task.json
+resource "aws_iam_policy" "task_user_data" {
+  name        = "${var.name}-task-user-data"
+  path        = "/${var.name}/"
+  description = "Attached to each session user's task role: mount the user's own EFS access point (its access_point_id tag) only."
+  policy      = data.aws_iam_policy_document.task_user_data.json
 }

@@ -21,19 +21,22 @@ locals {
   }
   admission_env = merge(local.template_env, {
     MAX_SESSIONS_PER_USER = tostring(var.max_sessions_per_user)
+    MAX_LIFETIME_S        = tostring(var.max_lifetime_s)
     CHECK_IMAGES          = tostring(var.check_images)
   })
   launch_env = merge(local.template_env, {
-    SUBNETS            = join(",", local.task_subnet_ids)
-    SECURITY_GROUPS    = aws_security_group.tasks.id
-    ASSIGN_PUBLIC_IP   = tostring(!var.private_mode)
-    CAPACITY_PROVIDER  = var.capacity_provider
-    EXECUTION_ROLE_ARN = aws_iam_role.task_execution.arn
-    TASK_ROLE_ARN      = aws_iam_role.task.arn
-    EFS_FILE_SYSTEM_ID = aws_efs_file_system.user_data.id
-    ECR_REGISTRY       = var.image_registry
-    TASK_FAMILY_PREFIX = local.task_family_prefix
-    TASK_LOG_GROUP     = aws_cloudwatch_log_group.tasks.name
+    SUBNETS                = join(",", local.task_subnet_ids)
+    SECURITY_GROUPS        = aws_security_group.tasks.id
+    ASSIGN_PUBLIC_IP       = tostring(!var.private_mode)
+    CAPACITY_PROVIDER      = var.capacity_provider
+    EXECUTION_ROLE_ARN     = aws_iam_role.task_execution.arn
+    TASK_ROLE_PATH         = local.task_role_path
+    TASK_ROLE_BOUNDARY_ARN = aws_iam_policy.task_boundary.arn
+    TASK_ROLE_POLICY_ARN   = aws_iam_policy.task_user_data.arn
+    EFS_FILE_SYSTEM_ID     = aws_efs_file_system.user_data.id
+    ECR_REGISTRY           = var.image_registry
+    TASK_FAMILY_PREFIX     = local.task_family_prefix
+    TASK_LOG_GROUP         = aws_cloudwatch_log_group.tasks.name
   })
   api_env = {
     STATE_MACHINE_ARN    = local.state_machine_arn
@@ -47,6 +50,13 @@ locals {
   cluster_tasks            = "arn:${local.partition}:ecs:${local.region}:${local.account}:task/${aws_ecs_cluster.sessions.name}/*"
   session_task_definitions = "arn:${local.partition}:ecs:${local.region}:${local.account}:task-definition/${local.task_family_prefix}-*:*"
   access_points            = "arn:${local.partition}:elasticfilesystem:${local.region}:${local.account}:access-point/*"
+  # The attributes of a users item each function maintains, and the only ones its
+  # UpdateItem may name (the key must be listed too): no bug or injection in the api or
+  # Launch can set `authorized`, `admin` or `max_sessions`. UpdateItem also reads the
+  # item, so whole-item ReturnValues are refused as well (dynamodb:ReturnValues).
+  api_user_attributes    = ["user_id", "active_sessions"]
+  launch_user_attributes = ["user_id", "efs_access_point_id", "task_role_arn", "task_definitions"]
+
   # The image check (Authorize, and the API admitting a start) asks the registry of
   # its own account and region.
   checked_repository_arns = [
@@ -144,9 +154,18 @@ module "api" {
       resources = [aws_dynamodb_table.sessions.arn]
     },
     {
-      sid       = "UpdateSessionsAndUserSlots"
+      sid       = "UpdateSessions"
       actions   = ["dynamodb:UpdateItem"]
-      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "TakeAndReleaseUserSlots"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.users.arn]
+      conditions = [
+        { test = "ForAllValues:StringEquals", variable = "dynamodb:Attributes", values = local.api_user_attributes },
+        { test = "StringEqualsIfExists", variable = "dynamodb:ReturnValues", values = ["NONE", "UPDATED_OLD", "UPDATED_NEW"] },
+      ]
     },
     {
       # A start whose execution could not be started is removed (while still
@@ -176,7 +195,7 @@ module "api" {
 module "launch" {
   source             = "./modules/function"
   crate              = "launch"
-  description        = "Launch: the user's EFS access point, a cached task definition per (user, version), RunTask."
+  description        = "Launch: the user's EFS access point and task role, a cached task definition per (user, version), RunTask."
   name_prefix        = var.name
   packages_dir       = local.packages_dir
   architecture       = var.function_architecture
@@ -199,7 +218,16 @@ module "launch" {
     {
       sid       = "RecordLaunches"
       actions   = ["dynamodb:UpdateItem"]
-      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      sid       = "RecordUserResources"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.users.arn]
+      conditions = [
+        { test = "ForAllValues:StringEquals", variable = "dynamodb:Attributes", values = local.launch_user_attributes },
+        { test = "StringEqualsIfExists", variable = "dynamodb:ReturnValues", values = ["NONE", "UPDATED_OLD", "UPDATED_NEW"] },
+      ]
     },
     {
       sid       = "CreateUserAccessPoints"
@@ -245,9 +273,41 @@ module "launch" {
       ]
     },
     {
+      # Only under the users' path, only with the boundary: whatever Launch creates can
+      # never do more than the boundary allows.
+      sid       = "CreateUserTaskRoles"
+      actions   = ["iam:CreateRole"]
+      resources = [local.user_task_roles]
+      conditions = [
+        { test = "StringEquals", variable = "iam:PermissionsBoundary", values = [aws_iam_policy.task_boundary.arn] },
+      ]
+    },
+    {
+      # On create, and to correct the access point tag of a role that names another.
+      sid       = "TagUserTaskRoles"
+      actions   = ["iam:TagRole"]
+      resources = [local.user_task_roles]
+      conditions = [
+        { test = "ForAllValues:StringEquals", variable = "aws:TagKeys", values = ["user_key", "access_point_id"] },
+      ]
+    },
+    {
+      sid       = "CheckUserTaskRoles"
+      actions   = ["iam:GetRole"]
+      resources = [local.user_task_roles]
+    },
+    {
+      sid       = "AttachTheSharedPolicyToUserTaskRoles"
+      actions   = ["iam:AttachRolePolicy"]
+      resources = [local.user_task_roles]
+      conditions = [
+        { test = "ArnEquals", variable = "iam:PolicyARN", values = [aws_iam_policy.task_user_data.arn] },
+      ]
+    },
+    {
       sid       = "PassTaskRoles"
       actions   = ["iam:PassRole"]
-      resources = [aws_iam_role.task_execution.arn, aws_iam_role.task.arn]
+      resources = [aws_iam_role.task_execution.arn, local.user_task_roles]
       conditions = [
         { test = "StringEquals", variable = "iam:PassedToService", values = ["ecs-tasks.amazonaws.com"] },
       ]
@@ -328,7 +388,7 @@ module "record" {
 module "stop" {
   source             = "./modules/function"
   crate              = "stop"
-  description        = "Stop, Compensate: stops every task of the session and releases the user's slot."
+  description        = "Stop, Compensate: stops every task of the session and releases the user's slot once they have stopped."
   name_prefix        = var.name
   packages_dir       = local.packages_dir
   architecture       = var.function_architecture
@@ -359,8 +419,9 @@ module "stop" {
       ]
     },
     {
-      sid       = "StopSessionTasks"
-      actions   = ["ecs:StopTask"]
+      # DescribeTasks: the slot waits until the stopped tasks have STOPPED.
+      sid       = "StopSessionTasksAndSeeThemStop"
+      actions   = ["ecs:DescribeTasks", "ecs:StopTask"]
       resources = [local.cluster_tasks]
       conditions = [
         { test = "ArnEquals", variable = "ecs:cluster", values = [aws_ecs_cluster.sessions.arn] },

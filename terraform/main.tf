@@ -32,4 +32,12 @@ locals {
   # their policies, and the state machine needs their ARNs.
   state_machine_arn = "arn:${local.partition}:states:${local.region}:${local.account}:stateMachine:${local.state_machine_name}"
   packages_dir      = coalesce(var.function_packages_dir, "${path.module}/../target/lambda")
+
+  # Each user's task role (created by Launch) lives under this path and nowhere else:
+  # the file-system policy admits principals by it.
+  task_role_path  = "/${var.name}/users/"
+  user_task_roles = "arn:${local.partition}:iam::${local.account}:role${local.task_role_path}*"
+  # The access point a user's role may mount: the one its access_point_id tag names.
+  # $${...} is an IAM policy variable, left for IAM to fill in.
+  own_access_point_arn = "arn:${local.partition}:elasticfilesystem:${local.region}:${local.account}:access-point/$${aws:PrincipalTag/access_point_id}"
 }

@@ -14,6 +14,9 @@ locals {
     ended   = "SessionsEnded"
     orphans = "OrphansFound"
     lost    = "LostSessions"
+    # Sessions and tasks a reaper run could not act on (an AWS call failed); the next
+    # run tries them again.
+    reaper_errors = "ReaperErrors"
   }
   # Ended sessions by reason, for each status.
   ended_by_reason = {
@@ -103,6 +106,20 @@ resource "aws_cloudwatch_metric_alarm" "lost_sessions" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }
 
+resource "aws_cloudwatch_metric_alarm" "reaper_errors" {
+  alarm_name          = "${var.name}-reaper-errors"
+  alarm_description   = "Reaper runs could not act on some sessions or tasks for 15 minutes (each is retried on the next run): look for throttling or errors in the reaper's log, by session_id."
+  namespace           = local.metrics.namespace
+  metric_name         = local.metrics.reaper_errors
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
 resource "aws_cloudwatch_metric_alarm" "task_events_failed" {
   alarm_name          = "${var.name}-task-events-failed"
   alarm_description   = "Task state changes task-events could not handle are waiting in ${aws_sqs_queue.task_events_failed.name}."
@@ -183,13 +200,14 @@ resource "aws_cloudwatch_dashboard" "sessions" {
       {
         type = "metric", x = 0, y = 12, width = 8, height = 6
         properties = {
-          title  = "Orphan tasks and lost sessions (reaper)"
+          title  = "Orphan tasks, lost sessions and errors (reaper)"
           region = local.region
           stat   = "Sum"
           period = 300
           metrics = [
             [local.metrics.namespace, local.metrics.orphans],
             [local.metrics.namespace, local.metrics.lost],
+            [local.metrics.namespace, local.metrics.reaper_errors],
           ]
         }
       },

@@ -37,6 +37,13 @@ variable "name" {
     condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
     error_message = "name must be 2 to 31 characters of lowercase letters, digits and hyphens, starting with a letter."
   }
+
+  # Names AWS refuses at apply time: the event bus is named var.name, and EventBridge
+  # keeps "default" for its own; EC2 refuses security group names starting with "sg-".
+  validation {
+    condition     = var.name != "default" && !startswith("${var.name}-", "sg-")
+    error_message = "name must not be \"default\" (EventBridge's own bus) nor start with \"sg-\" (EC2 refuses such security group names)."
+  }
 }
 
 variable "region" {
@@ -58,13 +65,22 @@ variable "session_template" {
 }
 
 variable "max_sessions_per_user" {
-  description = "Sessions a user may run at once unless their user item sets max_sessions."
+  description = "Sessions a user may run at once unless their user item sets max_sessions. At most 1 while the session template mounts the user's data (a user item asking for more gets 1)."
   type        = number
   default     = 1
 
   validation {
     condition     = var.max_sessions_per_user >= 1 && floor(var.max_sessions_per_user) == var.max_sessions_per_user
     error_message = "max_sessions_per_user must be a whole number of at least 1."
+  }
+
+  # Two sessions of one user would run two PostgreSQL servers on one data directory.
+  validation {
+    condition = var.max_sessions_per_user == 1 || !anytrue([
+      for c in jsondecode(coalesce(var.session_template, file("${path.module}/session_template.json"))).containers :
+      try(c.user_data_path, null) != null
+    ])
+    error_message = "max_sessions_per_user must be 1 while the session template mounts the user's data (a container has user_data_path): a second session would run a second PostgreSQL on the same data."
   }
 }
 

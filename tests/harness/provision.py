@@ -31,6 +31,7 @@ USERS_TABLE = "users"
 STATE_MACHINE = "session-lifecycle"
 TASK_LOG_GROUP = "/ecs/sessions"
 EVENT_BUS = "sessions"
+TASK_ROLE_PATH = "/sessions/users/"
 # The versioned repositories of the default session template and the tags the
 # fixtures push, as a release pipeline would.
 REPOSITORIES = ["api_service", "frontend", "suv_ui"]
@@ -172,7 +173,20 @@ def provision(endpoint: str, root: Path) -> dict:
 
     function_role = role("session-functions", "lambda.amazonaws.com")
     execution_role = role("session-task-execution", "ecs-tasks.amazonaws.com")
-    task_role = role("session-task", "ecs-tasks.amazonaws.com")
+    # What bounds each user's task role, which Launch creates under TASK_ROLE_PATH (as
+    # terraform/ecs.tf declares them; moto stores IAM policies without enforcing them).
+    def policy(name: str, actions: list[str]) -> str:
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        }
+        return iam.create_policy(PolicyName=name, Path="/sessions/", PolicyDocument=json.dumps(document))[
+            "Policy"
+        ]["Arn"]
+
+    efs_client = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    task_boundary = policy("sessions-task-boundary", efs_client)
+    task_user_data = policy("sessions-task-user-data", efs_client)
     states_role = role("session-lifecycle", "states.amazonaws.com")
 
     code = dummy_zip()
@@ -208,7 +222,9 @@ def provision(endpoint: str, root: Path) -> dict:
         "SUBNETS": ",".join(net["subnets"]),
         "SECURITY_GROUPS": net["security_group"],
         "EXECUTION_ROLE_ARN": execution_role,
-        "TASK_ROLE_ARN": task_role,
+        "TASK_ROLE_PATH": TASK_ROLE_PATH,
+        "TASK_ROLE_BOUNDARY_ARN": task_boundary,
+        "TASK_ROLE_POLICY_ARN": task_user_data,
         "EFS_FILE_SYSTEM_ID": fs,
         "ECR_REGISTRY": registry,
         "TASK_LOG_GROUP": TASK_LOG_GROUP,

@@ -14,7 +14,7 @@ pub type LiveApi = api::Api<DynamoStore, SfnWorkflow, EcrRegistry, SystemClock>;
 
 /// The api with the configuration the stack's functions run with.
 pub fn live_api(stack: &Stack) -> LiveApi {
-    let env = &stack.info.function_env;
+    let env = &stack.function_env();
     api::Api {
         settings: ApiSettings::from_source(env).expect("api settings"),
         admission: AdmissionSettings::from_source(env).expect("admission settings"),

@@ -6,8 +6,10 @@
 
 pub mod api_gateway;
 pub mod definition;
+pub mod faults;
 pub mod http_api;
 pub mod lambda;
+pub mod provider_schema;
 pub mod pump;
 
 use std::collections::HashMap;
@@ -260,15 +262,19 @@ impl Stack {
         stack
     }
 
-    /// Starts the processes of one function in the Lambda service.
-    pub fn start_function(&self, function: &str) {
-        let env = self
-            .info
+    /// The environment every function runs with: the stack's, then the test's own.
+    pub fn function_env(&self) -> HashMap<String, String> {
+        self.info
             .function_env
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .chain(self.env.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .collect();
+            .collect()
+    }
+
+    /// Starts the processes of one function in the Lambda service.
+    pub fn start_function(&self, function: &str) {
+        let env = self.function_env().into_iter().collect();
         self.lambda.deploy(
             function,
             lambda::FunctionSpec {
@@ -784,6 +790,18 @@ impl Stack {
         self.set_faults(json!({ "run_task_delay_s": delay.as_secs_f64() }));
     }
 
+    /// Makes a task asked to stop keep running this long before it reaches STOPPED
+    /// (as Fargate's stop timeout allows), until cleared.
+    /// Set beside the faults already set.
+    pub fn set_stop_task_delay(&self, delay: Duration) {
+        let mut faults = self.read_faults();
+        if !faults.is_object() {
+            faults = json!({});
+        }
+        faults["stop_task_delay_s"] = json!(delay.as_secs_f64());
+        self.set_faults(faults);
+    }
+
     /// Whether a RunTask call has entered the delay of [`Stack::set_run_task_delay`].
     pub fn run_task_entered(&self) -> bool {
         self.dir
@@ -797,9 +815,43 @@ impl Stack {
         self.set_faults(json!({}));
     }
 
+    /// Makes the emulator answer calls with an AWS error, beside the faults already
+    /// set (see [`faults`] for the answers AWS gives).
+    pub fn inject_fault(&self, fault: Value) {
+        let mut faults = self.read_faults();
+        if !faults.is_object() {
+            faults = json!({});
+        }
+        match faults["faults"].as_array_mut() {
+            Some(list) => list.push(fault),
+            None => faults["faults"] = json!([fault]),
+        }
+        self.set_faults(faults);
+    }
+
+    /// The injected faults as they are now: `times` and `after` count down as calls
+    /// come, `fired` counts the calls answered with the error, `seen` every call that
+    /// matched.
+    pub fn injected_faults(&self) -> Vec<Value> {
+        self.read_faults()["faults"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn read_faults(&self) -> Value {
+        std::fs::read(self.dir.path().join("faults.json"))
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or_else(|| json!({}))
+    }
+
     fn set_faults(&self, faults: Value) {
-        std::fs::write(self.dir.path().join("faults.json"), faults.to_string())
-            .expect("write faults");
+        // The emulator reads the file on every call: replace it whole, never half-written.
+        let path = self.dir.path().join("faults.json");
+        let partial = self.dir.path().join("faults.json.partial");
+        std::fs::write(&partial, faults.to_string()).expect("write faults");
+        std::fs::rename(&partial, &path).expect("replace faults");
     }
 
     /// Prints the logs of every process of the stack (on failure).

@@ -2,6 +2,10 @@
 //! brings each new task up (its network interface gets a public IP, the task reaches
 //! RUNNING), EventBridge delivers every ECS task state change to `task-events` (moto's
 //! EventBridge cannot deliver to Lambda targets), and the reaper's schedule fires.
+//!
+//! EventBridge invokes a Lambda target asynchronously, and Lambda runs an asynchronous
+//! invocation that ended in a function error twice more (one, then two minutes later by
+//! default): so does the pump, with shorter waits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +23,9 @@ pub struct PumpSettings {
     pub reap_every: Duration,
     /// How often the cluster is looked at.
     pub poll_every: Duration,
+    /// The waits before the retries of a delivery that ended in a function error
+    /// (Lambda's asynchronous invocation: one minute, then two).
+    pub retry_after: [Duration; 2],
 }
 
 impl Default for PumpSettings {
@@ -27,6 +34,7 @@ impl Default for PumpSettings {
             start_delay: Duration::from_millis(500),
             reap_every: Duration::from_secs(60),
             poll_every: Duration::from_millis(100),
+            retry_after: [Duration::from_secs(1), Duration::from_secs(2)],
         }
     }
 }
@@ -39,6 +47,8 @@ pub struct PumpState {
     last_reap: Option<Instant>,
     /// Events delivered to task-events, for the figures of the benchmark.
     pub events_delivered: usize,
+    /// Deliveries run again after a function error.
+    pub events_retried: usize,
 }
 
 impl Stack {
@@ -105,13 +115,13 @@ impl Stack {
                         detail.as_object_mut().map(|d| d.remove(field));
                     }
                 }
-                self.invoke("task-events", &event).await;
+                self.deliver(&event, settings, state).await;
                 state.delivered.insert(arn, "STOPPED");
                 state.events_delivered += 1;
             } else if !stopped && delivered.is_none() && now - first_seen >= settings.start_delay {
                 self.give_public_ip(&arn).await;
                 let event = self.task_event(&arn, "RUNNING", 3).await;
-                self.invoke("task-events", &event).await;
+                self.deliver(&event, settings, state).await;
                 state.delivered.insert(arn, "RUNNING");
                 state.events_delivered += 1;
             }
@@ -125,6 +135,46 @@ impl Stack {
             }
             state.last_reap = Some(now);
         }
+    }
+
+    /// Delivers an event to task-events as EventBridge and Lambda's asynchronous
+    /// invocation do: a function error (a throttled AWS call, a timeout) is retried
+    /// twice, after the waits of [`PumpSettings::retry_after`]; the event is dropped
+    /// after the third error. Returns the last answer.
+    pub async fn deliver(
+        &self,
+        event: &serde_json::Value,
+        settings: &PumpSettings,
+        state: &mut PumpState,
+    ) -> Option<serde_json::Value> {
+        let waits = std::iter::once(Duration::ZERO).chain(settings.retry_after);
+        let mut answer = None;
+        for (attempt, wait) in waits.enumerate() {
+            if attempt > 0 {
+                state.events_retried += 1;
+            }
+            tokio::time::sleep(wait).await;
+            let outcome = self
+                .lambda
+                .invoker()
+                .invoke(
+                    "task-events",
+                    event.to_string().into(),
+                    crate::function_timeout("task-events") + Duration::from_secs(5),
+                )
+                .await;
+            match outcome {
+                Ok(crate::lambda::Outcome::Response(body)) => {
+                    return serde_json::from_slice(&body).ok();
+                }
+                Ok(crate::lambda::Outcome::Error(body)) => {
+                    answer = serde_json::from_slice(&body).ok();
+                }
+                // Not run (the stack is going away): nothing to retry.
+                Err(_) => return None,
+            }
+        }
+        answer
     }
 }
 

@@ -17,8 +17,6 @@ fn session_id(body: &Value) -> SessionId {
     SessionId::parse(body["session_id"].as_str().expect("a session id")).expect("a valid id")
 }
 
-/// Waits until the session ended, then checks it ended `stopped` for `reason` with no
-/// task left running and its slot free.
 /// Makes `user` an admin: the admin scope acts for others only for a user whose item
 /// says `admin = true`.
 async fn put_admin(stack: &Stack, user: &str) {
@@ -28,6 +26,8 @@ async fn put_admin(stack: &Stack, user: &str) {
         .await;
 }
 
+/// Waits until the session ended, then checks it ended `stopped` for `reason` with no
+/// task left running and its slot free.
 async fn assert_ended_stopped(stack: &Stack, id: &SessionId, reason: Reason) {
     let session = stack
         .session_where(id, "the session to end", |s| s.status.is_terminal())
@@ -51,6 +51,41 @@ async fn assert_ended_stopped(stack: &Stack, id: &SessionId, reason: Reason) {
         !slots.contains(&id.to_string()),
         "{id} holds a slot: {slots:?}"
     );
+}
+
+/// Starts `n` sessions of `user` one after another, each stopped and its slot free
+/// before the next starts (a user has one session at a time while the template mounts
+/// their data). Returns their ids, oldest first.
+async fn sessions_one_after_another(stack: &Stack, user: &str, n: usize) -> Vec<String> {
+    let token = format!("dev:{user}");
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let (status, started, _) = stack
+            .http("POST", "/sessions", Some(&token), Some(json!({})), &[])
+            .await;
+        assert_eq!(status, 202, "{started}");
+        let id = session_id(&started);
+        let (status, body, _) = stack
+            .http(
+                "DELETE",
+                &format!("/sessions/{id}"),
+                Some(&token),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        stack
+            .session_where(&id, "the session to end", |s| s.status.is_terminal())
+            .await;
+        stack
+            .eventually("the slot to be free", Duration::from_secs(30), || async {
+                stack.active_slots(user).await.is_empty().then_some(())
+            })
+            .await;
+        ids.push(id.to_string());
+    }
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -525,13 +560,9 @@ async fn the_admin_scope_without_the_admin_flag_is_an_ordinary_user_and_with_it_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tampered_next_token_is_a_400_not_a_500_through_the_real_function() {
     let stack = Stack::start().await;
-    stack.put_user("erin", true, Some(2)).await;
+    stack.put_user("erin", true, None).await;
     stack.put_user("frank", true, None).await;
-    let api = live_api(&stack);
-    for _ in 0..2 {
-        let started = call(&api, &Call::new("POST", "/sessions", "erin")).await;
-        assert_eq!(started.status, 202, "{}", started.body);
-    }
+    sessions_one_after_another(&stack, "erin", 2).await;
     let list = |user: &str, token: &str| {
         let path = format!("/sessions?limit=1&next_token={token}");
         let token = format!("dev:{user}");
@@ -733,15 +764,9 @@ async fn a_start_whose_execution_cannot_start_leaves_nothing_and_its_retry_start
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_are_listed_newest_first_a_page_at_a_time() {
     let stack = Stack::start().await;
-    stack.put_user("erin", true, Some(5)).await;
+    stack.put_user("erin", true, None).await;
     let api = live_api(&stack);
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        let started = call(&api, &Call::new("POST", "/sessions", "erin")).await;
-        assert_eq!(started.status, 202, "{}", started.body);
-        ids.push(started.body["session_id"].as_str().unwrap().to_owned());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let mut ids = sessions_one_after_another(&stack, "erin", 5).await;
     ids.reverse();
     let mut listed = Vec::new();
     let mut token: Option<String> = None;
@@ -820,10 +845,20 @@ async fn a_stop_during_authorize_or_launch_ends_stopped_for_the_user_with_no_tas
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_while_waiting_for_the_ip_or_running_ends_stopped_for_the_user() {
     let stack = Stack::start().await;
-    stack.put_user("gina", true, Some(2)).await;
-    let start = || stack.http("POST", "/sessions", Some("dev:gina"), None, &[]);
-    let waiting = session_id(&start().await.1);
-    let running = session_id(&start().await.1);
+    // Two users: a user has one session at a time while the template mounts their data.
+    stack.put_user("gina", true, None).await;
+    stack.put_user("gino", true, None).await;
+    let start = |user: &str| {
+        let token = format!("dev:{user}");
+        let stack = &stack;
+        async move {
+            stack
+                .http("POST", "/sessions", Some(&token), None, &[])
+                .await
+        }
+    };
+    let waiting = session_id(&start("gina").await.1);
+    let running = session_id(&start("gino").await.1);
     let waiting_session = stack
         .session_where(&waiting, "its task", |s| s.ip_token.is_some())
         .await;
@@ -833,12 +868,12 @@ async fn a_stop_while_waiting_for_the_ip_or_running_ends_stopped_for_the_user() 
         .session_where(&running, "its stop token", |s| s.stop_token.is_some())
         .await;
 
-    for id in [&waiting, &running] {
+    for (id, user) in [(&waiting, "gina"), (&running, "gino")] {
         let (status, body, _) = stack
             .http(
                 "DELETE",
                 &format!("/sessions/{id}"),
-                Some("dev:gina"),
+                Some(&format!("dev:{user}")),
                 None,
                 &[],
             )

@@ -12,7 +12,7 @@ use session_tests::{Stack, StackOptions};
 #[tokio::test(flavor = "multi_thread")]
 async fn happy_path_ends_in_await_stop_running_with_urls_from_the_task_public_ip() {
     let stack = Stack::start().await;
-    stack.put_user("alice", true, Some(2)).await;
+    stack.put_user("alice", true, None).await;
 
     let (id, execution) = stack
         .start_session(json!({"user_id": "alice", "version": "1.0.0"}))
@@ -127,8 +127,56 @@ async fn happy_path_ends_in_await_stop_running_with_urls_from_the_task_public_ip
     );
     assert!(ap.posix_user().is_some());
 
-    // A second session of the same user and version reuses the access point and the
-    // task definition revision.
+    // The task runs with the user's own role: made by Launch under the users' path,
+    // bounded, tagged with this access point, with the shared policy attached.
+    let role_arn = definition.task_role_arn().expect("a task role").to_owned();
+    assert_eq!(user["task_role_arn"].as_s().unwrap(), &role_arn);
+    let env = &stack.info.function_env;
+    let iam = aws_sdk_iam::Client::new(&stack.sdk);
+    let role_name = role_arn.rsplit('/').next().unwrap();
+    let role = iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap();
+    assert_eq!(role.path(), env["TASK_ROLE_PATH"]);
+    assert_eq!(
+        role.permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some(env["TASK_ROLE_BOUNDARY_ARN"].as_str())
+    );
+    let tags: Vec<(&str, &str)> = role.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert!(
+        tags.contains(&("access_point_id", access_point.as_str())),
+        "{tags:?}"
+    );
+    assert!(
+        !role_name.contains("alice"),
+        "the role name is the hashed user key"
+    );
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(role_name)
+        .send()
+        .await
+        .unwrap();
+    let attached: Vec<&str> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    assert_eq!(attached, [env["TASK_ROLE_POLICY_ARN"].as_str()]);
+
+    // The next session of the same user and version (one at a time: the template
+    // mounts the user's data) reuses the access point and the task definition revision.
+    stack.complete_await_stop(&id, "user").await;
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Succeeded
+    );
     let (second, second_execution) = stack
         .start_session(json!({"user_id": "alice", "version": "1.0.0"}))
         .await;
@@ -648,4 +696,49 @@ async fn a_running_task_that_exits_ends_the_session_stopped_with_its_stop_code()
         Some("Essential container in task exited")
     );
     assert!(stack.active_slots("mia").await.is_empty());
+}
+
+/// AwaitStop's timeout, as the execution history records it when the state began.
+async fn await_stop_timeout_s(stack: &Stack, execution: &str) -> Option<i64> {
+    let history = stack
+        .sfn
+        .get_execution_history()
+        .execution_arn(execution)
+        .max_results(1000)
+        .send()
+        .await
+        .expect("execution history");
+    let events = history.events();
+    let entered = events.iter().position(|e| {
+        e.state_entered_event_details()
+            .is_some_and(|d| d.name() == "AwaitStop")
+    })?;
+    events[entered..]
+        .iter()
+        .find_map(|e| e.task_scheduled_event_details())
+        .and_then(|d| d.timeout_in_seconds())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_max_lifetime_backstop_follows_the_users_max_lifetime_not_a_fixed_day() {
+    let stack = Stack::start().await;
+    let margin = session_core::steps::authorize::BACKSTOP_MARGIN_S as i64;
+    // Two days: longer than the 86,400 s AwaitStop used to wait at most.
+    stack.put_user("lena", true, None).await;
+    stack
+        .set_user("lena", "max_lifetime_s", AttributeValue::N("172800".into()))
+        .await;
+    stack.put_user("milo", true, None).await;
+
+    let (_, lena, _) = stack.running_session(json!({"user_id": "lena"})).await;
+    assert_eq!(
+        await_stop_timeout_s(&stack, &lena).await,
+        Some(172_800 + margin)
+    );
+    // Without a setting of their own, the deployment's (MAX_LIFETIME_S, 8 h).
+    let (_, milo, _) = stack.running_session(json!({"user_id": "milo"})).await;
+    assert_eq!(
+        await_stop_timeout_s(&stack, &milo).await,
+        Some(8 * 60 * 60 + margin)
+    );
 }

@@ -16,7 +16,7 @@ use session_core::aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sfn::SfnWorkflo
 use session_core::config::Tables;
 use session_core::session::{SessionId, Status};
 use session_tests::http_api::{call, live_api, Call, LiveApi};
-use session_tests::{repo_root, Stack, Tools};
+use session_tests::{repo_root, Stack, StackOptions, Tools};
 
 /// Where the document is registered for `$ref` resolution; nothing is ever fetched.
 const DOCUMENT_URI: &str = "https://session-provisioner.invalid/openapi.json";
@@ -483,7 +483,21 @@ fn the_schemas_refuse_what_the_api_never_answers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_answer_is_answered_and_every_answer_is_documented() {
-    let stack = Stack::start().await;
+    // Several sessions of one user at once, which the documented answers include, need
+    // a template that keeps nothing on the user's storage: with user data a user has
+    // one session at a time (see `SessionTemplate::session_limit`).
+    let mut template = session_core::template::SessionTemplate::default();
+    for container in &mut template.containers {
+        container.user_data_path = None;
+    }
+    let stack = Stack::start_with(StackOptions {
+        env: vec![(
+            "SESSION_TEMPLATE",
+            serde_json::to_string(&template).expect("template JSON"),
+        )],
+        ..Default::default()
+    })
+    .await;
     stack.put_user("alice", true, Some(3)).await;
     stack.put_user("bob", true, Some(1)).await;
     stack.put_user("mallory", false, None).await;

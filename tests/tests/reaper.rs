@@ -319,12 +319,42 @@ async fn a_session_whose_execution_ended_is_closed_lost_and_its_task_stopped() {
         .send()
         .await
         .unwrap();
+    // Running, active: nothing about the session calls for a look at its execution.
+    let report = stack.reap().await;
+    assert_eq!(report["lost"], json!([]), "{report}");
+
+    // The user's stop finds AwaitStop's token closed: the session stays `stopping`, and
+    // once that has lasted a few minutes the reaper looks at its execution.
+    let (status, body, _) = stack
+        .http(
+            "DELETE",
+            &format!("/sessions/{id}"),
+            Some("dev:abandoned"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let minutes_ago = chrono::Utc::now() - chrono::Duration::minutes(10);
+    stack
+        .ddb
+        .update_item()
+        .table_name(&stack.info.sessions_table)
+        .key("session_id", AttributeValue::S(id.to_string()))
+        .update_expression("SET status_changed_at = :t")
+        .expression_attribute_values(
+            ":t",
+            AttributeValue::S(session_core::session::timestamp(minutes_ago)),
+        )
+        .send()
+        .await
+        .unwrap();
 
     let report = stack.reap().await;
     assert_eq!(report["lost"], json!([id.to_string()]), "{report}");
     let session = stack.session(&id).await.unwrap();
     assert_eq!(session.status, Status::Stopped);
-    assert_eq!(session.stop_reason, Some(Reason::Lost));
+    assert_eq!(session.stop_reason, Some(Reason::User));
     assert_eq!(stack.task(&task_arn).await.last_status(), Some("STOPPED"));
     assert!(stack.active_slots("abandoned").await.is_empty());
 }

@@ -9,8 +9,11 @@
 //!    exactly the AWS actions its code calls; the state machine names only our
 //!    functions and may invoke nothing else;
 //! 4. no deployment setting can turn on a development-only authentication mode;
-//! 5. every security group and security group rule description is one EC2 accepts,
-//!    which only `apply` would otherwise find out.
+//! 5. every resource and data block is one its provider's schema allows (types,
+//!    arguments, blocks, required ones), read from the provider's prebuilt bindings
+//!    (tools/npm), and every reference names something declared (schema.rs);
+//! 6. no name, path or description is one AWS refuses when `apply` sends it, which
+//!    neither `plan` nor the provider would find out (refused.rs).
 //!
 //! What the code reads and calls is found in the code itself, parsed with `syn`: the
 //! configuration groups' `VARS` and the `X::from_source` calls of each `main.rs`, and
@@ -28,6 +31,11 @@ use hcl::{Block, Body, Expression, ObjectKey};
 use session_tests::definition::{definitions, functions_named};
 use session_tests::repo_root;
 use syn::visit::Visit;
+
+#[path = "terraform/refused.rs"]
+mod refused;
+#[path = "terraform/schema.rs"]
+mod schema;
 
 // ---------------------------------------------------------------------------------
 // The Terraform side.
@@ -589,6 +597,7 @@ const PORTS: &[(&str, &str)] = &[
     ("network", "Network"),
     ("workflow", "Workflow"),
     ("bus", "EventBus"),
+    ("roles", "TaskRoles"),
 ];
 
 /// IAM prefixes of the SDK crates the adapters use.
@@ -602,12 +611,13 @@ const SERVICES: &[(&str, &str)] = &[
     ("aws_sdk_eventbridge", "events"),
     ("aws_sdk_cloudwatch", "cloudwatch"),
     ("aws_sdk_sqs", "sqs"),
+    ("aws_sdk_iam", "iam"),
 ];
 
 /// Operations that IAM authorizes through other actions, and actions an operation
 /// needs besides its own when the request sets a field: (operation, request field,
 /// action). TransactWriteItems is authorized per item; tagging on create is also
-/// authorized as TagResource; a task's roles are passed when a task definition names
+/// authorized as TagResource (TagRole for IAM roles); a task's roles are passed when a task definition names
 /// them and again on every RunTask.
 const NOT_ACTIONS: &[&str] = &["dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"];
 const IMPLIED: &[(&str, &str, &str)] = &[
@@ -646,6 +656,7 @@ const IMPLIED: &[(&str, &str, &str)] = &[
         "tags",
         "elasticfilesystem:TagResource",
     ),
+    ("iam:CreateRole", "set_tags", "iam:TagRole"),
 ];
 
 /// What the Lambda runtime needs whatever the code does, and the function module
@@ -1035,17 +1046,18 @@ fn dev_auth_mentions(text: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------
 // Small checks of a whole configuration.
 
-/// Statements granting `iam:PassRole` other than to the two task roles, for ECS tasks.
+/// Statements granting `iam:PassRole` other than to the execution role and the users'
+/// task roles (by their path), for ECS tasks.
 fn wrong_pass_role(statement: &Statement) -> Option<String> {
     if !statement.actions.contains("iam:PassRole") {
         return None;
     }
     let roles: BTreeSet<&str> = statement.resources.iter().map(String::as_str).collect();
-    let allowed = BTreeSet::from(["aws_iam_role.task_execution.arn", "aws_iam_role.task.arn"]);
+    let allowed = BTreeSet::from(["aws_iam_role.task_execution.arn", "local.user_task_roles"]);
     let passed_to = statement.conditions.get("iam:PassedToService");
     if roles != allowed || passed_to != Some(&vec!["ecs-tasks.amazonaws.com".to_owned()]) {
         return Some(format!(
-            "{:?}: iam:PassRole must name exactly the two task roles with iam:PassedToService = ecs-tasks.amazonaws.com, got resources {:?} and {:?}",
+            "{:?}: iam:PassRole must name exactly the execution role and the users' task roles with iam:PassedToService = ecs-tasks.amazonaws.com, got resources {:?} and {:?}",
             statement.sid, statement.resources, statement.conditions
         ));
     }
@@ -2005,7 +2017,7 @@ fn a_loose_pass_role_is_found() {
         actions: BTreeSet::from(["iam:PassRole".to_owned()]),
         resources: vec![
             "aws_iam_role.task_execution.arn".into(),
-            "aws_iam_role.task.arn".into(),
+            "local.user_task_roles".into(),
         ],
         conditions: BTreeMap::from([(
             "iam:PassedToService".to_owned(),
@@ -2160,165 +2172,539 @@ fn a_development_identity_setting_is_found() {
 }
 
 // ---------------------------------------------------------------------------------
-// 5. Descriptions EC2 refuses only at apply time.
+// 5. The provider schemas, and references.
 
-/// Resource types whose `description` EC2 checks, with that of their inline
-/// `ingress`/`egress` rules.
-const SECURITY_GROUP_TYPES: &[&str] = &[
-    "aws_security_group",
-    "aws_security_group_rule",
-    "aws_vpc_security_group_ingress_rule",
-    "aws_vpc_security_group_egress_rule",
-];
-const INLINE_RULES: &[&str] = &["ingress", "egress"];
-const MAX_EC2_DESCRIPTION: usize = 255;
-
-/// EC2 allows only `a-zA-Z0-9`, spaces and `._-:/()#,@[]+=&;{}!$*` in security group
-/// and security group rule descriptions.
-fn ec2_accepts_in_description(c: char) -> bool {
-    c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c)
+fn schemas() -> schema::Schemas {
+    schema::Schemas::load(&tools_dir())
 }
 
-/// The text written in a string or a template (only its literal parts: what
-/// interpolations give is known at plan time); `None` for any other expression.
-fn written_text(expr: &Expression) -> Option<String> {
-    fn literals(template: &hcl::Template, out: &mut String) {
-        for element in template.elements() {
-            match element {
-                hcl::template::Element::Literal(text) => out.push_str(text),
-                hcl::template::Element::Interpolation(_) => {}
-                hcl::template::Element::Directive(directive) => match directive.as_ref() {
-                    hcl::template::Directive::If(d) => {
-                        literals(&d.true_template, out);
-                        if let Some(f) = &d.false_template {
-                            literals(f, out);
-                        }
-                    }
-                    hcl::template::Directive::For(d) => literals(&d.template, out),
-                },
-            }
-        }
-    }
-    match expr {
-        Expression::String(s) => Some(s.clone()),
-        Expression::TemplateExpr(t) => {
-            let template = hcl::Template::from_expr(t).unwrap_or_else(|e| panic!("{t}: {e}"));
-            let mut out = String::new();
-            literals(&template, &mut out);
-            Some(out)
-        }
-        _ => None,
-    }
+/// terraform/ and the modules its calls reach, by their `source`.
+fn configuration() -> (Module, BTreeMap<String, Module>) {
+    let root = Module::load(&terraform_dir());
+    let children = root
+        .blocks("module")
+        .filter_map(|b| attr(b.body(), "source").and_then(literal))
+        .filter(|s| s.starts_with("./") || s.starts_with("../"))
+        .map(|s| (s.to_owned(), Module::load(&terraform_dir().join(s))))
+        .collect();
+    (root, children)
 }
 
-/// Every security group (rule) description written in a module, named by where it is:
-/// the resources' own, and those of inline rules written as blocks, `dynamic` blocks
-/// or lists of objects.
-fn security_group_descriptions(module: &Module) -> Vec<(String, Expression)> {
-    let mut found = Vec::new();
-    for ty in SECURITY_GROUP_TYPES {
-        for (name, block) in module.resources("resource", ty) {
-            let at = format!("{ty}.{name}");
-            let body = block.body();
-            if let Some(d) = attr(body, "description") {
-                found.push((at.clone(), d.clone()));
+/// `>= 6.37.0, < 7.0.0` admits `6.66.0`.
+fn admits(constraint: &str, version: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> {
+        v.trim()
+            .split('.')
+            .map(|n| n.parse().unwrap_or(0))
+            .collect()
+    };
+    let version = parse(version);
+    constraint.split(',').all(|part| {
+        let part = part.trim();
+        let (op, bound) = ["~>", ">=", "<=", "!=", ">", "<", "="]
+            .iter()
+            .find_map(|op| part.strip_prefix(op).map(|rest| (*op, parse(rest))))
+            .unwrap_or(("=", parse(part)));
+        match op {
+            ">=" => version >= bound,
+            "<=" => version <= bound,
+            ">" => version > bound,
+            "<" => version < bound,
+            "!=" => version != bound,
+            "~>" => {
+                let prefix = &bound[..bound.len() - 1];
+                version >= bound && version[..prefix.len()] == *prefix
             }
-            for rule in body.blocks() {
-                let inline = match rule.identifier() {
-                    kind if INLINE_RULES.contains(&kind) => Some(rule.body()),
-                    "dynamic"
-                        if rule
-                            .labels()
-                            .first()
-                            .is_some_and(|l| INLINE_RULES.contains(&l.as_str())) =>
-                    {
-                        rule.body()
-                            .blocks()
-                            .find(|b| b.identifier() == "content")
-                            .map(|b| b.body())
-                    }
-                    _ => None,
-                };
-                if let Some(d) = inline.and_then(|b| attr(b, "description")) {
-                    found.push((format!("{at} {}", rule.identifier()), d.clone()));
-                }
-            }
-            for kind in INLINE_RULES {
-                if let Some(Expression::Array(rules)) = attr(body, kind) {
-                    for rule in rules {
-                        if let Expression::Object(object) = rule {
-                            for (key, value) in object {
-                                if object_key(key) == "description" {
-                                    found.push((format!("{at} {kind}"), value.clone()));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            _ => version == bound,
         }
-    }
-    found
+    })
 }
 
-/// The descriptions of a module that EC2 would refuse, with the reason.
-fn refused_descriptions(module: &Module) -> Vec<String> {
-    let mut refused = Vec::new();
-    for (at, expr) in security_group_descriptions(module) {
-        let Some(text) = written_text(&expr) else {
-            continue;
-        };
-        let bad: String = text
-            .chars()
-            .filter(|c| !ec2_accepts_in_description(*c))
-            .collect();
-        if !bad.is_empty() {
-            refused.push(format!("{at}: {bad:?} not allowed in {text:?}"));
-        }
-        let len = text.chars().count();
-        if len > MAX_EC2_DESCRIPTION {
-            refused.push(format!(
-                "{at}: {len} characters, at most {MAX_EC2_DESCRIPTION} allowed"
-            ));
-        }
-    }
-    refused
+/// The providers a module requires and the version constraint on each.
+fn required_providers(module: &Module) -> BTreeMap<String, (String, String)> {
+    module
+        .blocks("terraform")
+        .flat_map(|t| t.body().blocks())
+        .filter(|b| b.identifier() == "required_providers")
+        .flat_map(|b| b.body().attributes())
+        .filter_map(|a| {
+            let Expression::Object(o) = a.expr() else {
+                return None;
+            };
+            let get = |key: &str| {
+                o.iter()
+                    .find(|(k, _)| object_key(k) == key)
+                    .and_then(|(_, v)| literal(v))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            Some((a.key().to_owned(), (get("source"), get("version"))))
+        })
+        .collect()
 }
 
 #[test]
-fn every_security_group_description_is_one_ec2_accepts() {
-    let dirs: BTreeSet<PathBuf> = tf_files(&terraform_dir())
-        .iter()
-        .filter_map(|f| f.parent().map(Path::to_owned))
+fn the_terraform_matches_the_aws_provider_schema() {
+    let schemas = schemas();
+    let (root, children) = configuration();
+    let mut findings: Vec<String> = schema::findings(&root, &children, &schemas)
+        .into_iter()
+        .map(|f| format!("terraform/: {f}"))
         .collect();
     let mut checked = 0;
-    let mut refused = Vec::new();
-    for dir in dirs {
-        let module = Module::load(&dir);
-        checked += security_group_descriptions(&module).len();
-        refused.extend(
-            refused_descriptions(&module)
-                .into_iter()
-                .map(|r| format!("{}: {r}", module.dir.display())),
-        );
+    for (source, module) in
+        std::iter::once(("./", &root)).chain(children.iter().map(|(s, m)| (s.as_str(), m)))
+    {
+        if source != "./" {
+            findings.extend(
+                schema::findings(module, &BTreeMap::new(), &schemas)
+                    .into_iter()
+                    .map(|f| format!("terraform/{}: {f}", source.trim_start_matches("./"))),
+            );
+        }
+        checked += module.blocks("resource").count() + module.blocks("data").count();
+        // The schema checked against is one the module admits.
+        for (name, (source_address, constraint)) in required_providers(module) {
+            let Some(provider) = schemas.provider(&name) else {
+                findings.push(format!("{source}: no schema of provider {name}"));
+                continue;
+            };
+            if source_address != provider.source || !admits(&constraint, &provider.version) {
+                findings.push(format!(
+                    "{source}: requires {name} = {source_address} {constraint}, but the schema checked is {} {}: pin a matching package in tools/npm",
+                    provider.source, provider.version
+                ));
+            }
+        }
     }
     assert!(
-        checked >= 3,
-        "the security groups and their rules have descriptions"
+        checked > 50,
+        "only {checked} resource and data blocks checked"
     );
     assert!(
-        refused.is_empty(),
-        "descriptions EC2 refuses at apply time:\n{}",
-        refused.join("\n")
+        findings.is_empty(),
+        "terraform/ against the providers' schemas ({} findings):\n{}",
+        findings.len(),
+        findings.join("\n")
     );
 }
 
 #[test]
-fn a_security_group_description_ec2_refuses_is_found() {
-    let long = "x".repeat(MAX_EC2_DESCRIPTION + 1);
+fn a_version_constraint_admits_what_it_says() {
+    assert!(admits(">= 6.37.0, < 7.0.0", "6.66.0"));
+    assert!(!admits(">= 6.37.0, < 7.0.0", "6.36.1"));
+    assert!(!admits(">= 6.37.0, < 7.0.0", "7.0.0"));
+    assert!(admits("~> 6.37", "6.66.0") && !admits("~> 6.37.0", "6.66.0"));
+    assert!(admits("6.66.0", "6.66.0") && !admits("!= 6.66.0", "6.66.0"));
+}
+
+#[test]
+fn the_provider_schema_reads_as_terraform_spells_it() {
+    let schemas = schemas();
+    let aws = schemas.provider("aws").expect("the aws provider's schema");
+    assert_eq!(aws.source, "hashicorp/aws");
+    assert!(aws.version.starts_with("6."), "{}", aws.version);
+    assert!(aws.resources.len() > 1500 && aws.data_sources.len() > 500);
+
+    let table = &aws.resources["aws_dynamodb_table"];
+    assert_eq!(table.body.arguments.get("name"), Some(&true));
+    assert_eq!(table.body.arguments.get("hash_key"), Some(&false));
+    let index = &table.body.blocks["global_secondary_index"];
+    assert!(!index.required && !index.max_one);
+    assert_eq!(index.body.arguments.get("projection_type"), Some(&true));
+    let key_schema = &index.body.blocks["key_schema"];
+    assert_eq!(
+        key_schema.body.arguments,
+        BTreeMap::from([("attribute_name".into(), true), ("key_type".into(), true)])
+    );
+    assert!(table.body.blocks["point_in_time_recovery"].max_one);
+    assert!(table.attributes.contains("arn") && table.attributes.contains("stream_arn"));
+
+    // Renamed in the bindings: the Terraform names are the registry's.
+    let instance = &aws.resources["aws_instance"];
+    assert!(instance.body.arguments.contains_key("get_password_data"));
+    assert!(!instance.body.arguments.contains_key("fetch_password_data"));
+
+    // Attributes written as blocks keep their fields.
+    let route = &aws.resources["aws_route_table"].body.objects["route"];
+    assert!(
+        route.arguments.contains_key("cidr_block") && route.arguments.contains_key("gateway_id")
+    );
+
+    let statement = &aws.data_sources["aws_iam_policy_document"].body.blocks["statement"];
+    assert_eq!(
+        statement.body.blocks["condition"].body.arguments,
+        BTreeMap::from([
+            ("test".into(), true),
+            ("values".into(), true),
+            ("variable".into(), true)
+        ])
+    );
+    assert!(aws.provider.blocks.contains_key("default_tags"));
+    assert_eq!(aws.provider.arguments.get("region"), Some(&false));
+
+    let random = schemas
+        .provider("random")
+        .expect("the random provider's schema");
+    assert_eq!(
+        random.resources["random_password"]
+            .body
+            .arguments
+            .get("length"),
+        Some(&true)
+    );
+    assert!(random.resources["random_password"]
+        .attributes
+        .contains("result"));
+}
+
+fn schema_findings(text: &str) -> Vec<String> {
+    schema::findings(&Module::parse(text), &BTreeMap::new(), &schemas())
+}
+
+#[test]
+fn an_unknown_argument_or_block_is_found() {
+    let aws = format!(
+        "hashicorp/aws {}",
+        schemas().provider("aws").unwrap().version
+    );
+    let found = schema_findings(
+        r#"
+resource "aws_dynamodb_table" "t" {
+  name         = "t"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_kye     = "id"
+  ttl          = { enabled = true }
+
+  global_secondary_idx {
+    name = "by-user"
+  }
+
+  global_secondary_index {
+    name            = "by-user"
+    projection_type = "ALL"
+    key_schema {
+      attribute_name = "user_id"
+      key_type       = "HASH"
+      sort           = true
+    }
+    hash_key {}
+  }
+
+  lifecycle {
+    prevent_destroy = true
+    prevent_update  = true
+  }
+}
+
+resource "aws_dynamo_table" "typo" {}
+data "aws_iam_policy_documents" "typo" {}
+
+provider "aws" {
+  regoin = "eu-west-1"
+}
+"#,
+    );
+    assert_eq!(
+        found,
+        vec![
+            format!("aws_dynamo_table.typo: aws_dynamo_table is not a resource type of {aws}"),
+            "aws_dynamodb_table.t.global_secondary_index.key_schema: unknown argument sort".to_owned(),
+            "aws_dynamodb_table.t.global_secondary_index: hash_key is an argument, not a block".to_owned(),
+            "aws_dynamodb_table.t.lifecycle: unknown lifecycle setting prevent_update".to_owned(),
+            "aws_dynamodb_table.t: ttl is a block, not an argument".to_owned(),
+            "aws_dynamodb_table.t: unknown argument hash_kye".to_owned(),
+            "aws_dynamodb_table.t: unknown block global_secondary_idx".to_owned(),
+            format!("data.aws_iam_policy_documents.typo: aws_iam_policy_documents is not a data source type of {aws}"),
+            "provider.aws: unknown argument regoin".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_module_call_is_checked_against_the_module() {
+    let root = Module::parse(
+        r#"
+module "f" {
+  source      = "./modules/function"
+  crate       = "api"
+  memory_mb   = 256
+}
+
+module "g" {
+  source = "./modules/gone"
+}
+
+output "arn" {
+  value = module.f.function_arn
+}
+"#,
+    );
+    let function = Module::parse(
+        r#"
+variable "crate" {
+  type = string
+}
+variable "name_prefix" {
+  type = string
+}
+variable "memory_size" {
+  type    = number
+  default = 256
+}
+output "arn" {
+  value = "arn"
+}
+"#,
+    );
+    let children = BTreeMap::from([("./modules/function".to_owned(), function)]);
+    assert_eq!(
+        schema::findings(&root, &children, &schemas()),
+        vec![
+            "module.f: missing required variable name_prefix",
+            "module.f: the module has no variable memory_mb",
+            "module.g: no module at ./modules/gone",
+            "output.arn: module.f has no output function_arn",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_required_argument_or_block_is_found() {
+    let found = schema_findings(
+        r#"
+resource "aws_dynamodb_table" "t" {
+  billing_mode = "PAY_PER_REQUEST"
+
+  global_secondary_index {
+    name = "by-user"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+  point_in_time_recovery {
+    enabled = false
+  }
+}
+
+resource "aws_lb_listener" "l" {
+  load_balancer_arn = "arn"
+}
+
+data "aws_iam_policy_document" "d" {
+  statement {
+    actions = ["s3:GetObject"]
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+    }
+  }
+  dynamic "statement" {
+    for_each = []
+    content {
+      condition {
+        test = "Bool"
+      }
+    }
+  }
+}
+"#,
+    );
+    assert_eq!(
+        found,
+        vec![
+            "aws_dynamodb_table.t.global_secondary_index: missing required argument projection_type",
+            "aws_dynamodb_table.t: block point_in_time_recovery may be written at most once, not 2 times",
+            "aws_dynamodb_table.t: missing required argument name",
+            "aws_lb_listener.l: missing required block default_action",
+            "data.aws_iam_policy_document.d.statement.condition: missing required argument values",
+            "data.aws_iam_policy_document.d.statement.condition: missing required argument variable",
+        ]
+    );
+}
+
+#[test]
+fn a_dangling_reference_is_found() {
+    let found = schema_findings(
+        r#"
+variable "name" {
+  type    = string
+  default = "x"
+}
+
+locals {
+  names = [for n in [var.name, var.nmae] : upper(n)]
+  azs   = data.aws_availability_zones.here.names
+}
+
+data "aws_availability_zones" "available" {}
+
+resource "aws_vpc" "this" {
+  cidr_block = "10.0.0.0/16"
+  tags       = { Name = "${local.name}-${each.key}" }
+}
+
+resource "aws_subnet" "a" {
+  count      = 2
+  vpc_id     = aws_vpc.this.id
+  cidr_block = cidrsubnet(aws_vpc.this.cidr, 4, count.index)
+  tags       = { Zone = data.aws_availability_zones.available.names[count.index] }
+  depends_on = [aws_internet_gateway.this]
+}
+
+resource "aws_route_table" "r" {
+  vpc_id = aws_subnet.a[0].vpc_id
+
+  dynamic "route" {
+    for_each = local.azs
+    content {
+      cidr_block = route.value
+      gateway_id = module.network.gateway_id
+    }
+  }
+}
+
+output "subnets" {
+  value = aws_subnet.a[*].id
+}
+"#,
+    );
+    assert_eq!(
+        found,
+        vec![
+            "aws_route_table.r: module.network is not declared",
+            "aws_subnet.a: aws_internet_gateway.this is not declared",
+            "aws_subnet.a: aws_vpc.this.cidr: aws_vpc has no attribute cidr",
+            "aws_vpc.this: each where no for_each is set",
+            "aws_vpc.this: local.name is not declared",
+            "locals: data.aws_availability_zones.here is not declared",
+            "locals: var.nmae is not declared",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 6. Values AWS refuses only at apply time.
+
+#[test]
+fn the_terraform_holds_no_value_aws_refuses_at_apply() {
+    let (root, children) = configuration();
+    let report = refused::refused(&root, &children);
+    // The names are known before apply, through var.name and the module calls: the
+    // check is about values, not about nothing.
+    let known = |what: &str| {
+        report
+            .checked
+            .iter()
+            .filter(|(_, w, v)| *w == what && v.text().is_some())
+            .count()
+    };
+    let calls = root.function_calls().len();
+    assert!(known("IAM role name") > calls, "{:?}", report.checked);
+    assert_eq!(known("Lambda function name"), calls);
+    for what in [
+        "DynamoDB table or index name",
+        "Step Functions state machine name",
+        "EventBridge rule name",
+        "CloudWatch Logs log group name",
+        "ECS cluster name",
+        "security group name",
+        "security group (rule) description",
+    ] {
+        assert!(known(what) > 0, "no {what} checked");
+    }
+    assert!(
+        report.refused.is_empty(),
+        "values AWS refuses at apply time (with var.name as long as its validation allows):\n{}",
+        report.refused.join("\n")
+    );
+}
+
+#[test]
+fn an_over_long_role_name_is_found() {
+    let root = Module::parse(
+        r#"
+variable "name" {
+  type    = string
+  default = "x"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,50}$", var.name))
+    error_message = "2 to 51 characters."
+  }
+}
+
+resource "aws_iam_role" "long" {
+  name = "${var.name}-task-execution"
+}
+
+resource "aws_iam_role" "spaced" {
+  name = "session tasks"
+  path = "tasks/"
+}
+
+resource "aws_iam_role_policy" "fine" {
+  name = "calls"
+}
+
+resource "aws_dynamodb_table" "t" {
+  name = "${var.name}-sessions"
+  global_secondary_index {
+    name = "by"
+  }
+}
+
+module "f" {
+  source      = "./modules/function"
+  name_prefix = "${var.name}-fn"
+  crate       = "task-events"
+}
+"#,
+    );
+    let function = Module::parse(
+        r#"
+variable "name_prefix" {
+  type = string
+}
+variable "crate" {
+  type = string
+}
+locals {
+  function_name = "${var.name_prefix}-${var.crate}"
+}
+resource "aws_iam_role" "this" {
+  name = local.function_name
+}
+resource "aws_lambda_function" "this" {
+  function_name = local.function_name
+}
+"#,
+    );
+    let children = BTreeMap::from([("./modules/function".to_owned(), function)]);
+    let report = refused::refused(&root, &children);
+    // var.name as long as its validation allows: 51 characters.
+    let name = refused::longest_match("^[a-z][a-z0-9-]{1,50}$").unwrap();
+    assert_eq!(name.len(), 51);
+    assert_eq!(
+        report.refused,
+        vec![
+            "aws_dynamodb_table.t.global_secondary_index: name \"by\" is 2 characters, at least 3 needed (DynamoDB table or index name)".to_owned(),
+            format!("aws_iam_role.long: name \"{name}-task-execution\" is 66 characters, at most 64 allowed (IAM role name)"),
+            "aws_iam_role.spaced: name \"session tasks\" has \" \"; allowed: a-zA-Z0-9 and _+=,.@- (IAM role name)".to_owned(),
+            "aws_iam_role.spaced: path \"tasks/\" must begin and end with / (IAM path)".to_owned(),
+            format!("module.f.aws_iam_role.this: name \"{name}-fn-task-events\" is 66 characters, at most 64 allowed (IAM role name)"),
+            format!("module.f.aws_lambda_function.this: function_name \"{name}-fn-task-events\" is 66 characters, at most 64 allowed (Lambda function name)"),
+        ]
+    );
+}
+
+#[test]
+fn a_description_or_name_ec2_refuses_is_found() {
+    let long = "x".repeat(256);
     let module = Module::parse(&format!(
         r#"
 resource "aws_security_group" "a" {{
+  name        = "sg-users"
   description = "Users' storage"
   ingress {{
     description = "from ${{var.name}}'s tasks"
@@ -2347,20 +2733,49 @@ resource "aws_instance" "f" {{
 }}
 "#
     ));
-    let refused = refused_descriptions(&module);
-    let at: Vec<&str> = refused
-        .iter()
-        .map(|r| r.split(':').next().unwrap())
-        .collect();
+    let report = refused::refused(&module, &BTreeMap::new());
+    let allowed =
+        "allowed: a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$* (security group (rule) description)";
     assert_eq!(
-        at,
+        report.refused,
         vec![
-            "aws_security_group.a",
-            "aws_security_group.a ingress",
-            "aws_security_group.a dynamic",
-            "aws_security_group.e egress",
-            "aws_security_group_rule.b",
-        ],
-        "{refused:#?}"
+            format!("aws_security_group.a.egress: description \"port ${{…}} | out\" has \"|\"; {allowed}"),
+            format!("aws_security_group.a.ingress: description \"from ${{…}}'s tasks\" has \"'\"; {allowed}"),
+            format!("aws_security_group.a: description \"Users' storage\" has \"'\"; {allowed}"),
+            "aws_security_group.a: name \"sg-users\" starts with sg- (security group name)".to_owned(),
+            format!("aws_security_group.e.egress: description \"café\" has \"é\"; {allowed}"),
+            format!("aws_security_group_rule.b: description \"{long}\" is 256 characters, at most 255 allowed (security group (rule) description)"),
+        ]
     );
+    // The fine ones were checked too, and aws_instance is no security group.
+    let checked: BTreeSet<&str> = report
+        .checked
+        .iter()
+        .map(|(at, _, _)| at.as_str())
+        .collect();
+    assert!(checked.contains("aws_vpc_security_group_ingress_rule.c"));
+    assert!(checked.contains("aws_vpc_security_group_egress_rule.d"));
+    assert!(!checked.iter().any(|at| at.starts_with("aws_instance")));
+}
+
+#[test]
+fn the_longest_value_a_validation_admits_walks_each_class_punctuation_first() {
+    assert_eq!(
+        refused::longest_match("^[a-z][a-z0-9-]{1,30}$").as_deref(),
+        Some("a-0123456789abcdefghijklmnopqrs")
+    );
+    assert_eq!(
+        refused::longest_match("^x\\.[0-9]{2}y?$").as_deref(),
+        Some("x.01y")
+    );
+    for unbounded in [
+        "[a-z]+",
+        "^[a-z]+$",
+        "^(a|b)$",
+        "^[^a]$",
+        "^a.$",
+        "^[a-z]{1,}$",
+    ] {
+        assert_eq!(refused::longest_match(unbounded), None, "{unbounded}");
+    }
 }

@@ -151,6 +151,10 @@ impl SessionStore for ReadOnlyStore {
         unreachable!("{WRITES}")
     }
 
+    async fn store_tasks_stopped_token(&self, _: &SessionId, _: &str) -> Result<Option<Session>> {
+        unreachable!("{WRITES}")
+    }
+
     async fn observe_task(&self, _: &SessionId, _: &TaskObservation) -> Result<Option<Session>> {
         unreachable!("{WRITES}")
     }
@@ -167,7 +171,11 @@ impl SessionStore for ReadOnlyStore {
         unreachable!("{WRITES}")
     }
 
-    async fn cache_task_definition(&self, _: &str, _: &str, _: &str) -> Result<()> {
+    async fn set_task_role(&self, _: &str, _: &str) -> Result<String> {
+        unreachable!("{WRITES}")
+    }
+
+    async fn cache_task_definition(&self, _: &str, _: &str, _: &str, _: &[String]) -> Result<()> {
         unreachable!("{WRITES}")
     }
 

@@ -1,6 +1,8 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{dynamodb::DynamoStore, ecs::EcsCompute, efs::EfsStorage, sdk_config};
+use session_core::aws::{
+    dynamodb::DynamoStore, ecs::EcsCompute, efs::EfsStorage, iam::IamTaskRoles, sdk_config,
+};
 use session_core::config::{Cluster, LaunchSettings, ProcessEnv, Tables};
 use session_core::steps::launch::launch;
 
@@ -18,6 +20,7 @@ async fn main() -> Result<(), Error> {
     let store = &DynamoStore::connect(&sdk, tables);
     let compute = &EcsCompute::connect(&sdk, cluster.cluster, Some(settings.into()));
     let storage = &EfsStorage::connect(&sdk, settings.efs_file_system_id.clone());
+    let roles = &IamTaskRoles::connect(&sdk, settings.task_roles.clone());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let launched = launch(
             session_core::input(event)?,
@@ -25,6 +28,7 @@ async fn main() -> Result<(), Error> {
             store,
             compute,
             storage,
+            roles,
         )
         .await?;
         session_core::output(&launched)

@@ -45,6 +45,7 @@ async fn main() -> Result<(), Error> {
                     report.lost.len() as f64,
                     Unit::Count,
                 ),
+                (metrics::REAPER_ERRORS, report.errors as f64, Unit::Count),
             ],
         );
         session_core::output(&report)

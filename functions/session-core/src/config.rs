@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::template::SessionTemplate;
+use crate::template::{SessionTemplate, MAX_SESSIONS_ON_USER_DATA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -138,7 +138,8 @@ pub struct LaunchSettings {
     pub assign_public_ip: bool,
     pub capacity: Capacity,
     pub execution_role_arn: String,
-    pub task_role_arn: String,
+    /// Where each user's task role lives, and what bounds it (see [`TaskRoleSettings`]).
+    pub task_roles: TaskRoleSettings,
     pub efs_file_system_id: String,
     pub registry: String,
     pub task_family_prefix: String,
@@ -154,7 +155,9 @@ impl LaunchSettings {
         "ASSIGN_PUBLIC_IP",
         "CAPACITY_PROVIDER",
         "EXECUTION_ROLE_ARN",
-        "TASK_ROLE_ARN",
+        "TASK_ROLE_PATH",
+        "TASK_ROLE_BOUNDARY_ARN",
+        "TASK_ROLE_POLICY_ARN",
         "EFS_FILE_SYSTEM_ID",
         "ECR_REGISTRY",
         "TASK_FAMILY_PREFIX",
@@ -164,21 +167,125 @@ impl LaunchSettings {
 
     /// `region` comes from the SDK configuration (Lambda sets `AWS_REGION` itself).
     pub fn from_source(env: &impl Source, region: String) -> Result<Self, ConfigError> {
+        let task_family_prefix = env.parsed("TASK_FAMILY_PREFIX", "sessions".to_owned())?;
         Ok(Self {
             subnets: env.list("SUBNETS")?,
             security_groups: env.list("SECURITY_GROUPS")?,
             assign_public_ip: env.parsed("ASSIGN_PUBLIC_IP", true)?,
             capacity: env.parsed("CAPACITY_PROVIDER", Capacity::Fargate)?,
             execution_role_arn: env.required("EXECUTION_ROLE_ARN")?,
-            task_role_arn: env.required("TASK_ROLE_ARN")?,
+            task_roles: task_roles_from(env, &task_family_prefix)?,
             efs_file_system_id: env.required("EFS_FILE_SYSTEM_ID")?,
             registry: env.required("ECR_REGISTRY")?,
-            task_family_prefix: env.parsed("TASK_FAMILY_PREFIX", "sessions".to_owned())?,
+            task_family_prefix,
             task_log_group: env.required("TASK_LOG_GROUP")?,
             region,
             template: template_from(env)?,
         })
     }
+}
+
+/// Each user's own task role: created by Launch under `path`, bounded by `boundary_arn`,
+/// with the shared `policy_arn` attached. Its name is `{name_prefix}-{user key}`, the
+/// name of the user's task definition family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRoleSettings {
+    pub path: String,
+    pub boundary_arn: String,
+    pub policy_arn: String,
+    pub name_prefix: String,
+    /// The account the roles are in (that of the boundary): only its ECS tasks may
+    /// assume them.
+    pub account: String,
+}
+
+/// The task role settings of [`LaunchSettings`]; `name_prefix` is the task family
+/// prefix, which names the roles too.
+fn task_roles_from(env: &impl Source, name_prefix: &str) -> Result<TaskRoleSettings, ConfigError> {
+    let path = env.required("TASK_ROLE_PATH")?;
+    let path_ok = path.len() <= 512
+        && path.starts_with('/')
+        && path.ends_with('/')
+        && path.len() > 1
+        && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if !path_ok {
+        return Err(ConfigError::Invalid {
+            name: "TASK_ROLE_PATH",
+            message: format!(
+                "must be an IAM path of its own, such as /sessions/users/ (got {path:?}): \
+                 the file-system policy admits roles by it"
+            ),
+        });
+    }
+    let boundary_arn = env.required("TASK_ROLE_BOUNDARY_ARN")?;
+    let account = policy_account(&boundary_arn).ok_or_else(|| ConfigError::Invalid {
+        name: "TASK_ROLE_BOUNDARY_ARN",
+        message: format!("must be an IAM policy ARN, got {boundary_arn:?}"),
+    })?;
+    let policy_arn = env.required("TASK_ROLE_POLICY_ARN")?;
+    if policy_account(&policy_arn).is_none() {
+        return Err(ConfigError::Invalid {
+            name: "TASK_ROLE_POLICY_ARN",
+            message: format!("must be an IAM policy ARN, got {policy_arn:?}"),
+        });
+    }
+    if name_prefix.len() > TaskRoleSettings::MAX_NAME_PREFIX
+        || !name_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    {
+        return Err(ConfigError::Invalid {
+            name: "TASK_FAMILY_PREFIX",
+            message: format!(
+                "names each user's task role too, so it must be at most {} of \
+                 [A-Za-z0-9+=,.@_-], got {name_prefix:?}",
+                TaskRoleSettings::MAX_NAME_PREFIX
+            ),
+        });
+    }
+    Ok(TaskRoleSettings {
+        path,
+        boundary_arn,
+        policy_arn,
+        name_prefix: name_prefix.to_owned(),
+        account,
+    })
+}
+
+impl TaskRoleSettings {
+    /// IAM role names are at most 64 characters; a user key is 24.
+    const MAX_NAME_PREFIX: usize = 64 - 1 - 24;
+
+    /// The user's role name: hashed, so that ids holding `|`, `@`, spaces or any
+    /// letter (which IAM names refuse) and personal data never reach IAM.
+    pub fn role_name(&self, user_id: &str) -> String {
+        format!(
+            "{}-{}",
+            self.name_prefix,
+            crate::template::user_key(user_id)
+        )
+    }
+}
+
+/// The account of an IAM policy ARN (`arn:<partition>:iam::<account>:policy/<name>`).
+fn policy_account(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (arn_, _partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let ok = arn_ == "arn"
+        && service == "iam"
+        && region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource.len() > "policy/".len()
+        && resource.starts_with("policy/");
+    ok.then(|| account.to_owned())
 }
 
 /// What Authorize checks before it admits a session.
@@ -189,11 +296,18 @@ pub struct AdmissionSettings {
     /// Whether every versioned image of the template must exist in ECR.
     pub check_images: bool,
     pub template: SessionTemplate,
+    /// The deployment's maximum lifetime (the reaper's `MAX_LIFETIME_S`), from which
+    /// the state machine's AwaitStop backstop is set for each session.
+    pub max_lifetime_s: u64,
 }
 
 impl AdmissionSettings {
-    pub const VARS: &'static [&'static str] =
-        &["MAX_SESSIONS_PER_USER", "CHECK_IMAGES", "SESSION_TEMPLATE"];
+    pub const VARS: &'static [&'static str] = &[
+        "MAX_SESSIONS_PER_USER",
+        "CHECK_IMAGES",
+        "SESSION_TEMPLATE",
+        "MAX_LIFETIME_S",
+    ];
 
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
         let max_sessions = env.parsed("MAX_SESSIONS_PER_USER", 1u32)?;
@@ -203,13 +317,27 @@ impl AdmissionSettings {
                 message: "must be at least 1".into(),
             });
         }
+        let template = template_from(env)?;
+        if template.session_limit(max_sessions) < max_sessions {
+            return Err(ConfigError::Invalid {
+                name: "MAX_SESSIONS_PER_USER",
+                message: format!(
+                    "must be {MAX_SESSIONS_ON_USER_DATA} while the session template mounts the user's data: \
+                     a second session of a user would run a second PostgreSQL on the same data"
+                ),
+            });
+        }
         Ok(Self {
             max_sessions,
             check_images: env.parsed("CHECK_IMAGES", true)?,
-            template: template_from(env)?,
+            template,
+            max_lifetime_s: env.parsed("MAX_LIFETIME_S", DEFAULT_MAX_LIFETIME_S)?,
         })
     }
 }
+
+/// A session's maximum lifetime, unless configured: eight hours.
+pub const DEFAULT_MAX_LIFETIME_S: u64 = 8 * 60 * 60;
 
 /// Seconds between two heartbeat writes of one session, unless configured.
 pub const DEFAULT_HEARTBEAT_INTERVAL_S: u64 = 60;
@@ -277,7 +405,7 @@ impl ReaperSettings {
         }
         Ok(Self {
             idle_timeout_s,
-            max_lifetime_s: env.parsed("MAX_LIFETIME_S", 8 * 60 * 60)?,
+            max_lifetime_s: env.parsed("MAX_LIFETIME_S", DEFAULT_MAX_LIFETIME_S)?,
             orphan_grace_s: env.parsed("ORPHAN_GRACE_S", 5 * 60)?,
             transition_deadline_s,
             heartbeat_interval_s,
@@ -457,6 +585,30 @@ mod tests {
         assert_eq!(settings.template, SessionTemplate::default());
     }
 
+    #[test]
+    fn more_than_one_session_per_user_is_refused_while_the_template_mounts_user_data() {
+        let err = AdmissionSettings::from_source(&env(&[("MAX_SESSIONS_PER_USER", "2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAX_SESSIONS_PER_USER"), "{err}");
+        assert!(err.contains("second PostgreSQL"), "{err}");
+
+        // A template whose containers keep nothing on the user's storage may allow more.
+        let mut template = SessionTemplate::default();
+        for container in &mut template.containers {
+            container.user_data_path = None;
+        }
+        let json = serde_json::to_string(&template).unwrap();
+        let settings = AdmissionSettings::from_source(&env(&[
+            ("MAX_SESSIONS_PER_USER", "2"),
+            ("SESSION_TEMPLATE", json.as_str()),
+        ]))
+        .unwrap();
+        assert_eq!(settings.max_sessions, 2);
+        assert_eq!(settings.template.session_limit(5), 5);
+        assert_eq!(SessionTemplate::default().session_limit(5), 1);
+    }
+
     const STATE_MACHINE_ARN: &str = "arn:aws:states:eu-west-1:123456789012:stateMachine:sessions";
     const CURSOR_KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -563,6 +715,72 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("environment variable TRANSITION_DEADLINE_S is invalid"));
+    }
+
+    fn launch_env(extra: &[(&'static str, &'static str)]) -> HashMap<String, String> {
+        let mut e = env(&[
+            ("SUBNETS", "subnet-1"),
+            ("SECURITY_GROUPS", "sg-1"),
+            ("EXECUTION_ROLE_ARN", "arn:aws:iam::123456789012:role/exec"),
+            ("TASK_ROLE_PATH", "/sessions/users/"),
+            (
+                "TASK_ROLE_BOUNDARY_ARN",
+                "arn:aws:iam::123456789012:policy/sessions/task-boundary",
+            ),
+            (
+                "TASK_ROLE_POLICY_ARN",
+                "arn:aws:iam::123456789012:policy/sessions/task-user-data",
+            ),
+            ("EFS_FILE_SYSTEM_ID", "fs-1"),
+            (
+                "ECR_REGISTRY",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            ),
+            ("TASK_LOG_GROUP", "/ecs/sessions"),
+        ]);
+        e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        e
+    }
+
+    #[test]
+    fn task_roles_get_a_path_a_boundary_and_a_hashed_name() {
+        let settings = LaunchSettings::from_source(&launch_env(&[]), "eu-west-1".into()).unwrap();
+        let roles = &settings.task_roles;
+        assert_eq!(roles.path, "/sessions/users/");
+        assert_eq!(roles.account, "123456789012");
+        let name = roles.role_name("auth0|ab c@é");
+        assert_eq!(
+            name,
+            format!("sessions-{}", crate::template::user_key("auth0|ab c@é"))
+        );
+        assert!(name.len() <= 64);
+        assert!(name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)));
+    }
+
+    #[test]
+    fn task_role_settings_that_iam_or_the_file_system_policy_refuse_are_named() {
+        for (name, value) in [
+            ("TASK_ROLE_PATH", "/"),
+            ("TASK_ROLE_PATH", "sessions/users"),
+            ("TASK_ROLE_PATH", "/sessions users/"),
+            ("TASK_ROLE_BOUNDARY_ARN", "arn:aws:iam::123456789012:role/x"),
+            ("TASK_ROLE_BOUNDARY_ARN", "task-boundary"),
+            ("TASK_ROLE_POLICY_ARN", "arn:aws:s3:::bucket"),
+            (
+                "TASK_FAMILY_PREFIX",
+                "a-prefix-far-too-long-for-an-iam-role-name",
+            ),
+        ] {
+            let err =
+                LaunchSettings::from_source(&launch_env(&[(name, value)]), "r".into()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("environment variable {name} is invalid")),
+                "{name}={value}: {err}"
+            );
+        }
     }
 
     #[test]

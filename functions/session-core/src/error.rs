@@ -39,6 +39,10 @@ pub enum Error {
     CapacityUnavailable(String),
     #[error("task launch failed: {0}")]
     LaunchFailed(String),
+    /// RunTask refused the task definition revision: it was deregistered. Launch
+    /// registers a fresh one; escaping Launch, it is a launch failure.
+    #[error("task definition is inactive: {0}")]
+    TaskDefinitionInactive(String),
     #[error("task stopped before it was running: {0}")]
     TaskStoppedBeforeRunning(String),
     /// A stop was requested while this step ran: the state machine goes straight to
@@ -85,7 +89,7 @@ impl Error {
             Error::SessionLimitReached { .. } => "SessionLimitReached",
             Error::ImageNotFound { .. } => "ImageNotFound",
             Error::CapacityUnavailable(_) => "CapacityUnavailable",
-            Error::LaunchFailed(_) => "LaunchFailed",
+            Error::LaunchFailed(_) | Error::TaskDefinitionInactive(_) => "LaunchFailed",
             Error::TaskStoppedBeforeRunning(_) => "TaskStoppedBeforeRunning",
             Error::StopRequested(_) => "StopRequested",
             Error::SessionNotFound(_) => "SessionNotFound",

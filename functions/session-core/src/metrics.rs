@@ -12,6 +12,8 @@ pub const ACTIVE_SESSIONS: &str = "ActiveSessions";
 pub const SESSIONS_ENDED: &str = "SessionsEnded";
 pub const ORPHANS_FOUND: &str = "OrphansFound";
 pub const LOST_SESSIONS: &str = "LostSessions";
+/// Sessions and tasks a reaper run could not act on (left for its next run).
+pub const REAPER_ERRORS: &str = "ReaperErrors";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {

@@ -25,6 +25,9 @@ pub struct User {
     pub email: Option<String>,
     #[serde(default)]
     pub efs_access_point_id: Option<String>,
+    /// The user's own task role: its only EFS right is their access point.
+    #[serde(default)]
+    pub task_role_arn: Option<String>,
     #[serde(default)]
     pub max_sessions: Option<u32>,
     #[serde(default)]
@@ -121,6 +124,13 @@ pub trait SessionStore: Send + Sync {
         token: &str,
     ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
+    /// Stores the task token of AwaitTasksStopped; returns the session as it now is.
+    fn store_tasks_stopped_token(
+        &self,
+        id: &SessionId,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<Session>>> + Send;
+
     /// Records a task state change unless a newer one (higher `version`) is already
     /// recorded. Returns the session as it now is, or `None` for a stale event.
     fn observe_task(
@@ -149,11 +159,22 @@ pub trait SessionStore: Send + Sync {
         access_point_id: &str,
     ) -> impl Future<Output = Result<String>> + Send;
 
+    /// Stores (or replaces) the user's task definition ARN under `key`, and drops the
+    /// entries under `evict` in the same write, so that the cache stays bounded.
+    /// Stores the user's task role unless one is stored already; returns the one that
+    /// is stored afterwards.
+    fn set_task_role(
+        &self,
+        user_id: &str,
+        role_arn: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
+
     fn cache_task_definition(
         &self,
         user_id: &str,
         key: &str,
         arn: &str,
+        evict: &[String],
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Every session that is not terminal, read from the sparse `active` index only.
@@ -231,6 +252,16 @@ pub trait Compute: Send + Sync {
     /// Tasks not yet stopped that were started for this session.
     fn tasks_started_by(&self, id: &SessionId) -> impl Future<Output = Result<Vec<String>>> + Send;
 
+    /// The tasks among `known`, and those started for this session (stop requested or
+    /// not), whose last status is not yet STOPPED: a task asked to stop keeps running
+    /// until its containers have exited, up to its stop timeout. A task ECS no longer
+    /// knows has stopped.
+    fn tasks_not_stopped(
+        &self,
+        id: &SessionId,
+        known: &[String],
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+
     /// Every task of the cluster that has not stopped.
     fn running_tasks(&self) -> impl Future<Output = Result<Vec<TaskSummary>>> + Send;
 }
@@ -238,6 +269,19 @@ pub trait Compute: Send + Sync {
 /// Per-user persistent storage (EFS access points).
 pub trait Storage: Send + Sync {
     fn create_access_point(&self, user_id: &str) -> impl Future<Output = Result<String>> + Send;
+}
+
+/// Per-user task roles (IAM).
+pub trait TaskRoles: Send + Sync {
+    /// The user's task role, created when missing: trusted by ECS tasks of this account,
+    /// under the configured path and permissions boundary, tagged with the user's access
+    /// point, with the shared policy that lets it mount only that access point. Returns
+    /// its ARN. Safe to repeat and to race.
+    fn ensure_task_role(
+        &self,
+        user_id: &str,
+        access_point_id: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
 }
 
 /// The image registry (ECR).

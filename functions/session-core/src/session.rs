@@ -353,6 +353,9 @@ pub struct Session {
     pub ip_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_token: Option<String>,
+    /// The task token of AwaitTasksStopped: the task's STOPPED event completes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_stopped_token: Option<String>,
     #[serde(flatten, default)]
     pub urls: Urls,
 }
@@ -388,6 +391,7 @@ impl Session {
             failure_cause: None,
             ip_token: None,
             stop_token: None,
+            tasks_stopped_token: None,
             urls: Urls::default(),
         }
     }

@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 
 use crate::session::{Urls, Version};
 
+/// Sessions of one user at a time while the template mounts the user's data: their
+/// data has one directory, and one server may write it.
+pub const MAX_SESSIONS_ON_USER_DATA: u32 = 1;
+
 /// Name of the task volume that holds the user's persistent data.
 pub const USER_DATA_VOLUME: &str = "user-data";
 
@@ -230,6 +234,23 @@ impl SessionTemplate {
             ));
         }
         Ok(())
+    }
+
+    /// Whether a container keeps data on the user's storage. Then a user has at most
+    /// [`MAX_SESSIONS_ON_USER_DATA`] session at a time: two would run two servers (two
+    /// PostgreSQL) on one data directory.
+    pub fn mounts_user_data(&self) -> bool {
+        self.containers.iter().any(|c| c.user_data_path.is_some())
+    }
+
+    /// Sessions a user may have at once under this template, given what their user item
+    /// or the deployment asks for.
+    pub fn session_limit(&self, asked: u32) -> u32 {
+        if self.mounts_user_data() {
+            asked.min(MAX_SESSIONS_ON_USER_DATA)
+        } else {
+            asked
+        }
     }
 
     /// The ECR repositories whose images carry the session's version.

@@ -69,7 +69,15 @@ const ENV: &[(&str, &str)] = &[
         "EXECUTION_ROLE_ARN",
         "arn:aws:iam::123456789012:role/execution",
     ),
-    ("TASK_ROLE_ARN", "arn:aws:iam::123456789012:role/task"),
+    ("TASK_ROLE_PATH", "/sessions/users/"),
+    (
+        "TASK_ROLE_BOUNDARY_ARN",
+        "arn:aws:iam::123456789012:policy/sessions/sessions-task-boundary",
+    ),
+    (
+        "TASK_ROLE_POLICY_ARN",
+        "arn:aws:iam::123456789012:policy/sessions/sessions-task-user-data",
+    ),
     ("EFS_FILE_SYSTEM_ID", "fs-0123456789abcdef0"),
     (
         "ECR_REGISTRY",

@@ -78,6 +78,9 @@ async fn main() {
         .unwrap_or(20);
     let stack = Stack::start_with(StackOptions::default()).await;
     stack.put_user("bench", true, None).await;
+    // As on Fargate, a task asked to stop runs on a while (its containers exit), so
+    // each lifecycle goes through AwaitTasksStopped as it does in AWS.
+    stack.set_stop_task_delay(Duration::from_millis(500));
     let mut overheads = Vec::with_capacity(runs);
     let mut lifecycle_transitions = Vec::with_capacity(runs);
 
@@ -124,6 +127,14 @@ async fn main() {
             )
             .await;
         assert_eq!(status, 202);
+        stack.wait_for_state(&execution, "AwaitTasksStopped").await;
+        let stopped = Instant::now();
+        while stack.task(&task_arn).await.last_status() != Some("STOPPED") {
+            assert!(stopped.elapsed() < Duration::from_secs(30), "never stopped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let event = stack.task_event(&task_arn, "STOPPED", 5).await;
+        stack.invoke("task-events", &event).await;
         stack.execution_ended(&execution).await;
         lifecycle_transitions.push(transitions(&stack, &execution).await);
     }
@@ -144,7 +155,9 @@ async fn main() {
     let polls_start = FARGATE_START_S.div_ceil(POLL_INTERVAL_S);
     let polls_stop = FARGATE_STOP_S.div_ceil(POLL_INTERVAL_S);
     // Authorize, Launch, 3 states per poll until running, Record, the wait for a stop
-    // request, Stop, 3 per poll until stopped, Record.
+    // request, Stop, 3 per poll until stopped, Record. (Ours: Authorize, Launch,
+    // WaitForIp, RecordRunning, AwaitStop, Stop, TasksStopped, AwaitTasksStopped, Stop,
+    // TasksStopped, RecordStopped.)
     let polling = 2 + 3 * polls_start + 1 + 1 + 1 + 3 * polls_stop + 1;
     println!("state transitions of one lifecycle, start to stop:");
     println!(

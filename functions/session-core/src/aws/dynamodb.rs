@@ -235,6 +235,10 @@ impl DynamoStore {
     }
 }
 
+/// Attempts of the session-opening transaction while DynamoDB cancels it for a
+/// conflict with another transaction on the same user.
+pub const OPEN_ATTEMPTS: u32 = 3;
+
 impl SessionStore for DynamoStore {
     async fn user(&self, user_id: &str) -> Result<Option<User>> {
         let out = self
@@ -284,13 +288,32 @@ impl SessionStore for DynamoStore {
                 operation: "TransactWriteItems",
                 message: e.to_string(),
             })?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(take_slot).build())
-            .send()
-            .await;
+        // Two starts of one user at once conflict on the user's item: DynamoDB cancels
+        // one of them undecided, so it is tried again here (then by the caller).
+        let mut attempt = 1;
+        let result = loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(take_slot.clone())
+                        .build(),
+                )
+                .send()
+                .await;
+            let conflict = matches!(
+                result.as_ref().map_err(|e| e.as_service_error()),
+                Err(Some(TransactWriteItemsError::TransactionCanceledException(c)))
+                    if c.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict"))
+            );
+            if !conflict || attempt == OPEN_ATTEMPTS {
+                break result;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            attempt += 1;
+        };
         let err = match result {
             Ok(_) => return Ok(()),
             Err(err) => err,
@@ -425,6 +448,17 @@ impl SessionStore for DynamoStore {
             .await
     }
 
+    async fn store_tasks_stopped_token(
+        &self,
+        id: &SessionId,
+        token: &str,
+    ) -> Result<Option<Session>> {
+        let mut expr = UpdateExpr::default();
+        expr.set("tasks_stopped_token", s(token));
+        self.update_session(id, expr, "attribute_exists(session_id)".into())
+            .await
+    }
+
     async fn observe_task(
         &self,
         id: &SessionId,
@@ -536,7 +570,44 @@ impl SessionStore for DynamoStore {
         }
     }
 
-    async fn cache_task_definition(&self, user_id: &str, key: &str, arn: &str) -> Result<()> {
+    async fn set_task_role(&self, user_id: &str, role_arn: &str) -> Result<String> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(user_key(user_id)))
+            .update_expression("SET task_role_arn = :role")
+            .condition_expression(
+                "attribute_exists(user_id) AND attribute_not_exists(task_role_arn)",
+            )
+            .expression_attribute_values(":role", s(role_arn))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(role_arn.to_owned()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.user(user_id)
+                    .await?
+                    .and_then(|u| u.task_role_arn)
+                    .ok_or(Error::NotAuthorized)
+            }
+            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        }
+    }
+
+    async fn cache_task_definition(
+        &self,
+        user_id: &str,
+        key: &str,
+        arn: &str,
+        evict: &[String],
+    ) -> Result<()> {
+        // DynamoDB refuses an expression whose SET and REMOVE name the same path.
+        let evict: Vec<&String> = evict.iter().filter(|k| k.as_str() != key).collect();
         // A nested map entry can only be set once the map exists; create it on first use.
         for attempt in 0..3 {
             let request = self
@@ -546,11 +617,17 @@ impl SessionStore for DynamoStore {
                 .set_key(Some(user_key(user_id)))
                 .expression_attribute_names("#defs", "task_definitions");
             let request = if attempt % 2 == 0 {
-                request
-                    .update_expression("SET #defs.#key = :arn")
+                let mut expression = "SET #defs.#key = :arn".to_owned();
+                let mut request = request
                     .condition_expression("attribute_exists(#defs)")
                     .expression_attribute_names("#key", key)
-                    .expression_attribute_values(":arn", s(arn))
+                    .expression_attribute_values(":arn", s(arn));
+                for (i, old) in evict.iter().enumerate() {
+                    expression.push_str(if i == 0 { " REMOVE " } else { ", " });
+                    expression.push_str(&format!("#defs.#old{i}"));
+                    request = request.expression_attribute_names(format!("#old{i}"), *old);
+                }
+                request.update_expression(expression)
             } else {
                 request
                     .update_expression("SET #defs = :defs")
@@ -805,7 +882,13 @@ mod tests {
             );
             let err = store.open(&session, 1).await.unwrap_err();
             assert_eq!(err.error_type(), expected, "{codes:?}: {err}");
-            assert_eq!(transact.num_calls(), 1);
+            // A conflict is tried again at once; throttling is left to the caller.
+            let attempts = if expected == "Transient" {
+                OPEN_ATTEMPTS
+            } else {
+                1
+            };
+            assert_eq!(transact.num_calls(), attempts as usize, "{codes:?}");
         }
     }
 
@@ -876,5 +959,33 @@ mod tests {
             written(&expr, "status_changed_at"),
             Some(s("2026-01-01T10:00:00.000Z"))
         );
+    }
+
+    #[tokio::test]
+    async fn caching_a_task_definition_drops_the_evicted_entries_in_the_same_write() {
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                let names = r.expression_attribute_names().cloned().unwrap_or_default();
+                r.update_expression()
+                    == Some("SET #defs.#key = :arn REMOVE #defs.#old0, #defs.#old1")
+                    && names.get("#key").map(String::as_str) == Some("1.0:new")
+                    && names.get("#old0").map(String::as_str) == Some("0.1:a")
+                    && names.get("#old1").map(String::as_str) == Some("0.2:b")
+            })
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
+            });
+        let store = DynamoStore::new(mock_client!(aws_sdk_dynamodb, [&update]), tables());
+        store
+            .cache_task_definition(
+                "u",
+                "1.0:new",
+                "arn:td:3",
+                // The replaced key itself is never removed: SET and REMOVE may not overlap.
+                &["0.1:a".into(), "1.0:new".into(), "0.2:b".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(update.num_calls(), 1);
     }
 }

@@ -1,5 +1,8 @@
 //! Session tasks on ECS Fargate.
 
+use std::collections::BTreeSet;
+
+use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::operation::stop_task::StopTaskError;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
@@ -61,6 +64,15 @@ pub fn launch_failure(failures: &[Failure]) -> Error {
         )
     };
     let message = failures.iter().map(describe).collect::<Vec<_>>().join("; ");
+    if failures
+        .iter()
+        .any(|f| is_role_not_yet_assumable(f.reason().unwrap_or_default()))
+    {
+        return Error::Transient {
+            operation: "RunTask",
+            message,
+        };
+    }
     let capacity = failures.iter().any(|f| {
         let reason = f.reason().unwrap_or_default();
         reason.starts_with("RESOURCE:")
@@ -72,6 +84,25 @@ pub fn launch_failure(failures: &[Failure]) -> Error {
     } else {
         Error::LaunchFailed(message)
     }
+}
+
+/// ECS's answer when it cannot assume a task's role: "ECS was unable to assume the role
+/// '<arn>' that was provided for this task. Please verify that the role being passed has
+/// the proper trust relationship and permissions...". For a user's role made seconds ago
+/// this is IAM's eventual consistency, which a retry outlives.
+fn is_role_not_yet_assumable(message: &str) -> bool {
+    message
+        .to_ascii_lowercase()
+        .contains("unable to assume the role")
+}
+
+/// ECS's answer to RunTask on a deregistered (INACTIVE) revision: a `ClientException`
+/// (an `InvalidParameterException` for some callers) "TaskDefinition is inactive".
+fn is_inactive_task_definition(code: Option<&str>, message: Option<&str>) -> bool {
+    let message = message.unwrap_or_default().to_ascii_lowercase();
+    matches!(code, Some("ClientException" | "InvalidParameterException"))
+        && message.contains("inactive")
+        && (message.contains("taskdefinition") || message.contains("task definition"))
 }
 
 /// ECS's message when StopTask names a task it does not know (any more):
@@ -160,6 +191,35 @@ impl EcsCompute {
             );
         }
         Ok(c.build())
+    }
+}
+
+impl EcsCompute {
+    /// The tasks started for the session with this desired status.
+    async fn list_started_by(&self, id: &SessionId, desired: DesiredStatus) -> Result<Vec<String>> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_tasks()
+            .cluster(&self.cluster)
+            .started_by(id.as_str())
+            .desired_status(desired)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => arns.extend(page.task_arns().iter().cloned()),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_cluster_not_found_exception()) =>
+                {
+                    break
+                }
+                Err(err) => return Err(Error::from_sdk("ListTasks", err)),
+            }
+        }
+        Ok(arns)
     }
 }
 
@@ -268,10 +328,23 @@ impl Compute for EcsCompute {
                     .map_err(|e| build_err("RunTask", e))?,
             ),
         };
-        let out = request
-            .send()
-            .await
-            .map_err(|e| Error::from_sdk("RunTask", e))?;
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(err) if is_inactive_task_definition(err.code(), err.message()) => {
+                return Err(Error::TaskDefinitionInactive(format!(
+                    "{}: {}",
+                    launch.task_definition_arn,
+                    err.message().unwrap_or_default()
+                )))
+            }
+            Err(err) if err.message().is_some_and(is_role_not_yet_assumable) => {
+                return Err(Error::Transient {
+                    operation: "RunTask",
+                    message: err.message().unwrap_or_default().to_owned(),
+                })
+            }
+            Err(err) => return Err(Error::from_sdk("RunTask", err)),
+        };
         if !out.failures().is_empty() {
             return Err(launch_failure(out.failures()));
         }
@@ -312,29 +385,48 @@ impl Compute for EcsCompute {
     }
 
     async fn tasks_started_by(&self, id: &SessionId) -> Result<Vec<String>> {
-        let mut arns = Vec::new();
-        let mut pages = self
-            .client
-            .list_tasks()
-            .cluster(&self.cluster)
-            .started_by(id.as_str())
-            .desired_status(DesiredStatus::Running)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => arns.extend(page.task_arns().iter().cloned()),
+        self.list_started_by(id, DesiredStatus::Running).await
+    }
+
+    async fn tasks_not_stopped(&self, id: &SessionId, known: &[String]) -> Result<Vec<String>> {
+        let mut arns: BTreeSet<String> = known.iter().cloned().collect();
+        // A task asked to stop is listed under its desired status STOPPED while it
+        // still runs; ECS keeps stopped tasks listed for at least an hour.
+        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            arns.extend(self.list_started_by(id, desired).await?);
+        }
+        let arns: Vec<String> = arns.into_iter().collect();
+        let mut up = Vec::new();
+        // DescribeTasks takes at most 100 tasks a call; one it no longer knows is
+        // reported as a failure (MISSING), which means long gone.
+        for chunk in arns.chunks(100) {
+            let described = match self
+                .client
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+            {
+                Ok(described) => described,
                 Err(err)
                     if err
                         .as_service_error()
                         .is_some_and(|e| e.is_cluster_not_found_exception()) =>
                 {
-                    break
+                    return Ok(Vec::new())
                 }
-                Err(err) => return Err(Error::from_sdk("ListTasks", err)),
-            }
+                Err(err) => return Err(Error::from_sdk("DescribeTasks", err)),
+            };
+            up.extend(
+                described
+                    .tasks()
+                    .iter()
+                    .filter(|t| t.last_status() != Some("STOPPED"))
+                    .filter_map(|t| t.task_arn().map(str::to_owned)),
+            );
         }
-        Ok(arns)
+        Ok(up)
     }
 
     async fn running_tasks(&self) -> Result<Vec<TaskSummary>> {
@@ -405,6 +497,20 @@ mod tests {
             launch_failure(&[failure("RESOURCE:MEMORY")]).error_type(),
             "CapacityUnavailable"
         );
+    }
+
+    #[test]
+    fn a_role_ecs_cannot_assume_yet_is_transient() {
+        let message = "ECS was unable to assume the role \
+            'arn:aws:iam::123456789012:role/sessions/users/sessions-0123' that was provided \
+            for this task. Please verify that the role being passed has the proper trust \
+            relationship and permissions and that your IAM user has permissions to pass this role.";
+        assert!(is_role_not_yet_assumable(message));
+        assert_eq!(
+            launch_failure(&[failure(message)]).error_type(),
+            "Transient"
+        );
+        assert!(!is_role_not_yet_assumable("Role is not valid"));
     }
 
     #[test]
@@ -496,6 +602,67 @@ mod adapter_tests {
         let id = SessionId::parse("sess-1").unwrap();
         let err = ecs.run_task(&launch_of(&id)).await.unwrap_err();
         assert_eq!(err.error_type(), "Throttled", "{err}");
+    }
+
+    #[tokio::test]
+    async fn run_task_on_a_deregistered_revision_is_task_definition_inactive() {
+        let rule = mock!(aws_sdk_ecs::Client::run_task).then_http_response(|| {
+            Response::new(
+                400.try_into().unwrap(),
+                SdkBody::from(
+                    r#"{"__type":"ClientException","message":"TaskDefinition is inactive"}"#,
+                ),
+            )
+        });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        let id = SessionId::parse("sess-1").unwrap();
+        let err = ecs.run_task(&launch_of(&id)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::TaskDefinitionInactive(ref m) if m.starts_with("arn:td")),
+            "{err}"
+        );
+        assert_eq!(err.error_type(), "LaunchFailed");
+    }
+
+    #[test]
+    fn only_an_inactive_task_definition_answer_means_inactive() {
+        for (code, message) in [
+            ("ClientException", "TaskDefinition is inactive"),
+            ("InvalidParameterException", "TaskDefinition is inactive"),
+            ("ClientException", "The task definition is INACTIVE."),
+        ] {
+            assert!(
+                is_inactive_task_definition(Some(code), Some(message)),
+                "{code}: {message}"
+            );
+        }
+        for (code, message) in [
+            ("ClientException", "Cluster is inactive"),
+            ("ClientException", "TaskDefinition not found."),
+            ("ServerException", "TaskDefinition is inactive"),
+        ] {
+            assert!(
+                !is_inactive_task_definition(Some(code), Some(message)),
+                "{code}: {message}"
+            );
+        }
+        assert!(!is_inactive_task_definition(None, None));
+    }
+
+    #[tokio::test]
+    async fn run_task_refused_for_a_role_not_yet_assumable_is_transient() {
+        let rule = mock!(aws_sdk_ecs::Client::run_task).then_http_response(|| {
+            Response::new(
+                400.try_into().unwrap(),
+                SdkBody::from(
+                    r#"{"__type":"InvalidParameterException","message":"ECS was unable to assume the role 'arn:aws:iam::123456789012:role/sessions/users/sessions-0123' that was provided for this task. Please verify that the role being passed has the proper trust relationship and permissions and that your IAM user has permissions to pass this role."}"#,
+                ),
+            )
+        });
+        let ecs = compute(mock_client!(aws_sdk_ecs, [&rule]));
+        let id = SessionId::parse("sess-1").unwrap();
+        let err = ecs.run_task(&launch_of(&id)).await.unwrap_err();
+        assert_eq!(err.error_type(), "Transient", "{err}");
     }
 
     /// ECS tag values: `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`, at most 256 characters.

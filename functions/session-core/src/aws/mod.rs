@@ -7,6 +7,8 @@ pub mod ecr;
 pub mod ecs;
 pub mod efs;
 pub mod eventbridge;
+#[cfg(feature = "iam")]
+pub mod iam;
 pub mod sfn;
 
 /// Loads the SDK configuration once per process (region, credentials, and in tests

@@ -28,6 +28,31 @@ pub struct StartRequest {
     pub version: Option<serde_json::Value>,
 }
 
+/// AwaitStop's timeout is the backstop of the reaper's max-lifetime stop: it fires
+/// this long after the session's maximum lifetime, so the reaper (which runs every few
+/// minutes) stops the session first and the backstop only when the reaper cannot.
+pub const BACKSTOP_MARGIN_S: u64 = 15 * 60;
+
+/// The longest AwaitStop may wait: a Standard execution lasts at most a year.
+pub const MAX_AWAIT_STOP_S: u64 = 360 * 24 * 60 * 60;
+const _: () = assert!(MAX_AWAIT_STOP_S < 365 * 24 * 60 * 60);
+
+/// What Authorize answers the state machine: the admitted session, and the timeout of
+/// its AwaitStop (`TimeoutSecondsPath`), which follows the user's maximum lifetime.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Admitted {
+    #[serde(flatten)]
+    pub session: SessionRef,
+    pub await_stop_timeout_s: u64,
+}
+
+/// AwaitStop's timeout for a session whose maximum lifetime is `max_lifetime_s`.
+pub fn await_stop_timeout_s(max_lifetime_s: u64) -> u64 {
+    max_lifetime_s
+        .saturating_add(BACKSTOP_MARGIN_S)
+        .min(MAX_AWAIT_STOP_S)
+}
+
 /// Identifies an admitted session to the steps that follow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,7 +97,7 @@ pub async fn authorize(
     store: &impl SessionStore,
     registry: &impl Registry,
     clock: &impl Clock,
-) -> Result<SessionRef> {
+) -> Result<Admitted> {
     let session_id = SessionId::parse(&input.session_id)?;
     let user_id = parse_user_id(input.request.user_id.as_ref())?;
     let version = parse_version(input.request.version.as_ref())?;
@@ -100,13 +125,46 @@ pub async fn authorize(
         timestamp(clock.now()),
     );
     session.execution_arn = input.execution_arn;
-    store
-        .open(&session, user.max_sessions.unwrap_or(settings.max_sessions))
-        .await?;
+    let asked = user.max_sessions.unwrap_or(settings.max_sessions);
+    let limit = settings.template.session_limit(asked);
+    if limit < asked {
+        tracing::warn!(
+            max_sessions = asked,
+            applied = limit,
+            "the user's max_sessions is more than the session template allows: it mounts the user's data"
+        );
+    }
+    store.open(&session, limit).await?;
+    let max_lifetime_s = user.max_lifetime_s.unwrap_or(settings.max_lifetime_s);
+    if max_lifetime_s.saturating_add(BACKSTOP_MARGIN_S) > MAX_AWAIT_STOP_S {
+        tracing::warn!(
+            max_lifetime_s,
+            applied_s = MAX_AWAIT_STOP_S - BACKSTOP_MARGIN_S,
+            "the user's max_lifetime_s is longer than an execution may last: the session ends at the longest"
+        );
+    }
     tracing::info!(session_id = %session_id, version = %version, "session admitted");
-    Ok(SessionRef {
-        session_id,
-        user_id,
-        version,
+    Ok(Admitted {
+        session: SessionRef {
+            session_id,
+            user_id,
+            version,
+        },
+        await_stop_timeout_s: await_stop_timeout_s(max_lifetime_s),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_await_stop_backstop_comes_a_margin_after_the_max_lifetime_and_within_a_year() {
+        assert_eq!(await_stop_timeout_s(3600), 3600 + BACKSTOP_MARGIN_S);
+        assert_eq!(
+            await_stop_timeout_s(2 * 86_400),
+            2 * 86_400 + BACKSTOP_MARGIN_S
+        );
+        assert_eq!(await_stop_timeout_s(u64::MAX), MAX_AWAIT_STOP_S);
+    }
 }

@@ -1,13 +1,15 @@
 //! Launch: the user's storage, a task definition for (user, version), and the task.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::LaunchSettings;
 use crate::error::{Error, Result};
-use crate::ports::{Change, Compute, SessionStore, Storage, TaskLaunch, User};
+use crate::ports::{Change, Compute, SessionStore, Storage, TaskLaunch, TaskRoles, User};
 use crate::session::Status;
 use crate::steps::authorize::SessionRef;
-use crate::template::TaskTarget;
+use crate::template::{TaskDefinitionSpec, TaskTarget};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LaunchOutput {
@@ -21,6 +23,7 @@ pub async fn launch(
     store: &impl SessionStore,
     compute: &impl Compute,
     storage: &impl Storage,
+    roles: &impl TaskRoles,
 ) -> Result<LaunchOutput> {
     let id = &session.session_id;
     let current = store
@@ -50,6 +53,10 @@ pub async fn launch(
         .await?
         .ok_or(Error::NotAuthorized)?;
     let access_point_id = ensure_access_point(&user, store, storage).await?;
+    // Before the task definition names it: IAM is eventually consistent, so a role made
+    // in the same breath as RunTask may not be assumable yet (RunTask's answer is then
+    // Transient, and the state machine retries).
+    let task_role_arn = ensure_task_role(&user, &access_point_id, store, roles).await?;
 
     let spec = settings.template.task_definition(&TaskTarget {
         user_id: &session.user_id,
@@ -57,7 +64,7 @@ pub async fn launch(
         registry: &settings.registry,
         family_prefix: &settings.task_family_prefix,
         execution_role_arn: &settings.execution_role_arn,
-        task_role_arn: &settings.task_role_arn,
+        task_role_arn: &task_role_arn,
         log_group: &settings.task_log_group,
         region: &settings.region,
         efs_file_system_id: &settings.efs_file_system_id,
@@ -65,16 +72,15 @@ pub async fn launch(
     });
     // RegisterTaskDefinition is rate limited (about one call a second sustained), so a
     // revision is registered once per (user, version, template) and then reused.
-    let cache_key = format!("{}:{}", session.version, spec.fingerprint());
-    let task_definition_arn = match user.task_definitions.get(&cache_key) {
+    let revision = Revision {
+        user: &user,
+        key: format!("{}:{}", session.version, spec.fingerprint()),
+        spec: &spec,
+    };
+    let cached = revision.cached_arn();
+    let task_definition_arn = match &cached {
         Some(arn) => arn.clone(),
-        None => {
-            let arn = compute.register_task_definition(&spec).await?;
-            store
-                .cache_task_definition(&session.user_id, &cache_key, &arn)
-                .await?;
-            arn
-        }
+        None => revision.register_revision(store, compute).await?,
     };
 
     // A retried Launch must not start a second task for the same session.
@@ -85,12 +91,14 @@ pub async fn launch(
         });
     }
 
-    let task_arn = compute
-        .run_task(&TaskLaunch {
-            task_definition_arn: &task_definition_arn,
-            session_id: id,
-            user_id: &session.user_id,
-        })
+    let (task_definition_arn, task_arn) = revision
+        .run_task_on(
+            &session,
+            task_definition_arn,
+            cached.is_some(),
+            store,
+            compute,
+        )
         .await?;
     tracing::info!(session_id = %id, task_arn, "task launched");
 
@@ -124,6 +132,111 @@ pub async fn launch(
     })
 }
 
+/// How many task definition revisions a user's item keeps. Each is one (version,
+/// template) the user launched; past this many, the oldest registered are dropped
+/// (registering one again costs one RegisterTaskDefinition call), so the item cannot
+/// grow towards DynamoDB's 400 KB with every version ever used.
+pub const TASK_DEFINITION_CACHE_SIZE: usize = 16;
+
+/// The task definition revision of one (user, version, template).
+struct Revision<'a> {
+    user: &'a User,
+    key: String,
+    spec: &'a TaskDefinitionSpec,
+}
+
+impl Revision<'_> {
+    fn cached_arn(&self) -> Option<String> {
+        self.user.task_definitions.get(&self.key).cloned()
+    }
+
+    /// Registers a revision and caches it in place of any earlier one for this key.
+    async fn register_revision(
+        &self,
+        store: &impl SessionStore,
+        compute: &impl Compute,
+    ) -> Result<String> {
+        let arn = compute.register_task_definition(self.spec).await?;
+        let evict = cache_evictions(&self.user.task_definitions, &self.key);
+        store
+            .cache_task_definition(&self.user.user_id, &self.key, &arn, &evict)
+            .await?;
+        Ok(arn)
+    }
+
+    /// Runs the session's task on `arn`. A cached revision may have been deregistered
+    /// since (a clean-up job, an operator): ECS then refuses it for good, so a fresh
+    /// one replaces it in the cache and the task runs on that. Returns the revision the
+    /// task runs on, and the task.
+    async fn run_task_on(
+        &self,
+        session: &SessionRef,
+        arn: String,
+        cached: bool,
+        store: &impl SessionStore,
+        compute: &impl Compute,
+    ) -> Result<(String, String)> {
+        let launch = |arn| TaskLaunch {
+            task_definition_arn: arn,
+            session_id: &session.session_id,
+            user_id: &session.user_id,
+        };
+        match compute.run_task(&launch(&arn)).await {
+            Ok(task_arn) => Ok((arn, task_arn)),
+            Err(Error::TaskDefinitionInactive(why)) if cached => {
+                tracing::warn!(
+                    session_id = %session.session_id,
+                    task_definition_arn = arn,
+                    why,
+                    "the cached task definition is inactive: registering a fresh one"
+                );
+                let fresh = self.register_revision(store, compute).await?;
+                let task_arn = compute.run_task(&launch(&fresh)).await?;
+                Ok((fresh, task_arn))
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// The cache entries to drop when `key` is (re)cached, so that at most
+/// [`TASK_DEFINITION_CACHE_SIZE`] remain: the most recently registered are kept (one
+/// family per user, so a higher revision number is a later registration).
+fn cache_evictions(cached: &BTreeMap<String, String>, key: &str) -> Vec<String> {
+    let revision = |arn: &str| {
+        arn.rsplit_once(':')
+            .and_then(|(_, r)| r.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut others: Vec<(&String, u64)> = cached
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(k, arn)| (k, revision(arn)))
+        .collect();
+    others.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    others
+        .into_iter()
+        .skip(TASK_DEFINITION_CACHE_SIZE.saturating_sub(1))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The user's task role: stored on their item once made, so later launches skip IAM.
+async fn ensure_task_role(
+    user: &User,
+    access_point_id: &str,
+    store: &impl SessionStore,
+    roles: &impl TaskRoles,
+) -> Result<String> {
+    if let Some(arn) = &user.task_role_arn {
+        return Ok(arn.clone());
+    }
+    let arn = roles
+        .ensure_task_role(&user.user_id, access_point_id)
+        .await?;
+    store.set_task_role(&user.user_id, &arn).await
+}
+
 async fn ensure_access_point(
     user: &User,
     store: &impl SessionStore,
@@ -136,4 +249,269 @@ async fn ensure_access_point(
     // Two first launches of one user may race; the access point's client token makes
     // both create calls return the same access point, and the store keeps the first.
     store.set_access_point(&user.user_id, &created).await
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
+    use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_runtime_api::http::Response;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+    use crate::aws::dynamodb::DynamoStore;
+    use crate::aws::ecs::{EcsCompute, Placement};
+    use crate::config::{Capacity, Tables};
+    use crate::session::{SessionId, Version};
+    use crate::template::SessionTemplate;
+
+    const OLD: &str = "arn:aws:ecs:eu-west-1:1:task-definition/sessions-u:3";
+    const FRESH: &str = "arn:aws:ecs:eu-west-1:1:task-definition/sessions-u:4";
+
+    fn arn(revision: u64) -> String {
+        format!("arn:aws:ecs:eu-west-1:1:task-definition/sessions-u:{revision}")
+    }
+
+    fn cache(revisions: impl IntoIterator<Item = u64>) -> BTreeMap<String, String> {
+        revisions
+            .into_iter()
+            .map(|r| (format!("v{r}:fp"), arn(r)))
+            .collect()
+    }
+
+    #[test]
+    fn a_cache_below_its_bound_drops_nothing() {
+        let cached = cache(1..TASK_DEFINITION_CACHE_SIZE as u64);
+        assert!(cache_evictions(&cached, "new:fp").is_empty());
+        assert!(cache_evictions(&BTreeMap::new(), "new:fp").is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_oldest_registrations_to_make_room() {
+        // Inserted out of order: revision numbers, not keys, say which is older.
+        let cached = cache((1..=20).rev());
+        let mut dropped = cache_evictions(&cached, "new:fp");
+        dropped.sort();
+        let mut oldest: Vec<String> = (1..=5).map(|r| format!("v{r}:fp")).collect();
+        oldest.sort();
+        assert_eq!(dropped, oldest);
+        assert_eq!(cached.len() - dropped.len() + 1, TASK_DEFINITION_CACHE_SIZE);
+    }
+
+    #[test]
+    fn replacing_an_entry_never_drops_the_entry_being_replaced() {
+        let cached = cache(1..=TASK_DEFINITION_CACHE_SIZE as u64);
+        let dropped = cache_evictions(&cached, "v1:fp");
+        assert!(!dropped.contains(&"v1:fp".to_owned()), "{dropped:?}");
+        assert!(dropped.is_empty(), "{dropped:?}");
+    }
+
+    fn store(client: aws_sdk_dynamodb::Client) -> DynamoStore {
+        DynamoStore::new(
+            client,
+            Tables {
+                sessions: "sessions".into(),
+                users: "users".into(),
+                retention_days: 30,
+            },
+        )
+    }
+
+    fn compute(client: aws_sdk_ecs::Client) -> EcsCompute {
+        let placement = Placement {
+            subnets: vec!["subnet-1".into()],
+            security_groups: vec!["sg-1".into()],
+            assign_public_ip: true,
+            capacity: Capacity::Fargate,
+        };
+        EcsCompute::new(client, "sessions".into(), Some(placement))
+    }
+
+    fn spec(version: &Version) -> TaskDefinitionSpec {
+        SessionTemplate::default().task_definition(&TaskTarget {
+            user_id: "u",
+            version,
+            registry: "1.dkr.ecr.eu-west-1.amazonaws.com",
+            family_prefix: "sessions",
+            execution_role_arn: "arn:aws:iam::1:role/execution",
+            task_role_arn: "arn:aws:iam::1:role/task",
+            log_group: "/sessions/tasks",
+            region: "eu-west-1",
+            efs_file_system_id: "fs-1",
+            efs_access_point_id: "fsap-1",
+        })
+    }
+
+    fn session() -> SessionRef {
+        SessionRef {
+            session_id: SessionId::parse("sess-1").unwrap(),
+            user_id: "u".into(),
+            version: Version::default(),
+        }
+    }
+
+    fn inactive() -> Response {
+        Response::new(
+            400.try_into().unwrap(),
+            SdkBody::from(r#"{"__type":"ClientException","message":"TaskDefinition is inactive"}"#),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_deregistered_cached_revision_is_replaced_by_a_fresh_one_that_runs_the_task() {
+        let refused = mock!(aws_sdk_ecs::Client::run_task)
+            .match_requests(|r| r.task_definition() == Some(OLD))
+            .then_http_response(inactive);
+        let runs = mock!(aws_sdk_ecs::Client::run_task)
+            .match_requests(|r| r.task_definition() == Some(FRESH))
+            .then_output(|| {
+                RunTaskOutput::builder()
+                    .tasks(
+                        aws_sdk_ecs::types::Task::builder()
+                            .task_arn("arn:task/1")
+                            .build(),
+                    )
+                    .build()
+            });
+        let register = mock!(aws_sdk_ecs::Client::register_task_definition).then_output(|| {
+            RegisterTaskDefinitionOutput::builder()
+                .task_definition(
+                    aws_sdk_ecs::types::TaskDefinition::builder()
+                        .task_definition_arn(FRESH)
+                        .build(),
+                )
+                .build()
+        });
+        let recache = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.update_expression() == Some("SET #defs.#key = :arn")
+                    && r.expression_attribute_values().and_then(|v| v.get(":arn"))
+                        == Some(&AttributeValue::S(FRESH.into()))
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let ecs = compute(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&refused, &runs, &register]
+        ));
+        let ddb = store(mock_client!(aws_sdk_dynamodb, [&recache]));
+        let version = Version::default();
+        let spec = spec(&version);
+        let key = format!("{version}:{}", spec.fingerprint());
+        let user = User {
+            user_id: "u".into(),
+            task_definitions: BTreeMap::from([(key.clone(), OLD.to_owned())]),
+            ..Default::default()
+        };
+        let revision = Revision {
+            user: &user,
+            key,
+            spec: &spec,
+        };
+
+        let ran = revision
+            .run_task_on(&session(), OLD.into(), true, &ddb, &ecs)
+            .await
+            .unwrap();
+        assert_eq!(ran, (FRESH.to_owned(), "arn:task/1".to_owned()));
+        assert_eq!(
+            (refused.num_calls(), register.num_calls(), runs.num_calls()),
+            (1, 1, 1)
+        );
+        assert_eq!(recache.num_calls(), 1, "the cache entry is replaced");
+    }
+
+    #[tokio::test]
+    async fn a_revision_registered_just_now_and_refused_is_a_launch_failure_not_a_loop() {
+        let refused = mock!(aws_sdk_ecs::Client::run_task).then_http_response(inactive);
+        let register = mock!(aws_sdk_ecs::Client::register_task_definition)
+            .then_output(|| RegisterTaskDefinitionOutput::builder().build());
+        let ecs = compute(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&refused, &register]
+        ));
+        let ddb = store(mock_client!(aws_sdk_dynamodb, []));
+        let version = Version::default();
+        let spec = spec(&version);
+        let user = User::default();
+        let revision = Revision {
+            user: &user,
+            key: "k".into(),
+            spec: &spec,
+        };
+        let err = revision
+            .run_task_on(&session(), FRESH.into(), false, &ddb, &ecs)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "LaunchFailed", "{err}");
+        assert_eq!(register.num_calls(), 0);
+    }
+
+    /// Task roles in memory: counts the roles it was asked for.
+    #[derive(Default)]
+    struct Roles(std::sync::Mutex<Vec<(String, String)>>);
+
+    impl TaskRoles for Roles {
+        async fn ensure_task_role(&self, user_id: &str, access_point_id: &str) -> Result<String> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((user_id.to_owned(), access_point_id.to_owned()));
+            Ok(format!("arn:aws:iam::1:role/sessions/users/{user_id}"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_users_first_launch_makes_their_role_and_stores_it() {
+        let stored = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.table_name() == Some("users")
+                    && r.update_expression() == Some("SET task_role_arn = :role")
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let ddb = store(mock_client!(aws_sdk_dynamodb, [&stored]));
+        let roles = Roles::default();
+        let user = User {
+            user_id: "u".into(),
+            ..Default::default()
+        };
+        let arn = ensure_task_role(&user, "fsap-1", &ddb, &roles)
+            .await
+            .unwrap();
+        assert_eq!(arn, "arn:aws:iam::1:role/sessions/users/u");
+        assert_eq!(
+            *roles.0.lock().unwrap(),
+            [("u".to_owned(), "fsap-1".to_owned())]
+        );
+        assert_eq!(stored.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn later_launches_take_the_stored_role_without_asking_iam() {
+        let ddb = store(mock_client!(aws_sdk_dynamodb, []));
+        let roles = Roles::default();
+        let user = User {
+            user_id: "u".into(),
+            task_role_arn: Some("arn:aws:iam::1:role/sessions/users/stored".into()),
+            ..Default::default()
+        };
+        let arn = ensure_task_role(&user, "fsap-1", &ddb, &roles)
+            .await
+            .unwrap();
+        assert_eq!(arn, "arn:aws:iam::1:role/sessions/users/stored");
+        assert!(roles.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_users_role_gives_their_task_definition_its_own_cache_key() {
+        let version = Version::default();
+        let mine = spec(&version);
+        let mut theirs = mine.clone();
+        theirs.task_role_arn = "arn:aws:iam::1:role/sessions/users/other".into();
+        assert_ne!(mine.fingerprint(), theirs.fingerprint());
+    }
 }

@@ -3,6 +3,26 @@
 //! active session (orphans), sessions whose task or execution is gone, and sessions
 //! stuck on their way in or out (all three lost). It reads only the active sessions,
 //! so its cost grows with them, never with history.
+//!
+//! Each session is judged on its own: a failing call for one (a throttled
+//! DescribeExecution, a StopTask) is logged with its session id and counted in
+//! [`ReapReport::errors`], and the run goes on; the next run tries that one again.
+//!
+//! Step Functions is asked whether a session's execution still runs (DescribeExecution,
+//! throttled per account and Region like every control-plane call) only where the
+//! session's own state calls for it, never for every active session on every run:
+//! - a session `starting`, `provisioning` or `stopping` for longer than
+//!   [`execution_check_after_s`] (and created more than `orphan_grace_s` ago, since a
+//!   young session's execution may not exist yet): its execution should have moved it
+//!   on by then, and if that execution has ended nothing else ever will;
+//! - a session whose stop the reaper requests (idle, max lifetime, task gone) through
+//!   a task token that turns out to be closed: the execution that should carry the
+//!   stop out may have ended.
+//!
+//! A `running` session whose execution ended otherwise (an operator stopped it) keeps
+//! its task until one of these applies: it goes idle or reaches its maximum lifetime
+//! (the reaper's stop finds the token closed), or its user stops it (it then stays
+//! `stopping`, and is checked once that lasts).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -11,7 +31,7 @@ use serde::Serialize;
 
 use crate::config::{min_idle_timeout_s, ReaperSettings};
 use crate::error::Result;
-use crate::ports::{Change, Clock, Compute, SessionStore, User, Workflow};
+use crate::ports::{Change, Clock, Compute, SessionStore, TaskSummary, User, Workflow};
 use crate::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
 use crate::steps::request_stop::{request_stop, StopRequest};
 use crate::steps::stop::{stop, StopInput};
@@ -26,6 +46,36 @@ pub struct ReapReport {
     pub max_lifetime: Vec<String>,
     pub lost: Vec<String>,
     pub orphans: Vec<String>,
+    /// Sessions and tasks this run could not judge or act on (an AWS call failed);
+    /// they are tried again on the next run.
+    pub errors: usize,
+}
+
+/// What one session's turn of a run did to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Idle,
+    MaxLifetime,
+    Lost,
+}
+
+/// How long a session may stay `starting`, `provisioning` or `stopping` before its
+/// execution is looked up: a healthy execution moves it on within a few minutes
+/// (Fargate's start, a task's stop timeout of at most 120 s), so past three minutes a
+/// look is warranted; past the transition deadline the session is closed as stuck
+/// anyway, so the look always comes first.
+pub fn execution_check_after_s(settings: &ReaperSettings) -> u64 {
+    const CHECK_AFTER_S: u64 = 3 * 60;
+    CHECK_AFTER_S.min(settings.transition_deadline_s / 2)
+}
+
+/// Whether the session has been `starting`, `provisioning` or `stopping` for longer
+/// than `after`: its execution may have ended without moving it on.
+pub fn execution_in_doubt(session: &Session, now: DateTime<Utc>, after: Duration) -> bool {
+    matches!(
+        session.status,
+        Status::Starting | Status::Provisioning | Status::Stopping
+    ) && entered_status_at(session).is_some_and(|at| now - at > after)
 }
 
 pub struct Reaper<'a, S, C, W, K> {
@@ -84,90 +134,29 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             active_sessions: active.sessions.len(),
             ..Default::default()
         };
-        let deadline = seconds(self.settings.transition_deadline_s);
         let running_tasks: BTreeSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
         let mut users: HashMap<String, Option<User>> = HashMap::new();
 
         for session in &active.sessions {
-            if !users.contains_key(&session.user_id) {
-                let user = self.store.user(&session.user_id).await?;
-                users.insert(session.user_id.clone(), user);
-            }
-            let user = users[&session.user_id].as_ref();
-            let id = &session.session_id;
-
-            let created = parse_time(Some(&session.created_at)).unwrap_or(now);
-            // The API records a session (with its execution's ARN) just before it starts
-            // the execution: a young session's execution may not exist yet.
-            let settled = now - created > seconds(self.settings.orphan_grace_s);
-            if let Some(arn) = session.execution_arn.as_ref().filter(|_| settled) {
-                if !self.workflow.execution_running(arn).await? {
-                    self.close_lost(session).await?;
-                    report.lost.push(id.to_string());
-                    continue;
+            // Each session on its own: one failing AWS call (a throttled DescribeExecution,
+            // a StopTask) must not leave the others unreaped; the next run tries again.
+            match self.judge(session, now, &running_tasks, &mut users).await {
+                Ok(Some(Verdict::Idle)) => report.idle.push(session.session_id.to_string()),
+                Ok(Some(Verdict::MaxLifetime)) => {
+                    report.max_lifetime.push(session.session_id.to_string())
                 }
-            }
-            // Before max lifetime: a session stuck `stopping` cannot be stopped again.
-            if stuck_in_transition(session, now, deadline) {
-                // On its own: one session's failing AWS call must not keep the others
-                // stuck; the next run tries it again.
-                match self.close_stuck(session).await {
-                    Ok(()) => report.lost.push(id.to_string()),
-                    Err(err) => tracing::error!(
-                        session_id = %id,
+                Ok(Some(Verdict::Lost)) => report.lost.push(session.session_id.to_string()),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::error!(
+                        session_id = %session.session_id,
                         status = %session.status,
                         error = %err,
-                        "could not close a stuck session"
-                    ),
+                        error_type = err.error_type(),
+                        "could not reap a session"
+                    );
+                    report.errors += 1;
                 }
-                continue;
-            }
-            let max_lifetime = seconds(
-                user.and_then(|u| u.max_lifetime_s)
-                    .unwrap_or(self.settings.max_lifetime_s),
-            );
-            if now - created > max_lifetime {
-                if self.stop(id, Reason::MaxLifetime).await? {
-                    report.max_lifetime.push(id.to_string());
-                }
-                continue;
-            }
-            if session.status != Status::Running {
-                continue;
-            }
-            if session
-                .task_arn
-                .as_deref()
-                .is_some_and(|t| !running_tasks.contains(t))
-            {
-                if self.stop(id, Reason::Lost).await? {
-                    report.lost.push(id.to_string());
-                }
-                continue;
-            }
-            let configured = user
-                .and_then(|u| u.idle_timeout_s)
-                .unwrap_or(self.settings.idle_timeout_s);
-            let floor = min_idle_timeout_s(self.settings.heartbeat_interval_s);
-            if configured < floor {
-                tracing::warn!(
-                    session_id = %id,
-                    idle_timeout_s = configured,
-                    applied_s = floor,
-                    "the user's idle_timeout_s is shorter than twice the heartbeat interval: the longer one applies"
-                );
-            }
-            let idle_timeout = seconds(configured.max(floor));
-            let last_activity = [
-                session.last_activity_at.as_deref(),
-                session.started_at.as_deref(),
-            ]
-            .into_iter()
-            .filter_map(|t| parse_time(t))
-            .max()
-            .unwrap_or(created);
-            if now - last_activity > idle_timeout && self.stop(id, Reason::Idle).await? {
-                report.idle.push(id.to_string());
             }
         }
 
@@ -176,57 +165,186 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             .iter()
             .map(|s| s.session_id.as_str())
             .collect();
-        let grace = seconds(self.settings.orphan_grace_s);
         for task in &tasks {
-            let Some(id) = task
-                .started_by
-                .as_deref()
-                .filter(|s| s.starts_with(SESSION_ID_PREFIX))
-            else {
-                continue;
-            };
-            if active_ids.contains(id) || task.created_at.is_some_and(|at| now - at < grace) {
-                continue;
+            match self.judge_task(task, &active_ids, now).await {
+                Ok(true) => report.orphans.push(task.task_arn.clone()),
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(
+                        task_arn = %task.task_arn,
+                        error = %err,
+                        error_type = err.error_type(),
+                        "could not reap a task"
+                    );
+                    report.errors += 1;
+                }
             }
-            // The index is eventually consistent: confirm with a consistent read.
-            let session = match SessionId::parse(id) {
-                Ok(id) => self.store.session(&id).await?,
-                Err(_) => None,
-            };
-            if session.is_some_and(|s| !s.status.is_terminal()) {
-                continue;
-            }
-            self.compute
-                .stop_task(&task.task_arn, "orphan: no active session")
-                .await?;
-            tracing::warn!(task_arn = %task.task_arn, started_by = id, "orphan task stopped");
-            report.orphans.push(task.task_arn.clone());
         }
         Ok(report)
     }
 
-    async fn stop(&self, id: &SessionId, reason: Reason) -> Result<bool> {
-        let outcome = request_stop(id, reason, self.store, self.workflow).await?;
-        Ok(matches!(outcome, StopRequest::Requested { .. }))
+    /// One session's turn: what it is stopped or closed for, if anything.
+    async fn judge(
+        &self,
+        session: &Session,
+        now: DateTime<Utc>,
+        running_tasks: &BTreeSet<&str>,
+        users: &mut HashMap<String, Option<User>>,
+    ) -> Result<Option<Verdict>> {
+        if !users.contains_key(&session.user_id) {
+            let user = self.store.user(&session.user_id).await?;
+            users.insert(session.user_id.clone(), user);
+        }
+        let user = users[&session.user_id].as_ref();
+        let id = &session.session_id;
+
+        let created = parse_time(Some(&session.created_at)).unwrap_or(now);
+        // The API records a session (with its execution's ARN) just before it starts
+        // the execution: a young session's execution may not exist yet.
+        let settled = now - created > seconds(self.settings.orphan_grace_s);
+        let check_after = seconds(execution_check_after_s(self.settings));
+        if settled
+            && execution_in_doubt(session, now, check_after)
+            && self.execution_ended(session).await?
+        {
+            return Ok(self.close_lost(session).await?.then_some(Verdict::Lost));
+        }
+        // Before max lifetime: a session stuck `stopping` cannot be stopped again.
+        let deadline = seconds(self.settings.transition_deadline_s);
+        if stuck_in_transition(session, now, deadline) {
+            return Ok(self.close_stuck(session).await?.then_some(Verdict::Lost));
+        }
+        let max_lifetime = seconds(
+            user.and_then(|u| u.max_lifetime_s)
+                .unwrap_or(self.settings.max_lifetime_s),
+        );
+        if now - created > max_lifetime {
+            return self
+                .stop_for(session, Reason::MaxLifetime, Verdict::MaxLifetime)
+                .await;
+        }
+        if session.status != Status::Running {
+            return Ok(None);
+        }
+        if session
+            .task_arn
+            .as_deref()
+            .is_some_and(|t| !running_tasks.contains(t))
+        {
+            return self.stop_for(session, Reason::Lost, Verdict::Lost).await;
+        }
+        let configured = user
+            .and_then(|u| u.idle_timeout_s)
+            .unwrap_or(self.settings.idle_timeout_s);
+        let floor = min_idle_timeout_s(self.settings.heartbeat_interval_s);
+        if configured < floor {
+            tracing::warn!(
+                session_id = %id,
+                idle_timeout_s = configured,
+                applied_s = floor,
+                "the user's idle_timeout_s is shorter than twice the heartbeat interval: the longer one applies"
+            );
+        }
+        let idle_timeout = seconds(configured.max(floor));
+        let last_activity = [
+            session.last_activity_at.as_deref(),
+            session.started_at.as_deref(),
+        ]
+        .into_iter()
+        .filter_map(|t| parse_time(t))
+        .max()
+        .unwrap_or(created);
+        if now - last_activity > idle_timeout {
+            return self.stop_for(session, Reason::Idle, Verdict::Idle).await;
+        }
+        Ok(None)
+    }
+
+    /// Stops a task of ours that no active session owns. Returns whether it did.
+    async fn judge_task(
+        &self,
+        task: &TaskSummary,
+        active_ids: &BTreeSet<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let Some(id) = task
+            .started_by
+            .as_deref()
+            .filter(|s| s.starts_with(SESSION_ID_PREFIX))
+        else {
+            return Ok(false);
+        };
+        let grace = seconds(self.settings.orphan_grace_s);
+        if active_ids.contains(id) || task.created_at.is_some_and(|at| now - at < grace) {
+            return Ok(false);
+        }
+        // The index is eventually consistent: confirm with a consistent read.
+        let session = match SessionId::parse(id) {
+            Ok(id) => self.store.session(&id).await?,
+            Err(_) => None,
+        };
+        if session.is_some_and(|s| !s.status.is_terminal()) {
+            return Ok(false);
+        }
+        self.compute
+            .stop_task(&task.task_arn, "orphan: no active session")
+            .await?;
+        tracing::warn!(task_arn = %task.task_arn, started_by = id, "orphan task stopped");
+        Ok(true)
+    }
+
+    /// Requests the stop. When the token it went through was already closed, the
+    /// execution that should carry the stop out may have ended (an operator stopped
+    /// it, it timed out): only then is the execution looked up, and if it has ended
+    /// the session is closed here, since nothing else would ever end it.
+    async fn stop_for(
+        &self,
+        session: &Session,
+        reason: Reason,
+        verdict: Verdict,
+    ) -> Result<Option<Verdict>> {
+        let requested =
+            request_stop(&session.session_id, reason, self.store, self.workflow).await?;
+        let had_token = session.stop_token.is_some() || session.ip_token.is_some();
+        match requested {
+            StopRequest::Requested { resumed: false }
+                if had_token && self.execution_ended(session).await? =>
+            {
+                Ok(self.close_lost(session).await?.then_some(Verdict::Lost))
+            }
+            StopRequest::Requested { .. } => Ok(Some(verdict)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the session's execution has ended (or never existed). A session without
+    /// an execution ARN cannot be judged so, and is taken as still running.
+    async fn execution_ended(&self, session: &Session) -> Result<bool> {
+        match &session.execution_arn {
+            Some(arn) => Ok(!self.workflow.execution_running(arn).await?),
+            None => Ok(false),
+        }
     }
 
     /// The execution is gone, so no state will ever run for this session again: stop
-    /// its tasks, free its slot and end it here.
-    async fn close_lost(&self, session: &Session) -> Result<()> {
+    /// its tasks, free its slot and end it here. Returns whether it ended it.
+    async fn close_lost(&self, session: &Session) -> Result<bool> {
         let ended = Change::Stopped {
             reason: Reason::Lost,
             at: self.clock.now(),
         };
-        self.close(&session.session_id, ended).await?;
-        tracing::warn!(session_id = %session.session_id, "session lost: its execution ended");
-        Ok(())
+        let closed = self.close(&session.session_id, ended).await?;
+        if closed {
+            tracing::warn!(session_id = %session.session_id, "session lost: its execution ended");
+        }
+        Ok(closed)
     }
 
     /// The execution still runs but cannot move the session on: stop it first, so
     /// that it starts nothing more, then stop the tasks, free the slot and end the
     /// session. A Launch still in flight finds the session ended and stops its own
     /// task; one that slips in between is an orphan for a later run.
-    async fn close_stuck(&self, session: &Session) -> Result<()> {
+    async fn close_stuck(&self, session: &Session) -> Result<bool> {
         let id = &session.session_id;
         let cause = format!(
             "no progress while {} for more than {} s",
@@ -240,15 +358,19 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             cause: cause.clone(),
             at: self.clock.now(),
         };
-        self.close(id, ended).await?;
-        tracing::warn!(session_id = %id, status = %session.status, cause, "session lost: stuck");
-        Ok(())
+        let closed = self.close(id, ended).await?;
+        if closed {
+            tracing::warn!(session_id = %id, status = %session.status, cause, "session lost: stuck");
+        }
+        Ok(closed)
     }
 
-    /// Ends a session no execution will end: its tasks stopped, its slot freed, then
-    /// the final status written.
-    async fn close(&self, id: &SessionId, ended: Change) -> Result<()> {
-        stop(
+    /// Ends a session no execution will end: its tasks stopped, its slot freed once
+    /// they have all STOPPED, then the final status written. While a task is still
+    /// stopping the session stays as it is, slot held, and a later run ends it (its
+    /// execution is gone by then, so it is lost). Returns whether it ended it.
+    async fn close(&self, id: &SessionId, ended: Change) -> Result<bool> {
+        let stopped = stop(
             StopInput {
                 session_id: id.clone(),
                 reason: None,
@@ -258,8 +380,16 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             self.compute,
         )
         .await?;
+        if !stopped.tasks_stopped {
+            tracing::info!(
+                session_id = %id,
+                tasks = ?stopped.awaiting_tasks,
+                "the session ends once its tasks have stopped"
+            );
+            return Ok(false);
+        }
         self.store.apply(id, ended).await?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -336,5 +466,233 @@ mod tests {
         old.last_activity_at = Some(timestamp(at(8 * 60)));
         assert!(!stuck(&old, at(8 * 60 + 1)));
         assert!(stuck(&old, at(8 * 60 + 21)));
+    }
+
+    fn settings(transition_deadline_s: &str) -> ReaperSettings {
+        let env = HashMap::from([(
+            "TRANSITION_DEADLINE_S".to_owned(),
+            transition_deadline_s.to_owned(),
+        )]);
+        ReaperSettings::from_source(&env).unwrap()
+    }
+
+    #[test]
+    fn executions_are_looked_up_after_three_minutes_and_always_before_the_deadline() {
+        assert_eq!(execution_check_after_s(&settings("1200")), 180);
+        assert_eq!(execution_check_after_s(&settings("120")), 60);
+        let after = Duration::seconds(180);
+        for status in [Status::Starting, Status::Provisioning, Status::Stopping] {
+            assert!(
+                !execution_in_doubt(&session(status, 0), at(3), after),
+                "{status}"
+            );
+            assert!(
+                execution_in_doubt(&session(status, 0), at(4), after),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn running_and_ended_sessions_never_have_their_execution_looked_up_by_age() {
+        for status in [Status::Running, Status::Stopped, Status::Failed] {
+            assert!(
+                !execution_in_doubt(&session(status, 0), at(48 * 60), Duration::seconds(180)),
+                "{status}"
+            );
+        }
+    }
+
+    mod run {
+        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+        use aws_sdk_dynamodb::operation::scan::ScanOutput;
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+        use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+        use aws_sdk_sfn::operation::send_task_success::{
+            SendTaskSuccessError, SendTaskSuccessOutput,
+        };
+        use aws_sdk_sfn::types::error::TaskTimedOut;
+        use aws_sdk_sfn::types::ExecutionStatus;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        use aws_smithy_runtime_api::http::Response;
+        use aws_smithy_types::body::SdkBody;
+
+        use super::*;
+        use crate::aws::dynamodb::DynamoStore;
+        use crate::aws::ecs::EcsCompute;
+        use crate::aws::sfn::SfnWorkflow;
+        use crate::config::Tables;
+
+        struct FixedClock(DateTime<Utc>);
+
+        impl Clock for FixedClock {
+            fn now(&self) -> DateTime<Utc> {
+                self.0
+            }
+        }
+
+        /// A session of user `u` created at minute 0 with execution `arn:exec:{name}`.
+        fn active(name: &str, status: Status, entered: i64) -> Session {
+            let mut s = session(status, entered);
+            s.session_id = SessionId::parse(&format!("sess-{name}")).unwrap();
+            s.execution_arn = Some(format!("arn:exec:{name}"));
+            s
+        }
+
+        fn item(session: &Session) -> HashMap<String, AttributeValue> {
+            serde_dynamo::to_item(session).unwrap()
+        }
+
+        fn described(
+            arn: &'static str,
+        ) -> impl Fn(&aws_sdk_sfn::operation::describe_execution::DescribeExecutionInput) -> bool
+        {
+            move |r| r.execution_arn() == Some(arn)
+        }
+
+        /// At minute 60: A runs and is active, B runs idle (its stop goes through), E runs
+        /// idle but its AwaitStop token is closed, C has been provisioning and D starting
+        /// for ten minutes. C's DescribeExecution is throttled.
+        #[tokio::test]
+        async fn one_throttled_describe_execution_leaves_the_other_sessions_reaped_and_only_doubtful_ones_are_described(
+        ) {
+            let mut a = active("a", Status::Running, 1);
+            a.started_at = Some(timestamp(at(1)));
+            a.last_activity_at = Some(timestamp(at(59)));
+            a.stop_token = Some("tok-a".into());
+            let mut b = active("b", Status::Running, 1);
+            b.started_at = Some(timestamp(at(1)));
+            b.stop_token = Some("tok-b".into());
+            let mut e = b.clone();
+            e.session_id = SessionId::parse("sess-e").unwrap();
+            e.execution_arn = Some("arn:exec:e".into());
+            e.stop_token = Some("tok-e".into());
+            let c = active("c", Status::Provisioning, 50);
+            let d = active("d", Status::Starting, 50);
+            let sessions = [a, b.clone(), c, d, e.clone()];
+
+            let scan = mock!(aws_sdk_dynamodb::Client::scan).then_output(move || {
+                ScanOutput::builder()
+                    .set_items(Some(sessions.iter().map(item).collect()))
+                    .scanned_count(5)
+                    .build()
+            });
+            let user = mock!(aws_sdk_dynamodb::Client::get_item)
+                .match_requests(|r| r.table_name() == Some("users"))
+                .then_output(|| {
+                    GetItemOutput::builder()
+                        .item("user_id", AttributeValue::S("u".into()))
+                        .item("authorized", AttributeValue::Bool(true))
+                        .build()
+                });
+            let stopping = move |mut s: Session| {
+                s.status = Status::Stopping;
+                s.stop_reason = Some(Reason::Idle);
+                UpdateItemOutput::builder()
+                    .set_attributes(Some(item(&s)))
+                    .build()
+            };
+            let stop_b = mock!(aws_sdk_dynamodb::Client::update_item)
+                .match_requests(|r| {
+                    r.key().and_then(|k| k.get("session_id"))
+                        == Some(&AttributeValue::S("sess-b".into()))
+                })
+                .then_output(move || stopping(b.clone()));
+            let stop_e = mock!(aws_sdk_dynamodb::Client::update_item)
+                .match_requests(|r| {
+                    r.key().and_then(|k| k.get("session_id"))
+                        == Some(&AttributeValue::S("sess-e".into()))
+                })
+                .then_output(move || stopping(e.clone()));
+            let list = mock!(aws_sdk_ecs::Client::list_tasks)
+                .then_output(|| ListTasksOutput::builder().build());
+            let resume_b = mock!(aws_sdk_sfn::Client::send_task_success)
+                .match_requests(|r| r.task_token() == Some("tok-b"))
+                .then_output(|| SendTaskSuccessOutput::builder().build());
+            let resume_e = mock!(aws_sdk_sfn::Client::send_task_success)
+                .match_requests(|r| r.task_token() == Some("tok-e"))
+                .then_error(|| SendTaskSuccessError::TaskTimedOut(TaskTimedOut::builder().build()));
+            let running = |arn: &str| {
+                DescribeExecutionOutput::builder()
+                    .execution_arn(arn)
+                    .state_machine_arn("arn:sm")
+                    .status(ExecutionStatus::Running)
+                    .start_date(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+                    .unwrap()
+            };
+            let throttled = mock!(aws_sdk_sfn::Client::describe_execution)
+                .match_requests(described("arn:exec:c"))
+                .then_http_response(|| {
+                    Response::new(
+                        400.try_into().unwrap(),
+                        SdkBody::from(
+                            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+                        ),
+                    )
+                });
+            let describe_d = mock!(aws_sdk_sfn::Client::describe_execution)
+                .match_requests(described("arn:exec:d"))
+                .then_output(move || running("arn:exec:d"));
+            let describe_e = mock!(aws_sdk_sfn::Client::describe_execution)
+                .match_requests(described("arn:exec:e"))
+                .then_output(move || running("arn:exec:e"));
+            let describe_others =
+                mock!(aws_sdk_sfn::Client::describe_execution).then_output(move || running("?"));
+
+            let settings = settings("1200");
+            let store = DynamoStore::new(
+                mock_client!(
+                    aws_sdk_dynamodb,
+                    RuleMode::MatchAny,
+                    [&scan, &user, &stop_b, &stop_e]
+                ),
+                Tables {
+                    sessions: "sessions".into(),
+                    users: "users".into(),
+                    retention_days: 30,
+                },
+            );
+            let compute = EcsCompute::new(mock_client!(aws_sdk_ecs, [&list]), "c".into(), None);
+            let workflow = SfnWorkflow::new(mock_client!(
+                aws_sdk_sfn,
+                RuleMode::MatchAny,
+                [
+                    &resume_b,
+                    &resume_e,
+                    &throttled,
+                    &describe_d,
+                    &describe_e,
+                    &describe_others
+                ]
+            ));
+            let reaper = Reaper {
+                settings: &settings,
+                store: &store,
+                compute: &compute,
+                workflow: &workflow,
+                clock: &FixedClock(at(60)),
+            };
+
+            let report = reaper.run().await.unwrap();
+            assert_eq!(report.idle, vec!["sess-b".to_owned(), "sess-e".to_owned()]);
+            assert!(report.lost.is_empty(), "{report:?}");
+            assert_eq!(report.errors, 1, "C's lookup failed, and only it");
+            assert!(throttled.num_calls() >= 1);
+            assert_eq!(
+                describe_d.num_calls(),
+                1,
+                "D has been starting for ten minutes"
+            );
+            assert_eq!(describe_e.num_calls(), 1, "E's stop found its token closed");
+            assert_eq!(
+                describe_others.num_calls(),
+                0,
+                "A and B say nothing that calls for a look at their executions"
+            );
+            assert_eq!((resume_b.num_calls(), resume_e.num_calls()), (1, 1));
+        }
     }
 }

@@ -10,6 +10,7 @@ use crate::metrics::{self, Unit};
 use crate::ports::{Change, Clock, EventBus, SessionStore, Workflow};
 use crate::session::{timestamp, Reason, Session, SessionId, Status, Version};
 use crate::steps::authorize::{parse_user_id, parse_version};
+use crate::steps::wait_for_ip::TASK_STOPPED;
 use crate::template::SessionTemplate;
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +25,15 @@ pub enum RecordInput {
     StopToken {
         session_id: SessionId,
         task_token: String,
+    },
+    /// AwaitTasksStopped began: keep its token so the task's STOPPED event can resume
+    /// the execution (Stop then releases the slot).
+    TasksStoppedToken {
+        session_id: SessionId,
+        task_token: String,
+        /// The tasks Stop found still stopping.
+        #[serde(default)]
+        awaiting_tasks: Vec<String>,
     },
     /// The task was stopped.
     Stopped {
@@ -149,6 +159,25 @@ pub async fn record<S: SessionStore, W: Workflow, B: EventBus, C: Clock>(
             }
             Ok((&session).into())
         }
+        RecordInput::TasksStoppedToken {
+            session_id,
+            task_token,
+            awaiting_tasks,
+        } => {
+            let session = ctx
+                .store
+                .store_tasks_stopped_token(&session_id, &task_token)
+                .await?
+                .ok_or_else(|| Error::SessionNotFound(session_id.to_string()))?;
+            // The STOPPED event recorded before the token was stored is delivered now.
+            // Only the session's own task is known to the events; any other task waits
+            // for the state's timeout, after which Stop looks again.
+            if recorded_stopped(&session, &awaiting_tasks) {
+                let delivery = ctx.workflow.succeed(&task_token, &json!({})).await?;
+                tracing::info!(session_id = %session_id, ?delivery, "task stopped before AwaitTasksStopped");
+            }
+            Ok((&session).into())
+        }
         RecordInput::Stopped { session_id, reason } => {
             let change = Change::Stopped {
                 reason,
@@ -195,6 +224,16 @@ pub async fn record<S: SessionStore, W: Workflow, B: EventBus, C: Clock>(
             Ok((&session).into())
         }
     }
+}
+
+/// Whether the session's recorded task state says every task Stop is waiting for has
+/// STOPPED.
+pub fn recorded_stopped(session: &Session, awaiting_tasks: &[String]) -> bool {
+    session.task_status.as_deref() == Some(TASK_STOPPED)
+        && !awaiting_tasks.is_empty()
+        && awaiting_tasks
+            .iter()
+            .all(|t| session.task_arn.as_deref() == Some(t.as_str()))
 }
 
 /// Seconds from the request to the session running.

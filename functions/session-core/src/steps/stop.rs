@@ -1,6 +1,12 @@
-//! Stop: stops every task of the session and gives the user's slot back. Used both at
-//! the end of a session's life and by the compensation path after a failure, so it
-//! must succeed whatever was or was not launched.
+//! Stop: stops every task of the session and gives the user's slot back once they have
+//! all STOPPED. Used both at the end of a session's life and by the compensation path
+//! after a failure, so it must succeed whatever was or was not launched.
+//!
+//! A task asked to stop runs on until its containers exit (up to its stop timeout): its
+//! PostgreSQL still writes to the user's data. The slot, and with it the user's next
+//! session on the same data, waits for STOPPED. While a task is still stopping, Stop
+//! says so and the state machine waits in AwaitTasksStopped (completed by the task's
+//! STOPPED event, or timed out) before calling Stop again.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +32,10 @@ pub struct StopInput {
 #[derive(Debug, PartialEq, Serialize)]
 pub struct StopOutput {
     pub stopped_tasks: Vec<String>,
+    /// Whether every task of the session has STOPPED (or none was ever started).
+    pub tasks_stopped: bool,
+    /// The tasks asked to stop that have not yet STOPPED.
+    pub awaiting_tasks: Vec<String>,
     pub slot_released: bool,
     /// The reason the session stops for; `None` on the compensation path.
     pub reason: Option<Reason>,
@@ -61,6 +71,9 @@ pub async fn stop(
     for task_arn in &tasks {
         compute.stop_task(task_arn, &why).await?;
     }
+    let known: Vec<String> = tasks.iter().cloned().collect();
+    let awaiting_tasks = compute.tasks_not_stopped(id, &known).await?;
+    let tasks_stopped = awaiting_tasks.is_empty();
 
     let user_id = match &session {
         Some(s) => Some(s.user_id.clone()),
@@ -69,13 +82,21 @@ pub async fn stop(
             .as_ref()
             .and_then(|r| parse_user_id(r.get("user_id")).ok()),
     };
-    if let Some(user_id) = &user_id {
+    let release = user_id.as_ref().filter(|_| tasks_stopped);
+    if let Some(user_id) = release {
         store.release_slot(user_id, id).await?;
     }
-    tracing::info!(session_id = %id, tasks = tasks.len(), "session tasks stopped");
+    tracing::info!(
+        session_id = %id,
+        tasks = tasks.len(),
+        still_stopping = awaiting_tasks.len(),
+        "session tasks stopped"
+    );
     Ok(StopOutput {
         stopped_tasks: tasks.into_iter().collect(),
-        slot_released: user_id.is_some(),
+        tasks_stopped,
+        awaiting_tasks,
+        slot_released: release.is_some(),
         reason,
     })
 }

@@ -10,8 +10,9 @@ use crate::metrics::{self, Unit};
 use crate::ports::{Delivery, Network, SessionStore, TaskObservation, Workflow};
 use crate::session::SessionId;
 use crate::session::{Reason, Status};
+use crate::steps::record::recorded_stopped;
 use crate::steps::request_stop::{request_stop, StopRequest};
-use crate::steps::wait_for_ip::{complete_wait_for_ip, TASK_ENDED, TASK_RUNNING};
+use crate::steps::wait_for_ip::{complete_wait_for_ip, TASK_ENDED, TASK_RUNNING, TASK_STOPPED};
 
 pub const DETAIL_TYPE: &str = "ECS Task State Change";
 
@@ -104,6 +105,8 @@ pub enum Outcome {
     CompletedWaitForIp,
     /// The task ended on its own while the session was running.
     StopRequested,
+    /// The stopped session's task has STOPPED: Stop may release the slot.
+    CompletedAwaitTasksStopped,
 }
 
 /// True when the session's recorded task state is this event's: the same task, version
@@ -178,6 +181,20 @@ pub async fn on_task_state_change(
                 &[],
                 &[(metrics::IMAGE_PULL_SECONDS, seconds, Unit::Seconds)],
             );
+        }
+    }
+    if detail.last_status == TASK_STOPPED {
+        if let Some(token) = session.tasks_stopped_token.as_deref() {
+            let awaiting = [detail.task_arn.clone()];
+            if recorded_stopped(&session, &awaiting) {
+                let delivery = workflow.succeed(token, &serde_json::json!({})).await?;
+                tracing::info!(session_id = %session_id, ?delivery, "AwaitTasksStopped completed");
+                return Ok(match delivery {
+                    Delivery::Delivered => Outcome::CompletedAwaitTasksStopped,
+                    Delivery::AlreadyClosed if retried => Outcome::Stale,
+                    Delivery::AlreadyClosed => Outcome::Recorded,
+                });
+            }
         }
     }
     let ran = session.status == Status::Running

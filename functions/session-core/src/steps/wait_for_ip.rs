@@ -19,9 +19,11 @@ pub struct WaitForIpInput {
 }
 
 pub const TASK_RUNNING: &str = "RUNNING";
+/// The last status of a task whose containers have all exited.
+pub const TASK_STOPPED: &str = "STOPPED";
 /// ECS statuses after which a task never runs again. A task that fails to start goes
 /// from PROVISIONING or PENDING straight to DEPROVISIONING: that event alone tells.
-pub const TASK_ENDED: [&str; 4] = ["DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
+pub const TASK_ENDED: [&str; 4] = ["DEACTIVATING", "STOPPING", "DEPROVISIONING", TASK_STOPPED];
 
 pub async fn wait_for_ip(
     input: WaitForIpInput,
