@@ -475,24 +475,27 @@ def patch_ecs_capacity_faults(fault_file: str | None) -> None:
 
 def patch_ecs_stop_delay(fault_file: str | None) -> None:
     """``{"stop_task_delay_s": N}`` in ``fault_file``: a task asked to stop keeps
-    running (desired status STOPPED, last status DEACTIVATING) for N seconds before it
-    reaches STOPPED, as a Fargate task does while its containers exit (up to its stop
-    timeout). moto stops a task at once otherwise. A repeated StopTask changes nothing.
+    running (desired status STOPPED, last status DEACTIVATING) until N seconds have
+    passed since its StopTask, as a Fargate task does while its containers exit (up to
+    their stop timeout). moto stops a task at once otherwise. N is read again every
+    0.1 s, so a test can hold stopping tasks (a large N) and then let them go (0). A
+    repeated StopTask changes nothing.
     """
     if not fault_file:
         return
-    import threading
 
     from moto.ecs.models import EC2ContainerServiceBackend
 
     original = EC2ContainerServiceBackend.stop_task
 
-    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+    def delay_s() -> float:
         try:
             with open(fault_file, encoding="utf-8") as f:
-                delay = float(json.load(f).get("stop_task_delay_s") or 0)
+                return float(json.load(f).get("stop_task_delay_s") or 0)
         except (FileNotFoundError, ValueError):
-            delay = 0.0
+            return 0.0
+
+    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
         cluster = self._get_cluster(cluster_str)
         task_id = task_str.split("/")[-1]
         task = next(
@@ -503,31 +506,22 @@ def patch_ecs_stop_delay(fault_file: str | None) -> None:
             return original(self, cluster_str, task_str, reason)
         if task.desired_status == "STOPPED":
             return task  # already stopping
-        if delay <= 0:
+        if delay_s() <= 0:
             return original(self, cluster_str, task_str, reason)
         task.desired_status = "STOPPED"
         task.last_status = "DEACTIVATING"
         task.stopped_reason = reason
+        asked = time.monotonic()
 
-        def stopped() -> None:
+        def stop_when_due() -> None:
+            while time.monotonic() - asked < delay_s():
+                time.sleep(0.1)
             task.last_status = "STOPPED"
 
-        timer = threading.Timer(delay, stopped)
-        timer.daemon = True
-        timer.start()
+        threading.Thread(target=stop_when_due, daemon=True).start()
         return task
 
     EC2ContainerServiceBackend.stop_task = stop_task  # type: ignore[method-assign]
-
-
-# Error `__type` namespaces of the JSON-protocol services that send one (the SDKs keep
-# what follows the `#`).
-_JSON_ERROR_NAMESPACES = {"dynamodb": "com.amazonaws.dynamodb.v20120810#"}
-# Keys of a fault that say when it applies; every other key goes into the error body.
-_FAULT_KEYS = {
-    "service", "action", "code", "message", "status", "times", "after", "match", "fired", "seen",
-}
-_fault_lock = threading.Lock()
 
 
 def _read_faults(fault_file: str) -> tuple[dict[str, Any], bytes]:

@@ -4,7 +4,7 @@
 //! next session on the same data, waits for the task's STOPPED.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use session_core::session::SessionId;
@@ -12,6 +12,9 @@ use session_tests::pump::{self, PumpSettings};
 use session_tests::Stack;
 
 const USER: &str = "uma";
+
+/// A stop delay no test outlasts: the task stops when the test sets the delay to 0.
+const HELD: Duration = Duration::from_secs(3600);
 
 async fn start(stack: &Stack) -> (u16, Value) {
     let (status, body, _) = stack
@@ -57,11 +60,11 @@ async fn live_tasks(stack: &Stack) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_session_waits_until_the_old_task_has_stopped_and_then_starts() {
-    const STOP_TAKES: Duration = Duration::from_secs(8);
     let stack = Arc::new(Stack::start().await);
     let pump = pump::spawn(stack.clone(), PumpSettings::default());
     stack.put_user(USER, true, None).await;
-    stack.set_stop_task_delay(STOP_TAKES);
+    // Tasks asked to stop keep running until the test lets them go.
+    stack.set_stop_task_delay(HELD);
 
     let (status, first) = start(&stack).await;
     assert_eq!(status, 202, "{first}");
@@ -79,7 +82,6 @@ async fn a_new_session_waits_until_the_old_task_has_stopped_and_then_starts() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    let asked = Instant::now();
     stack
         .eventually(
             "StopTask to reach the old task",
@@ -90,18 +92,22 @@ async fn a_new_session_waits_until_the_old_task_has_stopped_and_then_starts() {
             },
         )
         .await;
+    let execution = format!(
+        "{}:{first_id}",
+        stack
+            .info
+            .state_machine_arn
+            .replace(":stateMachine:", ":execution:")
+    );
+    stack.wait_for_state(&execution, "AwaitTasksStopped").await;
 
     // While the old task runs on, every start is refused and no second task exists.
-    let mut refusals = 0;
-    while stack.task(&old_task).await.last_status() != Some("STOPPED") {
-        assert!(
-            asked.elapsed() < STOP_TAKES + Duration::from_secs(20),
-            "the old task never stopped"
-        );
+    for _ in 0..5 {
         let (status, body) = start(&stack).await;
         assert_eq!(status, 409, "a start while the old task runs: {body}");
         assert_eq!(body["error"]["code"], "session_limit_reached", "{body}");
         assert_eq!(live_tasks(&stack).await, vec![old_task.clone()]);
+        assert_eq!(stack.all_tasks().await.len(), 1, "a second task exists");
         let (_, session, _) = stack
             .http(
                 "GET",
@@ -112,24 +118,15 @@ async fn a_new_session_waits_until_the_old_task_has_stopped_and_then_starts() {
             )
             .await;
         assert_eq!(session["status"], "stopping", "{session}");
-        refusals += 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(stack.active_slots(USER).await, vec![first_id.clone()]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(
-        refusals >= 3,
-        "the old task stopped too soon to tell: {refusals} refusals"
-    );
 
+    // The old task's containers exit.
+    stack.set_stop_task_delay(Duration::ZERO);
     // Its STOPPED event (not AwaitTasksStopped's 300 s timeout) ends the session.
     let stopped = status_via_api(&stack, &first_id, "stopped", Duration::from_secs(30)).await;
     assert_eq!(stopped["stop_reason"], "user", "{stopped}");
-    let execution = format!(
-        "{}:{first_id}",
-        stack
-            .info
-            .state_machine_arn
-            .replace(":stateMachine:", ":execution:")
-    );
     let states = stack.states_entered(&execution).await;
     assert!(
         states.iter().any(|s| s == "AwaitTasksStopped"),
@@ -150,34 +147,34 @@ async fn a_new_session_waits_until_the_old_task_has_stopped_and_then_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_start_frees_the_slot_only_once_its_unrecorded_task_has_stopped() {
-    const STOP_TAKES: Duration = Duration::from_secs(6);
     let stack = Arc::new(Stack::start().await);
     let pump = pump::spawn(stack.clone(), PumpSettings::default());
     stack.put_user(USER, true, None).await;
     // RunTask starts the task but answers an error Launch does not retry: the task is
     // recorded nowhere, the start fails, and compensation stops the task by its
-    // startedBy. The task then takes a while to stop.
+    // startedBy. The task keeps running until the test lets it go.
     stack.set_run_task_error("AccessDeniedException", true);
-    stack.set_stop_task_delay(STOP_TAKES);
+    stack.set_stop_task_delay(HELD);
 
     let (status, started) = start(&stack).await;
     assert_eq!(status, 202, "{started}");
     let id = started["session_id"].as_str().unwrap().to_owned();
-    let task = stack
-        .eventually(
-            "compensation to ask the task to stop",
-            Duration::from_secs(60),
-            || async {
-                stack.all_tasks().await.into_iter().find(|t| {
-                    t.started_by() == Some(id.as_str()) && t.desired_status() == Some("STOPPED")
-                })
-            },
-        )
+    let execution = format!(
+        "{}:{id}",
+        stack
+            .info
+            .state_machine_arn
+            .replace(":stateMachine:", ":execution:")
+    );
+    stack
+        .wait_for_state(&execution, "AwaitCompensationTasksStopped")
         .await;
-    let task_arn = task.task_arn().unwrap().to_owned();
+    let tasks = stack.all_tasks().await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].started_by(), Some(id.as_str()));
+    assert_eq!(tasks[0].desired_status(), Some("STOPPED"));
 
-    let mut looks = 0;
-    while stack.task(&task_arn).await.last_status() != Some("STOPPED") {
+    for _ in 0..3 {
         let (_, session, _) = stack
             .http(
                 "GET",
@@ -192,14 +189,10 @@ async fn a_failed_start_frees_the_slot_only_once_its_unrecorded_task_has_stopped
             "ended while its task runs: {session}"
         );
         assert_eq!(stack.active_slots(USER).await, vec![id.clone()]);
-        looks += 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(
-        looks >= 3,
-        "the task stopped too soon to tell: {looks} looks"
-    );
 
+    stack.set_stop_task_delay(Duration::ZERO);
     let failed = status_via_api(&stack, &id, "failed", Duration::from_secs(30)).await;
     assert_eq!(failed["stop_reason"], "internal", "{failed}");
     let stored = stack
@@ -215,18 +208,6 @@ async fn a_failed_start_frees_the_slot_only_once_its_unrecorded_task_has_stopped
     );
     assert!(stack.active_slots(USER).await.is_empty());
     assert!(live_tasks(&stack).await.is_empty());
-    let execution = format!(
-        "{}:{id}",
-        stack
-            .info
-            .state_machine_arn
-            .replace(":stateMachine:", ":execution:")
-    );
-    let states = stack.states_entered(&execution).await;
-    assert!(
-        states.iter().any(|s| s == "AwaitCompensationTasksStopped"),
-        "{states:?}"
-    );
 
     stack.clear_faults();
     drop(stack);
