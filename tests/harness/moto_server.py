@@ -31,6 +31,10 @@ What this adds on top of plain `moto_server`:
   ``--fault-file`` (see ``patch_injected_faults``): throttling of any action,
   DynamoDB's TransactionConflict, EFS's AccessPointAlreadyExists, in each service's
   own error shape, for a number of calls.
+* AWS's API rate limits, switched on at run time from ``--fault-file`` (see
+  ``patch_rate_limits``): token buckets of AWS's documented sizes and refill rates
+  (``RATE_LIMITS``) in front of the calls the product makes, answering as each
+  service does when it throttles, and counting what they let through and refused.
 
 The function still has to exist in moto (CreateFunction with any role that
 exists in moto IAM, a dummy zip, runtime provided.al2023, handler bootstrap);
@@ -59,6 +63,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 MOTO_CONFIG = {
@@ -524,6 +529,16 @@ def patch_ecs_stop_delay(fault_file: str | None) -> None:
     EC2ContainerServiceBackend.stop_task = stop_task  # type: ignore[method-assign]
 
 
+# Error `__type` namespaces of the JSON-protocol services that send one (the SDKs keep
+# what follows the `#`).
+_JSON_ERROR_NAMESPACES = {"dynamodb": "com.amazonaws.dynamodb.v20120810#"}
+# Keys of a fault that say when it applies; every other key goes into the error body.
+_FAULT_KEYS = {
+    "service", "action", "code", "message", "status", "times", "after", "match", "fired", "seen",
+}
+_fault_lock = threading.Lock()
+
+
 def _read_faults(fault_file: str) -> tuple[dict[str, Any], bytes]:
     try:
         with open(fault_file, "rb") as f:
@@ -677,6 +692,370 @@ def patch_injected_faults(fault_file: str | None) -> None:
     BaseResponse.call_action = call_action  # type: ignore[method-assign]
 
 
+# --- AWS's API rate limits ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A token bucket: at most `burst` tokens (AWS's "bucket maximum capacity", the
+    burst rate), refilled at `refill` tokens a second (the "bucket refill rate", the
+    sustained rate). A call takes one token, or its cost; with too few, it is throttled.
+    """
+
+    burst: float
+    refill: float
+
+
+# AWS's default throttling quotas for the calls the product makes, per account and
+# Region (us-east-1, the stack's Region, where a page gives figures per Region). The
+# only place these figures live: each cites its page.
+RATE_LIMITS: dict[str, Limit] = {
+    # "AWS Fargate throttling quotas",
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html:
+    # RunTask calls that launch Fargate tasks are limited to 20 a second, burst and
+    # sustained ...
+    "ecs.RunTask": Limit(20, 20),
+    # ... and each task launched (RunTask's `count`) takes a token from the account's
+    # task launch bucket: 100 tokens, refilled at 20 a second.
+    "fargate.TaskLaunch": Limit(100, 20),
+    # "Request throttling for the Amazon ECS API",
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html.
+    # The copy of that page at hand showed its text but not its table: these three
+    # figures are as quoted from it elsewhere (task definition modify actions 20/1,
+    # matching launch.rs's "about one call a second"; cluster resource read actions,
+    # ListTasks and DescribeTasks in one bucket, 100/20; StopTask as quoted once,
+    # 100/20). Check them against the page before relying on them.
+    "ecs.RegisterTaskDefinition": Limit(20, 1),
+    "ecs.ClusterResourceRead": Limit(100, 20),
+    "ecs.StopTask": Limit(100, 20),
+    # "Request throttling for the Amazon EC2 API",
+    # https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html:
+    # non-mutating (Describe*) actions, each in its own bucket, 100 refilled at 20.
+    "ec2.DescribeNetworkInterfaces": Limit(100, 20),
+    # Step Functions service quotas, "Quotas related to API action throttling" and
+    # "Other quotas", https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html
+    # (Standard workflows, US East (N. Virginia)); each action its own bucket. Read in
+    # the page's copy in awsdocs/aws-step-functions-developer-guide (limits-overview.md).
+    "stepfunctions.StartExecution": Limit(1300, 300),
+    "stepfunctions.SendTaskSuccess": Limit(3000, 500),
+    "stepfunctions.SendTaskFailure": Limit(3000, 500),
+    "stepfunctions.SendTaskHeartbeat": Limit(3000, 500),
+    "stepfunctions.DescribeExecution": Limit(300, 15),
+    "stepfunctions.StopExecution": Limit(1000, 200),
+    # DynamoDB: "each individual partition is limited to 1000 write units per second",
+    # on-demand tables too,
+    # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html.
+    # Every item of our tables has a partition key of its own, so every item has this
+    # bucket; a write of up to 1 KB is one unit (ours are smaller).
+    "dynamodb.ItemWrite": Limit(1000, 1000),
+}
+# Not limited, for want of a documented figure: EFS CreateAccessPoint (EFS throttles it,
+# ThrottlingException with HTTP 429, only for calls in quick succession near the file
+# system's access point quota; inject that as a fault), IAM's role calls, ECR. Lambda
+# Invoke is Step Functions running the functions, not a call of the product.
+
+# Which bucket an action draws on, by boto3 service name.
+_ACTION_BUCKETS: dict[tuple[str, str], str] = {
+    ("ecs", "RegisterTaskDefinition"): "ecs.RegisterTaskDefinition",
+    ("ecs", "ListTasks"): "ecs.ClusterResourceRead",
+    ("ecs", "DescribeTasks"): "ecs.ClusterResourceRead",
+    ("ecs", "StopTask"): "ecs.StopTask",
+    ("ec2", "DescribeNetworkInterfaces"): "ec2.DescribeNetworkInterfaces",
+    **{
+        ("stepfunctions", action): f"stepfunctions.{action}"
+        for action in (
+            "StartExecution",
+            "SendTaskSuccess",
+            "SendTaskFailure",
+            "SendTaskHeartbeat",
+            "DescribeExecution",
+            "StopExecution",
+        )
+    },
+}
+_DYNAMODB_ITEM_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems")
+
+# How each service answers a throttled call: (code, message, HTTP status). ECS: the
+# error its throttling page shows (400); EC2: RequestLimitExceeded (503); Step
+# Functions: ThrottlingException (400); DynamoDB, over a partition's throughput:
+# ProvisionedThroughputExceededException with a KeyRangeThroughputExceeded reason.
+_THROTTLED: dict[str, tuple[str, str, int]] = {
+    "ecs": ("ThrottlingException", "Rate exceeded", 400),
+    "ec2": ("RequestLimitExceeded", "Request limit exceeded.", 503),
+    "stepfunctions": ("ThrottlingException", "Rate exceeded", 400),
+    "dynamodb": (
+        "ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded. "
+        "Consider increasing your provisioning level with the UpdateTable API.",
+        400,
+    ),
+}
+_TRANSACTION_THROTTLED = {
+    "Code": "ThrottlingError",
+    "Message": "Throughput exceeds the current capacity of your table or index. DynamoDB "
+    "is automatically scaling your table or index so please try again shortly.",
+}
+
+# Calls of the harness itself carry this SDK app name (`app/session-harness` in their
+# user agent) and are never throttled: the pump plays Fargate and EventBridge, and the
+# tests look at the state, none of which an account's quotas see on AWS.
+HARNESS_APP = "session-harness"
+
+
+class TokenBuckets:
+    """Token buckets by key, each full when first used and refilled continuously.
+    Thread-safe: moto's server answers every request on a thread of its own."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._levels: dict[str, tuple[float, float]] = {}  # key -> (tokens, as of)
+
+    def take(self, wants: list[tuple[str, Limit, float]]) -> str | None:
+        """Takes `cost` tokens from the bucket of every `(key, limit, cost)` if each has
+        them, and returns None; otherwise takes none and returns the first key short."""
+        with self._lock:
+            now = self._clock()
+            after = []
+            for key, limit, cost in wants:
+                tokens, at = self._levels.get(key, (limit.burst, now))
+                tokens = min(limit.burst, tokens + (now - at) * limit.refill)
+                if tokens < cost:
+                    return key
+                after.append((key, tokens - cost))
+            for key, tokens in after:
+                self._levels[key] = (tokens, now)
+            return None
+
+
+class RateLimiter:
+    """`RATE_LIMITS` at `scale`, and what they did: per bucket, the tokens taken
+    (`allowed`: calls, tasks launched, item writes) and the calls throttled."""
+
+    def __init__(self, scale: float = 1.0, clock: Any = time.monotonic) -> None:
+        self.scale = scale
+        self._buckets = TokenBuckets(clock)
+        self._lock = threading.Lock()
+        self.allowed: dict[str, int] = {name: 0 for name in RATE_LIMITS}
+        self.throttled: dict[str, int] = {name: 0 for name in RATE_LIMITS}
+
+    def limit(self, name: str) -> Limit:
+        # Every bucket keeps room for one call, or a small scale would refuse all.
+        base = RATE_LIMITS[name]
+        return Limit(max(1.0, base.burst * self.scale), base.refill * self.scale)
+
+    def take(self, wants: list[tuple[str, str, int]]) -> str | None:
+        """Takes tokens for one call: `(bucket name, key, cost)` for each bucket it
+        draws on (the key tells apart the buckets of one name, e.g. one per item).
+        Returns the key that throttled it, or None."""
+        short = self._buckets.take([(key, self.limit(name), cost) for name, key, cost in wants])
+        with self._lock:
+            if short is None:
+                for name, _, cost in wants:
+                    self.allowed[name] += cost
+            else:
+                name = next(name for name, key, _ in wants if key == short)
+                self.throttled[name] += 1
+        return short
+
+    def counts(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "scale": self.scale,
+                "buckets": {
+                    name: {
+                        "burst": self.limit(name).burst,
+                        "refill": self.limit(name).refill,
+                        "allowed": self.allowed[name],
+                        "throttled": self.throttled[name],
+                    }
+                    for name in RATE_LIMITS
+                },
+            }
+
+
+def rate_limit_scale(setting: Any) -> float | None:
+    """The fault file's ``rate_limits`` setting as a scale: ``true`` or ``{}`` for AWS's
+    figures, ``{"scale": 0.1}`` for every bucket and refill at a tenth; None is off."""
+    if setting is True:
+        return 1.0
+    if isinstance(setting, dict):
+        scale = float(setting.get("scale", 1.0))
+        if scale <= 0:
+            raise ValueError(f"rate_limits scale must be above 0, got {scale}")
+        return scale
+    return None
+
+
+def _item_key(table: Any, item: dict[str, Any]) -> dict[str, Any]:
+    names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    return {name: item.get(name) for name in names}
+
+
+def _item_writes(response: Any, action: str, body: dict[str, Any]) -> list[tuple[int, str]]:
+    """The items a DynamoDB write request writes, as (position in the request, key)."""
+    backend = response.dynamodb_backend
+
+    def key_of(request: dict[str, Any]) -> str | None:
+        name = request.get("TableName", "")
+        try:
+            table = backend.get_table(name)
+        except Exception:  # noqa: BLE001 - no such table: DynamoDB answers that itself
+            return None
+        key = request.get("Key") or _item_key(table, request.get("Item") or {})
+        return f"{name}/{json.dumps(key, sort_keys=True)}"
+
+    if action != "TransactWriteItems":
+        key = key_of(body)
+        return [] if key is None else [(0, key)]
+    writes = []
+    for i, item in enumerate(body.get("TransactItems") or []):
+        request = item.get("Put") or item.get("Update") or item.get("Delete")
+        key = key_of(request) if request else None
+        if key is not None:
+            writes.append((i, key))
+    return writes
+
+
+def _wants(response: Any, service: str, action: str, body: dict[str, Any]) -> list | None:
+    """The buckets this call draws on, as `RateLimiter.take` wants them; None if none."""
+    if service == "dynamodb" and action in _DYNAMODB_ITEM_WRITES:
+        return [("dynamodb.ItemWrite", key, 1) for _, key in _item_writes(response, action, body)]
+    if (service, action) == ("ecs", "RunTask"):
+        strategy = body.get("capacityProviderStrategy") or []
+        fargate = body.get("launchType") == "FARGATE" or any(
+            str(s.get("capacityProvider", "")).startswith("FARGATE") for s in strategy
+        )
+        tasks = int(body.get("count") or 1)
+        return (
+            [("ecs.RunTask", "ecs.RunTask", 1), ("fargate.TaskLaunch", "fargate.TaskLaunch", tasks)]
+            if fargate
+            else None
+        )
+    name = _ACTION_BUCKETS.get((service, action))
+    return None if name is None else [(name, name, 1)]
+
+
+def _throttled_answer(
+    response: Any, service: str, action: str, body: dict[str, Any], short: str
+) -> dict[str, Any]:
+    """The service's answer to a call throttled on bucket key `short`, as a fault for
+    `_fault_response`."""
+    if service == "dynamodb" and action == "TransactWriteItems":
+        # A transaction is cancelled whole, with the reason on the throttled item.
+        throttled = {i for i, key in _item_writes(response, action, body) if key == short}
+        reasons = [
+            _TRANSACTION_THROTTLED if i in throttled else {"Code": "None"}
+            for i in range(len(body.get("TransactItems") or []))
+        ]
+        codes = ", ".join(r["Code"] for r in reasons)
+        return {
+            "code": "TransactionCanceledException",
+            "message": "Transaction cancelled, please refer cancellation reasons "
+            f"for specific reasons [{codes}]",
+            "CancellationReasons": reasons,
+        }
+    code, message, status = _THROTTLED[service]
+    answer: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if service == "dynamodb":
+        table = short.split("/", 1)[0]
+        arn = f"arn:aws:dynamodb:{response.region}:{response.current_account}:table/{table}"
+        answer["ThrottlingReasons"] = [
+            {"reason": "TableWriteKeyRangeThroughputExceeded", "resource": arn}
+        ]
+    return answer
+
+
+def patch_rate_limits(fault_file: str | None) -> None:
+    """AWS's rate limits (`RATE_LIMITS`), switched on at run time by the fault file::
+
+        {"rate_limits": {"scale": 1.0}}
+
+    ``true`` or ``{}`` means AWS's figures; ``scale`` multiplies every bucket size and
+    refill rate alike (a test on one machine may need smaller buckets to outrun them).
+    Absent, false or null: off. A changed setting starts afresh: buckets full, counts
+    zero. A throttled call gets its service's own answer and never reaches moto.
+
+    What the limits did is kept in ``{fault_file}.rate-limits.json``, replaced whole on
+    every limited call: ``{"scale", "buckets": {name: {"burst", "refill", "allowed",
+    "throttled"}}}``.
+
+    Why here: as for injected faults, ``BaseResponse.call_action`` is where every
+    request, parsed, meets its action. Installed after ``patch_injected_faults``, so a
+    throttled call is answered before any injected fault sees it.
+    """
+    if not fault_file:
+        return
+    from moto.core.responses import BaseResponse
+    from moto.core.utils import get_service_model
+
+    original = BaseResponse.call_action
+    counts_file = f"{fault_file}.rate-limits.json"
+    state: dict[str, Any] = {"stamp": None, "setting": None, "limiter": None}
+    lock = threading.Lock()
+
+    def limiter_now() -> RateLimiter | None:
+        try:
+            st = os.stat(fault_file)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        with lock:
+            if stamp != state["stamp"]:
+                state["stamp"] = stamp
+                setting = _read_faults(fault_file)[0].get("rate_limits") if stamp else None
+                if setting != state["setting"]:
+                    state["setting"] = setting
+                    scale = rate_limit_scale(setting)
+                    state["limiter"] = None if scale is None else RateLimiter(scale)
+                    if state["limiter"] is not None:
+                        dump(state["limiter"])
+            return state["limiter"]
+
+    def dump(limiter: RateLimiter) -> None:
+        # Under `lock`, so that the counts last written are the latest.
+        tmp = f"{counts_file}.{threading.get_ident()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(limiter.counts(), f)
+        os.replace(tmp, counts_file)
+
+    def write_counts(limiter: RateLimiter) -> None:
+        with lock:
+            if limiter is state["limiter"]:  # not one a changed setting replaced
+                dump(limiter)
+
+    def call_action(self: BaseResponse) -> Any:
+        action = self._get_action()  # noqa: SLF001
+        limiter = limiter_now() if action else None
+        if limiter is None:
+            return original(self)
+        agent = f"{self.headers.get('User-Agent', '')} {self.headers.get('x-amz-user-agent', '')}"
+        if f"app/{HARNESS_APP}" in agent:
+            return original(self)
+        service = self.boto3_service_name
+        try:
+            body = json.loads(self.raw_body or b"{}")
+        except (TypeError, ValueError):  # EC2's form-encoded query, say
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        wants = _wants(self, service, action, body)
+        if wants is None:
+            return original(self)
+        short = limiter.take(wants)
+        write_counts(limiter)
+        if short is None:
+            return original(self)
+        metadata = get_service_model(service).metadata
+        return _fault_response(
+            _throttled_answer(self, service, action, body, short),
+            self.service_name or "",
+            metadata.get("protocol", "json"),
+            metadata.get("jsonVersion", "1.0"),
+        )
+
+    BaseResponse.call_action = call_action  # type: ignore[method-assign]
+
+
 def patch_ecs_inactive_task_definition() -> None:
     """Refuse RunTask on a deregistered (INACTIVE) task definition, as ECS does.
 
@@ -747,6 +1126,7 @@ def main(argv: list[str] | None = None) -> int:
     patch_ecs_capacity_faults(args.fault_file)
     patch_ecs_inactive_task_definition()
     patch_injected_faults(args.fault_file)
+    patch_rate_limits(args.fault_file)
     patch_ecs_stop_delay(args.fault_file)
     patch_dynamodb_write_atomicity()
 

@@ -9,11 +9,16 @@ use serde_json::{json, Value};
 /// The attempts the SDK's standard retry mode makes for one call.
 pub const SDK_ATTEMPTS: u64 = 3;
 
-/// A control-plane throttle: EC2's `RequestLimitExceeded` (HTTP 503), DynamoDB's and
-/// the other JSON services' `ThrottlingException` (HTTP 400).
+/// A control-plane throttle: EC2's `RequestLimitExceeded` (HTTP 503), EFS's
+/// `ThrottlingException` (HTTP 429, as its API model says), DynamoDB's and the other
+/// JSON services' `ThrottlingException` (HTTP 400), as the emulator's rate limits
+/// answer for ECS, EC2 and Step Functions (`_THROTTLED` in
+/// `tests/harness/moto_server.py`; a hot DynamoDB item gets
+/// `ProvisionedThroughputExceededException` there).
 pub fn throttled(service: &str, action: &str, times: u64) -> Value {
     let (code, message, status) = match service {
         "ec2" => ("RequestLimitExceeded", "Request limit exceeded.", 503),
+        "efs" => ("ThrottlingException", "Rate exceeded", 429),
         "dynamodb" => (
             "ThrottlingException",
             "Rate of requests exceeds the allowed throughput.",

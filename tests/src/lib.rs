@@ -11,6 +11,7 @@ pub mod http_api;
 pub mod lambda;
 pub mod provider_schema;
 pub mod pump;
+pub mod rate_limits;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -39,6 +40,11 @@ pub const FUNCTIONS: [&str; 8] = [
 ];
 /// Instances of each function, so that concurrent executions really run concurrently.
 const INSTANCES: usize = 2;
+/// The SDK app name of the harness's own AWS calls (the pump playing Fargate and
+/// EventBridge, the tests looking at the state): the emulator's rate limits never
+/// throttle them, as an account's quotas never see AWS's own work (`HARNESS_APP` in
+/// `tests/harness/moto_server.py`).
+pub const HARNESS_APP: &str = "session-harness";
 
 /// The timeout Terraform gives a function (`timeout` in terraform/functions.tf; the
 /// module's default is 30 s).
@@ -233,6 +239,7 @@ impl Stack {
                 .expect("stack.json parses");
 
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .app_name(aws_config::AppName::new(HARNESS_APP).expect("a valid app name"))
             .endpoint_url(&endpoint)
             .region(aws_config::Region::new(info.region.clone()))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

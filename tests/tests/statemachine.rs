@@ -60,3 +60,48 @@ fn every_state_names_a_function_that_exists_under_functions() {
         );
     }
 }
+
+/// A throttled step waits for the account's token buckets to refill, so it is retried
+/// longer than a step that failed otherwise, and every retrier spreads its waits with
+/// full jitter, so that a burst of executions throttled together does not come back
+/// together.
+#[test]
+fn every_task_retries_throttling_longest_with_full_jitter() {
+    for file in definitions(&repo_root()) {
+        let definition = read(&file);
+        let states = definition["States"].as_object().expect("States");
+        for (name, state) in states.iter().filter(|(_, s)| s["Type"] == "Task") {
+            let retriers = state["Retry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            let matching = |error: &str| {
+                retriers
+                    .iter()
+                    .find(|r| {
+                        r["ErrorEquals"]
+                            .as_array()
+                            .is_some_and(|e| e.iter().any(|x| x == error))
+                    })
+                    .unwrap_or_else(|| panic!("{}: {name} does not retry {error}", file.display()))
+            };
+            let throttled = matching("Throttled");
+            let transient = matching("Transient");
+            assert!(
+                throttled["MaxAttempts"].as_u64() > transient["MaxAttempts"].as_u64(),
+                "{}: {name}",
+                file.display()
+            );
+            assert!(
+                throttled["MaxDelaySeconds"].as_u64().is_some(),
+                "{}: {name}: throttled waits are capped",
+                file.display()
+            );
+            for retrier in retriers {
+                assert_eq!(
+                    retrier["JitterStrategy"],
+                    "FULL",
+                    "{}: {name}",
+                    file.display()
+                );
+            }
+        }
+    }
+}

@@ -6,6 +6,10 @@
 //!
 //! `--keep-running` (`make local-up`) leaves the stack up until SIGINT or SIGTERM
 //! (`make local-down`); `--pid-file PATH` records this process for `local-down`.
+//!
+//! `LOCAL_RATE_LIMITS=1` puts AWS's API rate limits in front of the product's calls
+//! (`session_tests::rate_limits`); a number other than 1 scales every bucket size and
+//! refill rate by it (`0.1`: a tenth).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -25,6 +29,22 @@ fn arg_value(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// `LOCAL_RATE_LIMITS`: unset, empty or 0 is off, else the scale of AWS's figures.
+fn rate_limits_from_env() -> Result<Option<f64>, String> {
+    let raw = std::env::var("LOCAL_RATE_LIMITS").unwrap_or_default();
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    match raw.trim().parse::<f64>() {
+        Ok(0.0) => Ok(None),
+        Ok(scale) if scale > 0.0 && scale.is_finite() => Ok(Some(scale)),
+        _ => Err(format!(
+            "LOCAL_RATE_LIMITS must be 1 (AWS's rate limits), a positive scale of them, \
+             or 0 (off); got {raw:?}"
+        )),
+    }
 }
 
 /// Both ports must be free before anything starts.
@@ -174,6 +194,10 @@ async fn main() {
         eprintln!("error: {message}");
         std::process::exit(1);
     }
+    let rate_limits = rate_limits_from_env().unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    });
     let begun = Instant::now();
     println!(
         "starting the local stack: AWS emulator on 127.0.0.1:{MOTO_PORT}, HTTP API on \
@@ -199,6 +223,14 @@ async fn main() {
         begun.elapsed().as_secs_f64(),
         stack.logs_dir().display()
     );
+    if let Some(scale) = rate_limits {
+        stack.set_rate_limits(Some(scale));
+        println!(
+            "  AWS's API rate limits are on (their documented sizes x {scale}); what they \
+             let through and throttle: {}",
+            stack.rate_limit_counts_path().display()
+        );
+    }
 
     let outcome = if keep_running {
         if let Some(path) = arg_value("--pid-file") {
