@@ -8,6 +8,7 @@ import json
 import sys
 
 import boto3
+import botocore.config
 
 CLUSTER = "sessions"
 STATE_MACHINE = "session-lifecycle"
@@ -19,12 +20,15 @@ def main() -> int:
     parser.add_argument("--endpoint", default="http://127.0.0.1:4566")
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args()
+    # Looking on is not the product's work: the emulator's rate limits
+    # (LOCAL_RATE_LIMITS) never throttle calls that name the harness app.
     client = lambda service: boto3.client(  # noqa: E731
         service,
         endpoint_url=args.endpoint,
         region_name=args.region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
+        config=botocore.config.Config(user_agent_appid="session-harness"),
     )
     ecs, sfn = client("ecs"), client("stepfunctions")
     arns = []
