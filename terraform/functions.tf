@@ -19,6 +19,14 @@ locals {
   events_env = {
     EVENT_BUS = aws_cloudwatch_event_bus.sessions.name
   }
+  # How sessions are reached (config.rs Access): in gateway mode their URLs are
+  # https://{service}--{session_id}.{domain_name} and their tasks' private IPs count;
+  # in direct mode, http://{public ip}:{port}.
+  access_env = {
+    ACCESS_MODE        = var.access_mode
+    SESSION_DOMAIN     = local.gateway ? var.domain_name : ""
+    SESSION_URL_SCHEME = "https"
+  }
   admission_env = merge(local.template_env, {
     MAX_SESSIONS_PER_USER = tostring(var.max_sessions_per_user)
     MAX_LIFETIME_S        = tostring(var.max_lifetime_s)
@@ -27,7 +35,7 @@ locals {
   launch_env = merge(local.template_env, {
     SUBNETS                = join(",", local.task_subnet_ids)
     SECURITY_GROUPS        = aws_security_group.tasks.id
-    ASSIGN_PUBLIC_IP       = tostring(!var.private_mode)
+    ASSIGN_PUBLIC_IP       = tostring(!local.gateway)
     CAPACITY_PROVIDER      = var.capacity_provider
     EXECUTION_ROLE_ARN     = aws_iam_role.task_execution.arn
     TASK_ROLE_PATH         = local.task_role_path
@@ -326,7 +334,7 @@ module "wait_for_ip" {
   log_retention_days = var.log_retention_days
   alarm_topic_arn    = aws_sns_topic.alarms.arn
 
-  environment = local.tables_env
+  environment = merge(local.tables_env, local.access_env)
 
   statements = [
     {
@@ -359,7 +367,7 @@ module "record" {
   log_retention_days = var.log_retention_days
   alarm_topic_arn    = aws_sns_topic.alarms.arn
 
-  environment = merge(local.tables_env, local.template_env, local.events_env)
+  environment = merge(local.tables_env, local.template_env, local.events_env, local.access_env)
 
   statements = [
     {
@@ -443,7 +451,7 @@ module "task_events" {
   # Invoked asynchronously by EventBridge: an event that fails every retry is kept.
   dead_letter_queue_arn = aws_sqs_queue.task_events_failed.arn
 
-  environment = merge(local.tables_env, local.cluster_env)
+  environment = merge(local.tables_env, local.cluster_env, local.access_env)
 
   statements = [
     {

@@ -9,13 +9,16 @@ locals {
   partition = data.aws_partition.current.partition
   region    = data.aws_region.current.region
 
+  # Gateway mode (var.access_mode): private tasks behind the session gateway.
+  gateway = var.access_mode == "gateway"
+
   # The session template is configuration, not code: the functions get it whole
   # (SESSION_TEMPLATE), and the infrastructure follows it, opening exactly its ports
   # and allowing exactly its image repositories.
   session_template_json = jsonencode(jsondecode(coalesce(var.session_template, file("${path.module}/session_template.json"))))
   session_template      = jsondecode(local.session_template_json)
-  session_ports         = distinct([for c in local.session_template.containers : c.port if try(c.port, null) != null])
-  session_repositories  = distinct([for c in local.session_template.containers : c.repository if try(c.repository, null) != null])
+  session_ports         = distinct([for c in local.session_template.containers : c.port if lookup(c, "port", null) != null])
+  session_repositories  = distinct([for c in local.session_template.containers : c.repository if lookup(c, "repository", null) != null])
 
   registry_account = regex("^([0-9]{12})\\.dkr\\.ecr\\.([a-z0-9-]+)\\.", var.image_registry)[0]
   registry_region  = regex("^([0-9]{12})\\.dkr\\.ecr\\.([a-z0-9-]+)\\.", var.image_registry)[1]

@@ -10,6 +10,8 @@ locals {
     active        = "ActiveSessions"
     start_seconds = "SessionStartSeconds"
     pull_seconds  = "ImagePullSeconds"
+    # From a task's RUNNING to its HEALTHY: how long its services take to answer.
+    healthy_seconds = "TaskHealthySeconds"
     # One count per ended session, with dimensions Status (stopped, failed) and Reason.
     ended   = "SessionsEnded"
     orphans = "OrphansFound"
@@ -164,12 +166,14 @@ resource "aws_cloudwatch_dashboard" "sessions" {
       {
         type = "metric", x = 16, y = 0, width = 8, height = 6
         properties = {
-          title  = "Image pull seconds"
+          title  = "Image pull, and RUNNING to healthy, seconds"
           region = local.region
           period = 300
           metrics = [
-            [local.metrics.namespace, local.metrics.pull_seconds, { stat = "p50", label = "p50" }],
-            [local.metrics.namespace, local.metrics.pull_seconds, { stat = "p90", label = "p90" }],
+            [local.metrics.namespace, local.metrics.pull_seconds, { stat = "p50", label = "pull p50" }],
+            [local.metrics.namespace, local.metrics.pull_seconds, { stat = "p90", label = "pull p90" }],
+            [local.metrics.namespace, local.metrics.healthy_seconds, { stat = "p50", label = "healthy p50" }],
+            [local.metrics.namespace, local.metrics.healthy_seconds, { stat = "p90", label = "healthy p90" }],
           ]
         }
       },

@@ -1,5 +1,7 @@
-# The VPC the session tasks run in. By default tasks sit in public subnets with a
-# public IP each: the session URLs are http://<public ip>:<port>.
+# The VPC the session tasks run in. In gateway mode (the default) the tasks sit in
+# private subnets behind a NAT gateway, without public IPs, and only the gateway
+# (gateway.tf) reaches their ports; in direct mode they sit in public subnets with a
+# public IP each, their ports open to allowed_cidrs: http://<public ip>:<port>.
 
 data "aws_availability_zones" "available" {
   state = "available"
@@ -7,8 +9,9 @@ data "aws_availability_zones" "available" {
 
 locals {
   azs = slice(data.aws_availability_zones.available.names, 0, var.availability_zone_count)
-  # The subnets tasks and the EFS mount targets are placed in.
-  task_subnet_ids = var.private_mode ? aws_subnet.private[*].id : aws_subnet.public[*].id
+  # The subnets the session tasks (and in gateway mode the gateway's tasks) and the EFS
+  # mount targets are placed in.
+  task_subnet_ids = local.gateway ? aws_subnet.private[*].id : aws_subnet.public[*].id
 }
 
 resource "aws_vpc" "this" {
@@ -35,8 +38,8 @@ resource "aws_subnet" "public" {
   vpc_id            = aws_vpc.this.id
   availability_zone = local.azs[count.index]
   cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index)
-  # RunTask's assignPublicIp gives tasks their public IP; nothing else launched here
-  # should get one.
+  # Direct mode: RunTask's assignPublicIp gives tasks their public IP. Nothing else
+  # launched here should get one (the load balancer gets its own addresses).
   map_public_ip_on_launch = false
 
   tags = { Name = "${var.name}-public-${local.azs[count.index]}" }
@@ -60,7 +63,7 @@ resource "aws_route_table_association" "public" {
 }
 
 resource "aws_subnet" "private" {
-  count             = var.private_mode ? length(local.azs) : 0
+  count             = local.gateway ? length(local.azs) : 0
   vpc_id            = aws_vpc.this.id
   availability_zone = local.azs[count.index]
   cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index + 8)
@@ -69,15 +72,18 @@ resource "aws_subnet" "private" {
 }
 
 resource "aws_eip" "nat" {
-  count  = var.private_mode ? 1 : 0
+  count  = local.gateway ? 1 : 0
   domain = "vpc"
 
   tags = { Name = "${var.name}-nat" }
 }
 
-# One NAT gateway for every zone: tasks only pull images and call AWS through it.
+# One NAT gateway for every zone: tasks only pull images, ship logs and (the gateway)
+# fetch the load balancer's public keys through it. A zone's outage that takes it
+# down stops new tasks from starting until it is back; running sessions and the
+# gateway's cached keys go on.
 resource "aws_nat_gateway" "this" {
-  count         = var.private_mode ? 1 : 0
+  count         = local.gateway ? 1 : 0
   allocation_id = aws_eip.nat[0].id
   subnet_id     = aws_subnet.public[0].id
 
@@ -87,7 +93,7 @@ resource "aws_nat_gateway" "this" {
 }
 
 resource "aws_route_table" "private" {
-  count  = var.private_mode ? 1 : 0
+  count  = local.gateway ? 1 : 0
   vpc_id = aws_vpc.this.id
 
   route {
@@ -104,14 +110,27 @@ resource "aws_route_table_association" "private" {
   route_table_id = aws_route_table.private[0].id
 }
 
+# The session tasks' ports: in gateway mode open to the gateway's tasks only, by their
+# security group (no address range at all); in direct mode to allowed_cidrs.
 resource "aws_security_group" "tasks" {
   name        = "${var.name}-tasks"
-  description = "Session tasks: ports of the session template from allowed_cidrs; out to HTTPS and to the EFS storage of users."
+  description = local.gateway ? "Session tasks: ports of the session template from the gateway only; out to HTTPS and to the EFS storage of users." : "Session tasks: ports of the session template from allowed_cidrs; out to HTTPS and to the EFS storage of users."
   vpc_id      = aws_vpc.this.id
 }
 
+resource "aws_vpc_security_group_ingress_rule" "tasks_from_gateway" {
+  for_each = local.gateway ? { for port in local.session_ports : tostring(port) => port } : {}
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "Session port ${each.value} from the gateway"
+  ip_protocol                  = "tcp"
+  from_port                    = each.value
+  to_port                      = each.value
+  referenced_security_group_id = aws_security_group.gateway[0].id
+}
+
 resource "aws_vpc_security_group_ingress_rule" "tasks" {
-  for_each = { for pair in setproduct(local.session_ports, var.allowed_cidrs) : "${pair[0]} from ${pair[1]}" => pair }
+  for_each = { for pair in setproduct(local.session_ports, local.gateway ? [] : var.allowed_cidrs) : "${pair[0]} from ${pair[1]}" => pair }
 
   security_group_id = aws_security_group.tasks.id
   description       = "Session port ${each.value[0]}"

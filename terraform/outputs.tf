@@ -61,3 +61,23 @@ output "dashboard_url" {
   description = "The CloudWatch dashboard of the sessions."
   value       = "https://${local.region}.console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards:name=${aws_cloudwatch_dashboard.sessions.dashboard_name}"
 }
+
+output "session_url_pattern" {
+  description = "Where each session service answers: https://{service}--{session_id}.{domain_name} in gateway mode ({service} is the template's url_key in lowercase, _ as -), http://{public ip}:{port} in direct mode."
+  value       = local.gateway ? "https://{service}--{session_id}.${var.domain_name}" : "http://{public ip}:{port}"
+}
+
+output "gateway_load_balancer_dns_name" {
+  description = "Gateway mode: the load balancer's DNS name, which *.{domain_name} points at (null in direct mode)."
+  value       = one(aws_lb.gateway[*].dns_name)
+}
+
+output "gateway_service_name" {
+  description = "Gateway mode: the gateway's ECS service in the cluster (null in direct mode)."
+  value       = one(aws_ecs_service.gateway[*].name)
+}
+
+output "oidc_callback_url" {
+  description = "Gateway mode: the callback URL the identity provider must allow for the load balancer's client, one per host: a wildcard where the provider accepts one (see docs/gateway.md)."
+  value       = local.gateway ? "https://*.${var.domain_name}/oauth2/idpresponse" : null
+}

@@ -33,16 +33,19 @@ variable "name" {
   type        = string
   default     = "sessions"
 
+  # Ending with a letter or digit: the gateway's load balancer and target group are
+  # named var.name, and Elastic Load Balancing refuses names ending with a hyphen.
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
-    error_message = "name must be 2 to 31 characters of lowercase letters, digits and hyphens, starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,29}[a-z0-9]$", var.name))
+    error_message = "name must be 2 to 31 characters of lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit."
   }
 
   # Names AWS refuses at apply time: the event bus is named var.name, and EventBridge
-  # keeps "default" for its own; EC2 refuses security group names starting with "sg-".
+  # keeps "default" for its own; EC2 refuses security group names starting with "sg-";
+  # Elastic Load Balancing refuses load balancer names starting with "internal-".
   validation {
-    condition     = var.name != "default" && !startswith("${var.name}-", "sg-")
-    error_message = "name must not be \"default\" (EventBridge's own bus) nor start with \"sg-\" (EC2 refuses such security group names)."
+    condition     = var.name != "default" && !startswith("${var.name}-", "sg-") && !startswith(var.name, "internal-")
+    error_message = "name must not be \"default\" (EventBridge's own bus) nor start with \"sg-\" (EC2 refuses such security group names) or \"internal-\" (Elastic Load Balancing refuses such load balancer names)."
   }
 }
 
@@ -119,7 +122,7 @@ variable "vpc_cidr" {
 }
 
 variable "availability_zone_count" {
-  description = "Availability zones to spread the task subnets (and EFS mount targets) over."
+  description = "Availability zones to spread the task subnets (and EFS mount targets, and in gateway mode the load balancer and the gateway's tasks) over."
   type        = number
   default     = 2
 
@@ -127,23 +130,40 @@ variable "availability_zone_count" {
     condition     = var.availability_zone_count >= 1 && var.availability_zone_count <= 4
     error_message = "availability_zone_count must be between 1 and 4."
   }
+
+  # An Application Load Balancer needs subnets in at least two zones (CreateLoadBalancer
+  # refuses one), and the gateway's tasks are spread over them.
+  validation {
+    condition     = var.access_mode == "direct" || var.availability_zone_count >= 2
+    error_message = "access_mode \"gateway\" needs availability_zone_count of at least 2: the load balancer must span two availability zones."
+  }
 }
 
-variable "private_mode" {
-  description = "Run tasks in private subnets behind a NAT gateway, without public IPs, for users who reach the VPC privately. Not supported by the functions yet: wait-for-ip resolves only a task's public IP, so every session would fail with NoPublicIp."
-  type        = bool
-  default     = false
+variable "access_mode" {
+  description = "How users reach their sessions. \"gateway\" (the default): tasks in private subnets without a public IP, every session service behind one HTTPS load balancer that signs users in with OpenID Connect and a gateway that lets only the session's owner through, at https://{service}--{session_id}.{domain_name} (see gateway.tf and docs/gateway.md). \"direct\": tasks in public subnets with a public IP, each service on its own port over plain HTTP, open to allowed_cidrs; for small setups without a domain, and only on networks you trust (traffic and cookies cross in clear text, and anyone in allowed_cidrs reaches every session)."
+  type        = string
+  default     = "gateway"
 
   validation {
-    condition     = !var.private_mode
-    error_message = "private_mode is not supported yet: wait-for-ip resolves only public IPs, so every session would fail with NoPublicIp."
+    condition     = contains(["gateway", "direct"], var.access_mode)
+    error_message = "access_mode must be \"gateway\" or \"direct\"."
   }
 }
 
 variable "allowed_cidrs" {
-  description = "CIDR blocks that may reach the session ports (the template's container ports). The default, anywhere, matches the seed's public URLs: the session services answer plain HTTP, so narrow it to your users' networks where you can."
+  description = "Direct mode only: the CIDR blocks that may reach the session ports (the template's container ports) on the tasks' public IPs. No default: the session services answer plain HTTP, so name your users' networks. Ignored in gateway mode, where only the gateway reaches the session ports."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
+  default     = null
+
+  validation {
+    condition     = var.access_mode != "direct" || (var.allowed_cidrs == null ? 0 : length(var.allowed_cidrs)) > 0
+    error_message = "access_mode \"direct\" needs allowed_cidrs: the CIDR blocks of the networks your users reach the sessions from (plain HTTP on public IPs; [\"0.0.0.0/0\"] opens every session to the internet)."
+  }
+
+  validation {
+    condition     = alltrue([for cidr in(var.allowed_cidrs == null ? [] : var.allowed_cidrs) : can(cidrnetmask(cidr))])
+    error_message = "allowed_cidrs must be IPv4 CIDR blocks such as 203.0.113.0/24."
+  }
 }
 
 variable "flow_log_traffic_type" {
@@ -310,4 +330,213 @@ variable "deletion_protection" {
   description = "Protect the users and sessions tables from deletion (terraform destroy fails until this is false and applied)."
   type        = bool
   default     = true
+}
+
+# The session gateway (access_mode = "gateway"; gateway.tf). None of these is read in
+# direct mode.
+
+variable "domain_name" {
+  description = "Gateway mode: the sessions' domain, e.g. sessions.example.com. Each session service gets the host {service}--{session_id}.{domain_name}; the load balancer's certificate covers the domain and *.{domain_name}, and Route 53 points *.{domain_name} (and the domain) at it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_mode == "direct" || var.domain_name != null
+    error_message = "access_mode \"gateway\" needs domain_name, the sessions' domain (e.g. sessions.example.com)."
+  }
+
+  validation {
+    condition     = var.domain_name == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.domain_name))
+    error_message = "domain_name must be a lowercase DNS name of at least two labels, such as sessions.example.com (no scheme, no trailing dot)."
+  }
+
+  # ACM puts the certificate's first name in its subject's common name, which holds at
+  # most 64 characters: RequestCertificate refuses a longer one.
+  validation {
+    condition     = var.domain_name == null || length(coalesce(var.domain_name, "-")) <= 64
+    error_message = "domain_name must be at most 64 characters: ACM refuses a longer first name of a certificate."
+  }
+}
+
+variable "hosted_zone_id" {
+  description = "Gateway mode: the Route 53 hosted zone (public) that holds domain_name: the certificate's DNS validation record and the sessions' alias records are written there."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_mode == "direct" || var.hosted_zone_id != null
+    error_message = "access_mode \"gateway\" needs hosted_zone_id, the Route 53 hosted zone of domain_name."
+  }
+}
+
+variable "oidc_issuer" {
+  description = "Gateway mode: the OpenID Connect issuer the load balancer signs users in with. null is jwt_issuer: the same provider as the API's, so that a user's sub, and so their user id, is the same at the API and the gateway."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.oidc_issuer == null || startswith(coalesce(var.oidc_issuer, "-"), "https://")
+    error_message = "oidc_issuer must be an https:// URL."
+  }
+}
+
+variable "oidc_authorization_endpoint" {
+  description = "Gateway mode: the identity provider's authorization endpoint (authorization_endpoint of its /.well-known/openid-configuration), e.g. https://{your domain}.auth.eu-west-1.amazoncognito.com/oauth2/authorize."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_mode == "direct" || startswith(coalesce(var.oidc_authorization_endpoint, "-"), "https://")
+    error_message = "access_mode \"gateway\" needs oidc_authorization_endpoint, an https:// URL."
+  }
+}
+
+variable "oidc_token_endpoint" {
+  description = "Gateway mode: the identity provider's token endpoint (token_endpoint of its /.well-known/openid-configuration)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_mode == "direct" || startswith(coalesce(var.oidc_token_endpoint, "-"), "https://")
+    error_message = "access_mode \"gateway\" needs oidc_token_endpoint, an https:// URL."
+  }
+}
+
+variable "oidc_user_info_endpoint" {
+  description = "Gateway mode: the identity provider's user info endpoint (userinfo_endpoint of its /.well-known/openid-configuration)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_mode == "direct" || startswith(coalesce(var.oidc_user_info_endpoint, "-"), "https://")
+    error_message = "access_mode \"gateway\" needs oidc_user_info_endpoint, an https:// URL."
+  }
+}
+
+variable "oidc_client_id" {
+  description = "Gateway mode: the client id of the load balancer's confidential client at the identity provider. Its allowed callback URLs must include https://{host}/oauth2/idpresponse for every session host (see docs/gateway.md on wildcards)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_mode == "direct" || var.oidc_client_id != null
+    error_message = "access_mode \"gateway\" needs oidc_client_id."
+  }
+}
+
+variable "oidc_client_secret" {
+  description = "Gateway mode: the client secret of oidc_client_id. Terraform keeps it in its state, in clear: keep the state encrypted and access to it restricted."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.access_mode == "direct" || var.oidc_client_secret != null
+    error_message = "access_mode \"gateway\" needs oidc_client_secret: the load balancer authenticates to the token endpoint with it."
+  }
+}
+
+variable "oidc_session_timeout_s" {
+  description = "Gateway mode: seconds a sign-in at the load balancer lasts before the user is sent to the identity provider again (its session cookie's lifetime)."
+  type        = number
+  default     = 28800
+
+  # The load balancer's SessionTimeout: 1 to 604800 seconds (7 days).
+  validation {
+    condition     = var.oidc_session_timeout_s >= 1 && var.oidc_session_timeout_s <= 604800 && floor(var.oidc_session_timeout_s) == var.oidc_session_timeout_s
+    error_message = "oidc_session_timeout_s must be a whole number of seconds from 1 to 604800 (7 days), the load balancer's limits."
+  }
+}
+
+variable "gateway_image" {
+  description = "Gateway mode: the gateway's container image in ECR, {account}.dkr.ecr.{region}.amazonaws.com/{repository}:{tag} (or @sha256:{digest}), arm64, built from gateway/Dockerfile by the release workflow (.github/workflows/release.yml pushes {registry}/{name}-gateway:{release tag}). The gateway's execution role may pull from that repository only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_mode == "direct" || var.gateway_image != null
+    error_message = "access_mode \"gateway\" needs gateway_image, the gateway's image in ECR (built by .github/workflows/release.yml)."
+  }
+
+  validation {
+    condition     = var.gateway_image == null || can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$", coalesce(var.gateway_image, "-")))
+    error_message = "gateway_image must be an ECR image with a tag or digest, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/sessions-gateway:v1.2.0."
+  }
+}
+
+variable "gateway_min_tasks" {
+  description = "Gateway mode: the fewest gateway tasks that run, spread over the availability zones. At least 2, so that one zone or one task failing leaves the sessions reachable."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.gateway_min_tasks >= 2 && floor(var.gateway_min_tasks) == var.gateway_min_tasks
+    error_message = "gateway_min_tasks must be a whole number of at least 2: one task is a single point of failure for every session."
+  }
+}
+
+variable "gateway_max_tasks" {
+  description = "Gateway mode: the most gateway tasks autoscaling may run."
+  type        = number
+  default     = 10
+
+  # Application Auto Scaling refuses a MaxCapacity below MinCapacity.
+  validation {
+    condition     = var.gateway_max_tasks >= var.gateway_min_tasks && floor(var.gateway_max_tasks) == var.gateway_max_tasks
+    error_message = "gateway_max_tasks must be a whole number no smaller than gateway_min_tasks."
+  }
+}
+
+variable "gateway_cpu" {
+  description = "Gateway mode: CPU units of each gateway task (1024 = 1 vCPU), arm64 Fargate."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.gateway_cpu)
+    error_message = "gateway_cpu must be one of Fargate's task sizes: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+  }
+}
+
+variable "gateway_memory" {
+  description = "Gateway mode: memory (MiB) of each gateway task; Fargate allows only certain amounts for each gateway_cpu."
+  type        = number
+  default     = 512
+
+  # RegisterTaskDefinition refuses a CPU and memory pair Fargate does not offer.
+  # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
+  validation {
+    condition = anytrue([
+      var.gateway_cpu == 256 && contains([512, 1024, 2048], var.gateway_memory),
+      var.gateway_cpu == 512 && var.gateway_memory >= 1024 && var.gateway_memory <= 4096 && var.gateway_memory % 1024 == 0,
+      var.gateway_cpu == 1024 && var.gateway_memory >= 2048 && var.gateway_memory <= 8192 && var.gateway_memory % 1024 == 0,
+      var.gateway_cpu == 2048 && var.gateway_memory >= 4096 && var.gateway_memory <= 16384 && var.gateway_memory % 1024 == 0,
+      var.gateway_cpu == 4096 && var.gateway_memory >= 8192 && var.gateway_memory <= 30720 && var.gateway_memory % 1024 == 0,
+      var.gateway_cpu == 8192 && var.gateway_memory >= 16384 && var.gateway_memory <= 61440 && var.gateway_memory % 4096 == 0,
+      var.gateway_cpu == 16384 && var.gateway_memory >= 32768 && var.gateway_memory <= 122880 && var.gateway_memory % 8192 == 0,
+    ])
+    error_message = "gateway_memory must be an amount Fargate offers for gateway_cpu: 512, 1024 or 2048 for 256; 1024 to 4096 in steps of 1024 for 512; 2048 to 8192 for 1024; 4096 to 16384 for 2048; 8192 to 30720 for 4096 (steps of 1024); 16384 to 61440 in steps of 4096 for 8192; 32768 to 122880 in steps of 8192 for 16384."
+  }
+}
+
+variable "gateway_requests_per_task" {
+  description = "Gateway mode: requests per minute per gateway task that autoscaling aims at (ALBRequestCountPerTarget); CPU (60%) and memory (70%) targets scale it too, for WebSocket traffic that makes few requests."
+  type        = number
+  default     = 6000
+
+  validation {
+    condition     = var.gateway_requests_per_task > 0
+    error_message = "gateway_requests_per_task must be positive."
+  }
+}
+
+variable "gateway_allowed_cidrs" {
+  description = "Gateway mode: the IPv4 CIDR blocks that may reach the load balancer (HTTPS 443, and 80, which only redirects to 443). Anywhere by default: every request must sign in, and only the session's owner gets through."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.gateway_allowed_cidrs) > 0 && alltrue([for cidr in var.gateway_allowed_cidrs : can(cidrnetmask(cidr))])
+    error_message = "gateway_allowed_cidrs must be one or more IPv4 CIDR blocks."
+  }
 }

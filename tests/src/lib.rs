@@ -9,22 +9,25 @@ pub mod definition;
 pub mod faults;
 pub mod http_api;
 pub mod lambda;
+pub mod load_balancer;
 pub mod provider_schema;
 pub mod pump;
 pub mod rate_limits;
+pub mod task_services;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use session_core::config::AccessMode;
 use session_core::session::{Session, SessionId};
 
 /// The functions, as named under `functions/`.
@@ -137,6 +140,12 @@ pub struct StackOptions {
     pub moto_port: Option<u16>,
     /// The HTTP API's port (see [`gateway`]); a free one when not given.
     pub api_port: Option<u16>,
+    /// Users reach their sessions through the session gateway, behind a local stand-in
+    /// for the load balancer (the product's default, `ACCESS_MODE=gateway`), instead of
+    /// on their tasks' public IPs (`direct`).
+    pub gateway: bool,
+    /// The load balancer's port in gateway mode; a free one when not given.
+    pub load_balancer_port: Option<u16>,
 }
 
 pub struct Stack {
@@ -152,6 +161,10 @@ pub struct Stack {
     tools: Tools,
     dir: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
+    /// How users reach sessions: the functions' `ACCESS_MODE`.
+    pub access_mode: AccessMode,
+    /// In gateway mode: the session gateway and the load balancer in front of it.
+    pub gateway: Option<LocalGateway>,
     /// The HTTP API in front of the `api` function.
     pub api_gateway: api_gateway::ApiGateway,
     /// The Lambda service running the functions.
@@ -196,6 +209,23 @@ impl Stack {
             api_gateway::ApiGateway::start(options.api_port.unwrap_or(0), lambda.invoker())
                 .unwrap_or_else(|e| panic!("{e}"));
 
+        let load_balancer_port = options.load_balancer_port.unwrap_or_else(free_port);
+        let (access_mode, access_env) = if options.gateway {
+            let port = load_balancer_port;
+            (
+                AccessMode::Gateway,
+                vec![
+                    ("ACCESS_MODE", "gateway".to_owned()),
+                    ("SESSION_DOMAIN", format!("localhost:{port}")),
+                    ("SESSION_URL_SCHEME", "http".to_owned()),
+                ],
+            )
+        } else {
+            (
+                AccessMode::Direct,
+                vec![("ACCESS_MODE", "direct".to_owned())],
+            )
+        };
         let fault_file = dir.path().join("faults.json");
         let mut moto = Command::new(&tools.python)
             .arg(repo_root().join("tests/harness/moto_server.py"))
@@ -205,6 +235,8 @@ impl Stack {
             .arg(format!("http://127.0.0.1:{lambda_port}"))
             .arg("--fault-file")
             .arg(&fault_file)
+            .arg("--task-addresses")
+            .arg(task_addresses(moto_port))
             .stdout(Stdio::piped())
             .stderr(log_file(dir.path(), "moto"))
             .spawn()
@@ -258,11 +290,21 @@ impl Stack {
             info,
             tools,
             dir,
-            env: options.env,
+            env: access_env.into_iter().chain(options.env).collect(),
+            access_mode,
+            gateway: None,
             api_gateway,
             lambda,
             moto: Mutex::new(Some(moto)),
         };
+        let mut stack = stack;
+        if options.gateway {
+            stack.gateway = Some(
+                LocalGateway::start(&stack, load_balancer_port)
+                    .await
+                    .unwrap_or_else(|e| panic!("start the session gateway: {e}")),
+            );
+        }
         for function in FUNCTIONS.iter().filter(|f| !options.held_back.contains(f)) {
             stack.start_function(function);
         }
@@ -664,6 +706,14 @@ impl Stack {
         })
     }
 
+    /// The RUNNING event of a task whose health checks had passed by the time ECS
+    /// reported it (with the template's checks, a session runs only once HEALTHY).
+    pub async fn healthy_running_event(&self, task_arn: &str, version: i64) -> Value {
+        let mut event = self.task_event(task_arn, "RUNNING", version).await;
+        event["detail"]["healthStatus"] = json!("HEALTHY");
+        event
+    }
+
     /// What a running Fargate task looks like to us: the ENI gets its public IP and
     /// the RUNNING event reaches task-events. Returns (task ARN, public IP).
     pub async fn bring_task_up(&self, id: &SessionId) -> (String, String) {
@@ -672,7 +722,7 @@ impl Stack {
             .await;
         let task_arn = session.task_arn.expect("task arn");
         let ip = self.give_public_ip(&task_arn).await;
-        let event = self.task_event(&task_arn, "RUNNING", 3).await;
+        let event = self.healthy_running_event(&task_arn, 3).await;
         self.invoke("task-events", &event).await;
         (task_arn, ip)
     }
@@ -900,13 +950,33 @@ impl Drop for Stack {
         if std::thread::panicking() {
             self.dump_logs();
         }
-        // Functions first, then the emulator they call.
+        // Functions and the gateway first, then the emulator they call.
         self.lambda.stop();
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop();
+        }
         if let Some(mut moto) = self.moto.lock().unwrap().take() {
             let _ = moto.kill();
             let _ = moto.wait();
         }
     }
+}
+
+/// The task's private IPv4 address, from its network attachment.
+pub fn private_ip(task: &aws_sdk_ecs::types::Task) -> Option<std::net::IpAddr> {
+    task.attachments()
+        .iter()
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value()?.parse().ok())
+}
+
+/// The /24 of the loopback network that the tasks of the stack whose emulator listens
+/// on `moto_port` take their addresses from: one per emulator port, so stacks running
+/// side by side never share an address.
+fn task_addresses(moto_port: u16) -> String {
+    let [high, low] = moto_port.to_be_bytes();
+    format!("127.{high}.{low}.0/24")
 }
 
 pub fn eni_of(task: &aws_sdk_ecs::types::Task) -> Option<String> {
@@ -923,4 +993,178 @@ fn log_file(dir: &Path, name: &str) -> Stdio {
     std::fs::File::create(logs.join(format!("{name}.log")))
         .expect("log file")
         .into()
+}
+
+/// The session gateway of the local stack: the real `gateway` binary, reading the
+/// sessions table on the emulator, behind the stand-in for the load balancer
+/// ([`load_balancer`]) that signs users in with the development identity.
+pub struct LocalGateway {
+    pub load_balancer: load_balancer::LoadBalancer,
+    /// Where the gateway itself listens (behind the load balancer on AWS: only the
+    /// load balancer's security group reaches it).
+    pub address: std::net::SocketAddr,
+    pub health_address: std::net::SocketAddr,
+    /// Signs the load balancer's tokens: tests forge and expire them with it.
+    pub signer: Arc<gateway::testing::AlbSigner>,
+    pub keys: gateway::testing::KeyServer,
+    process: Mutex<Option<Child>>,
+}
+
+impl LocalGateway {
+    /// Sends a request for a session URL as a signed-in browser does: to the load
+    /// balancer, with the URL's host, as the user of `token` (`dev:<user>`; none: not
+    /// signed in). Returns the status and the body.
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or(url);
+        let (host, path) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => (rest, "/"),
+        };
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        let mut all = vec![("host", host)];
+        all.extend(authorization.as_deref().map(|a| ("authorization", a)));
+        all.extend_from_slice(headers);
+        let to = ([127, 0, 0, 1], self.load_balancer.port).into();
+        http_request(to, method, path, &all).await
+    }
+
+    /// Sends a request straight to the gateway, past the load balancer (what only the
+    /// load balancer's security group may do on AWS): with whatever identity token the
+    /// test made.
+    pub async fn request_to_gateway(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        http_request(self.address, method, path, headers).await
+    }
+
+    async fn start(stack: &Stack, load_balancer_port: u16) -> std::io::Result<Self> {
+        let signer = Arc::new(gateway::testing::AlbSigner::generate(
+            "local-load-balancer-key",
+        ));
+        let keys = gateway::testing::KeyServer::start(&[&signer]).await?;
+        let address: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let health_address: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let env = stack.function_env();
+        let binary = stack.tools.functions_dir.join("gateway");
+        let process = Command::new(&binary)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("GATEWAY_LISTEN", address.to_string())
+            .env("GATEWAY_HEALTH_LISTEN", health_address.to_string())
+            .env("SESSIONS_TABLE", &stack.info.sessions_table)
+            .env("SESSION_DOMAIN", &env["SESSION_DOMAIN"])
+            .env("ALB_ARN", load_balancer::LOCAL_ALB_ARN)
+            .env("ALB_PUBLIC_KEYS_URL", keys.url())
+            .envs(
+                [
+                    "AWS_REGION",
+                    "AWS_ENDPOINT_URL",
+                    "AWS_ACCESS_KEY_ID",
+                    "AWS_SECRET_ACCESS_KEY",
+                ]
+                .iter()
+                .map(|k| (k, &env[*k])),
+            )
+            .stdout(log_file(stack.dir.path(), "gateway"))
+            .stderr(log_file(stack.dir.path(), "gateway.err"))
+            .spawn()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", binary.display())))?;
+        let process = Mutex::new(Some(process));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !healthy(health_address) {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "the gateway did not answer on {health_address} within 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mint_signer = signer.clone();
+        let load_balancer = load_balancer::LoadBalancer::start(
+            load_balancer_port,
+            address,
+            Arc::new(move |user: &str| mint_signer.token(load_balancer::LOCAL_ALB_ARN, user)),
+        )
+        .await?;
+        Ok(Self {
+            load_balancer,
+            address,
+            health_address,
+            signer,
+            keys,
+            process,
+        })
+    }
+
+    fn stop(self) {
+        drop(self.keys);
+        if let Some(mut process) = self.process.lock().unwrap().take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a new connection; `headers` carry the `host`.
+async fn http_request(
+    to: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let stream = tokio::net::TcpStream::connect(to)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {to}: {e}"));
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP/1.1 handshake");
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(bytes::Bytes::new()))
+        .expect("a valid request");
+    let response = sender.send_request(request).await.expect("an answer");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The gateway's health check answers 200, as the load balancer's target group sees it.
+fn healthy(address: std::net::SocketAddr) -> bool {
+    use std::io::Write;
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }

@@ -13,7 +13,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::Stack;
+use crate::task_services::TaskServices;
+use session_core::config::AccessMode;
+
+use crate::{private_ip, Stack};
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 #[derive(Clone, Debug)]
 pub struct PumpSettings {
@@ -44,6 +51,13 @@ impl Default for PumpSettings {
 pub struct PumpState {
     first_seen: HashMap<String, Instant>,
     delivered: HashMap<String, &'static str>,
+    /// The services of each running task, listening on its private address.
+    services: HashMap<String, TaskServices>,
+    /// Per task definition: its services (container, port) and whether ECS reports
+    /// the task's health (an essential container has a health check).
+    definitions: HashMap<String, (Vec<(String, u16)>, bool)>,
+    /// When each task reached RUNNING (its events' `startedAt`).
+    running_at: HashMap<String, String>,
     last_reap: Option<Instant>,
     /// Events delivered to task-events, for the figures of the benchmark.
     pub events_delivered: usize,
@@ -90,6 +104,51 @@ impl Stack {
         tasks
     }
 
+    /// The services a task's containers serve (container name, port) and whether ECS
+    /// reports its health, from its task definition.
+    async fn task_services_of(
+        &self,
+        task: &aws_sdk_ecs::types::Task,
+        state: &mut PumpState,
+    ) -> (Vec<(String, u16)>, bool) {
+        let Some(arn) = task.task_definition_arn() else {
+            return (Vec::new(), false);
+        };
+        if let Some(known) = state.definitions.get(arn) {
+            return known.clone();
+        }
+        let Ok(described) = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+        else {
+            return (Vec::new(), false);
+        };
+        let containers = described
+            .task_definition()
+            .map(|d| d.container_definitions().to_vec())
+            .unwrap_or_default();
+        let services = containers
+            .iter()
+            .flat_map(|c| {
+                c.port_mappings().iter().filter_map(|m| {
+                    Some((
+                        c.name()?.to_owned(),
+                        u16::try_from(m.container_port()?).ok()?,
+                    ))
+                })
+            })
+            .collect();
+        let awaits_health = containers
+            .iter()
+            .any(|c| c.essential().unwrap_or(true) && c.health_check().is_some());
+        let known = (services, awaits_health);
+        state.definitions.insert(arn.to_owned(), known.clone());
+        known
+    }
+
     /// One look at the cluster: brings up tasks that are due, delivers the state
     /// changes not yet delivered, and fires the reaper when its time has come.
     pub async fn pump_once(&self, settings: &PumpSettings, state: &mut PumpState) {
@@ -102,6 +161,8 @@ impl Stack {
             let delivered = state.delivered.get(&arn).copied();
             let stopped = task.last_status() == Some("STOPPED");
             if stopped && delivered != Some("STOPPED") {
+                // The containers have exited: nothing answers on the task's address.
+                state.services.remove(&arn);
                 let mut event = self.task_event(&arn, "STOPPED", 5).await;
                 let detail = &mut event["detail"];
                 detail["stopCode"] = json!(task
@@ -114,16 +175,57 @@ impl Stack {
                     for field in ["pullStartedAt", "pullStoppedAt"] {
                         detail.as_object_mut().map(|d| d.remove(field));
                     }
+                } else if let Some(at) = state.running_at.get(&arn) {
+                    detail["startedAt"] = json!(at);
                 }
                 self.deliver(&event, settings, state).await;
-                state.delivered.insert(arn, "STOPPED");
+                state.delivered.insert(arn.clone(), "STOPPED");
+                state.running_at.remove(&arn);
                 state.events_delivered += 1;
             } else if !stopped && delivered.is_none() && now - first_seen >= settings.start_delay {
-                self.give_public_ip(&arn).await;
-                let event = self.task_event(&arn, "RUNNING", 3).await;
+                if self.access_mode == AccessMode::Direct {
+                    self.give_public_ip(&arn).await;
+                }
+                let (services, awaits_health) = self.task_services_of(&task, state).await;
+                if let Some(address) = private_ip(&task) {
+                    match TaskServices::start(address, &services).await {
+                        Ok(running) => {
+                            state.services.insert(arn.clone(), running);
+                        }
+                        Err(e) => {
+                            eprintln!("pump: the services of {arn} cannot listen on {address}: {e}")
+                        }
+                    }
+                }
+                let running_at = now_rfc3339();
+                let mut event = self.task_event(&arn, "RUNNING", 3).await;
+                event["detail"]["startedAt"] = json!(running_at);
+                event["detail"]["updatedAt"] = json!(running_at);
+                if awaits_health {
+                    event["detail"]["healthStatus"] = json!("UNKNOWN");
+                }
+                state.running_at.insert(arn.clone(), running_at);
                 self.deliver(&event, settings, state).await;
                 state.delivered.insert(arn, "RUNNING");
                 state.events_delivered += 1;
+            } else if !stopped && delivered == Some("RUNNING") {
+                // ECS reports HEALTHY once every essential container's check passes:
+                // here, once every service answers on the task's address.
+                let (services, awaits_health) = self.task_services_of(&task, state).await;
+                let ports: Vec<u16> = services.iter().map(|(_, port)| *port).collect();
+                let answering = match state.services.get(&arn) {
+                    Some(running) if awaits_health => running.healthy(&ports).await,
+                    _ => false,
+                };
+                if answering {
+                    let mut event = self.task_event(&arn, "RUNNING", 4).await;
+                    event["detail"]["healthStatus"] = json!("HEALTHY");
+                    event["detail"]["startedAt"] = json!(state.running_at.get(&arn));
+                    event["detail"]["updatedAt"] = json!(now_rfc3339());
+                    self.deliver(&event, settings, state).await;
+                    state.delivered.insert(arn, "HEALTHY");
+                    state.events_delivered += 1;
+                }
             }
         }
         if state

@@ -1,7 +1,8 @@
 //! Tenant isolation in IAM, checked offline against the Terraform (issue 11): each
 //! user's task role can mount only that user's access point, whatever else its
 //! identity policy or the file-system policy let slip; Launch can create only such
-//! roles; the api and Launch can update only the users-item attributes they maintain.
+//! roles; the api and Launch can update only the users-item attributes they maintain;
+//! the session gateway can read only the few attributes of a session it routes by.
 //!
 //! The policies are read from `terraform/` (the `aws_iam_policy_document` data blocks
 //! and the functions' `statements`), evaluated with hcl-rs for a test account, and
@@ -1175,4 +1176,105 @@ fn policy_variables_reach_iam_unexpanded() {
         "{shared}"
     );
     assert!(Path::new(&repo_root().join("tests/harness/iam_simulate.mjs")).exists());
+}
+
+// ---------------------------------------------------------------------------------
+// The session gateway's task role.
+
+/// A GetItem of the sessions (or another) table naming these attributes, as the
+/// gateway's ProjectionExpression does; `select` is the request's dynamodb:Select.
+fn get_item(policy: &Value, table: &str, attributes: &[&str], select: Option<&str>) -> Request {
+    let mut request = Request::new(
+        &format!("arn:aws:iam::{ACCOUNT}:role/sessions-gateway"),
+        "dynamodb:GetItem",
+        &arn_of("aws_dynamodb_table", table),
+    )
+    .with("dynamodb:Attributes", json!(attributes))
+    .identity(policy.clone());
+    if let Some(select) = select {
+        request = request.with("dynamodb:Select", json!(select));
+    }
+    request
+}
+
+#[test]
+fn the_gateway_reads_only_the_routing_attributes_of_a_session() {
+    let p = Policies::load();
+    let policy = p.document("gateway_task");
+    // What gateway/src/sessions.rs projects, with the key.
+    let route = [
+        "session_id",
+        "user_id",
+        "status",
+        "private_ip",
+        "service_ports",
+    ];
+    let mut cases: Vec<Case> = vec![
+        (
+            "the gateway's look-up".into(),
+            get_item(&policy, "sessions", &route[1..], None),
+            allowed,
+        ),
+        (
+            "the look-up naming the key".into(),
+            get_item(&policy, "sessions", &route, Some("SPECIFIC_ATTRIBUTES")),
+            allowed,
+        ),
+        (
+            "the whole item".into(),
+            get_item(&policy, "sessions", &route, Some("ALL_ATTRIBUTES")),
+            denied,
+        ),
+        (
+            "a user's item".into(),
+            get_item(&policy, "users", &["user_id", "admin"], None),
+            denied,
+        ),
+    ];
+    for secret in [
+        "task_token",
+        "stop_token",
+        "task_arn",
+        "execution_arn",
+        "failure_cause",
+        "public_ip",
+    ] {
+        let mut more = route.to_vec();
+        more.push(secret);
+        cases.push((
+            format!("the look-up also naming {secret}"),
+            get_item(&policy, "sessions", &more, None),
+            denied,
+        ));
+        cases.push((
+            format!("the look-up naming {secret}, once unconditioned"),
+            get_item(
+                &unconditioned(&policy, "ReadSessionRoutes"),
+                "sessions",
+                &more,
+                None,
+            ),
+            allowed,
+        ));
+    }
+    for action in [
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ] {
+        cases.push((
+            action.into(),
+            Request::new(
+                &format!("arn:aws:iam::{ACCOUNT}:role/sessions-gateway"),
+                action,
+                &arn_of("aws_dynamodb_table", "sessions"),
+            )
+            .identity(policy.clone()),
+            denied,
+        ));
+    }
+    expect(cases);
 }

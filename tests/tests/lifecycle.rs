@@ -514,7 +514,7 @@ async fn wait_for_ip_completes_when_the_running_event_arrives_before_its_token()
     let outcome = stack
         .invoke(
             "task-events",
-            &stack.task_event(&task_arn, "RUNNING", 3).await,
+            &stack.healthy_running_event(&task_arn, 3).await,
         )
         .await;
     assert_eq!(
@@ -547,7 +547,7 @@ async fn wait_for_ip_completes_when_the_running_event_arrives_after_its_token() 
     let outcome = stack
         .invoke(
             "task-events",
-            &stack.task_event(&task_arn, "RUNNING", 3).await,
+            &stack.healthy_running_event(&task_arn, 3).await,
         )
         .await;
     assert_eq!(outcome, json!({"outcome": "completed_wait_for_ip"}));
@@ -577,15 +577,16 @@ async fn a_running_event_retried_after_its_first_delivery_died_past_the_write_co
         .update_item()
         .table_name(&stack.info.sessions_table)
         .key("session_id", AttributeValue::S(id.to_string()))
-        .update_expression("SET task_status = :s, task_version = :v, eni_id = :e")
+        .update_expression("SET task_status = :s, task_version = :v, eni_id = :e, task_health = :h")
         .expression_attribute_values(":s", AttributeValue::S("RUNNING".into()))
+        .expression_attribute_values(":h", AttributeValue::S("HEALTHY".into()))
         .expression_attribute_values(":v", AttributeValue::N("3".into()))
         .expression_attribute_values(":e", AttributeValue::S(eni))
         .send()
         .await
         .expect("the first delivery's write");
 
-    let retried = stack.task_event(&task_arn, "RUNNING", 3).await;
+    let retried = stack.healthy_running_event(&task_arn, 3).await;
     assert_eq!(
         stack.invoke("task-events", &retried).await,
         json!({"outcome": "completed_wait_for_ip"})
@@ -613,7 +614,7 @@ async fn duplicate_and_older_task_events_change_nothing() {
         .session_where(&id, "the stop token", |s| s.stop_token.is_some())
         .await;
 
-    let running = stack.task_event(&task_arn, "RUNNING", 3).await;
+    let running = stack.healthy_running_event(&task_arn, 3).await;
     let pending = stack.task_event(&task_arn, "PENDING", 2).await;
     for event in [&running, &pending, &running] {
         assert_eq!(
@@ -741,4 +742,123 @@ async fn the_max_lifetime_backstop_follows_the_users_max_lifetime_not_a_fixed_da
         await_stop_timeout_s(&stack, &milo).await,
         Some(8 * 60 * 60 + margin)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_task_is_not_running_until_its_health_checks_pass() {
+    let stack = Stack::start().await;
+    stack.put_user("kai", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "kai"})).await;
+    let session = stack
+        .session_where(&id, "the WaitForIp token", |s| s.ip_token.is_some())
+        .await;
+    assert!(
+        session.awaits_health,
+        "the default template has health checks"
+    );
+    let task_arn = session.task_arn.unwrap();
+    stack.give_public_ip(&task_arn).await;
+
+    let mut starting = stack.task_event(&task_arn, "RUNNING", 3).await;
+    starting["detail"]["healthStatus"] = json!("UNKNOWN");
+    let outcome = stack.invoke("task-events", &starting).await;
+    assert_eq!(
+        outcome,
+        json!({"outcome": "recorded"}),
+        "RUNNING alone is not reachable"
+    );
+    let session = stack.session(&id).await.unwrap();
+    assert_eq!(session.status, Status::Provisioning);
+    assert!(
+        session.urls.0.is_empty(),
+        "no URLs before the services answer"
+    );
+
+    let mut healthy = stack.task_event(&task_arn, "RUNNING", 4).await;
+    healthy["detail"]["healthStatus"] = json!("HEALTHY");
+    healthy["detail"]["startedAt"] = json!("2026-11-25T10:00:22.000Z");
+    healthy["detail"]["updatedAt"] = json!("2026-11-25T10:00:31.500Z");
+    let outcome = stack.invoke("task-events", &healthy).await;
+    assert_eq!(outcome, json!({"outcome": "completed_wait_for_ip"}));
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    let session = stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    assert_eq!(session.task_health.as_deref(), Some("HEALTHY"));
+    assert!(session.urls.get("api").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_task_fails_its_session_clearly_and_leaves_no_task() {
+    let stack = Stack::start().await;
+    stack.put_user("lena", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "lena"})).await;
+    let session = stack
+        .session_where(&id, "the WaitForIp token", |s| s.ip_token.is_some())
+        .await;
+    let task_arn = session.task_arn.unwrap();
+    stack.give_public_ip(&task_arn).await;
+
+    let mut unhealthy = stack.task_event(&task_arn, "RUNNING", 3).await;
+    unhealthy["detail"]["healthStatus"] = json!("UNHEALTHY");
+    stack.invoke("task-events", &unhealthy).await;
+    let session = stack
+        .session_where(&id, "failed", |s| s.status == Status::Failed)
+        .await;
+    assert_eq!(session.stop_reason, Some(Reason::LaunchFailed));
+    let cause = session.failure_cause.unwrap_or_default();
+    assert!(cause.contains("health checks fail"), "{cause}");
+    assert_eq!(
+        stack.execution_ended(&execution).await,
+        ExecutionStatus::Failed
+    );
+    assert!(
+        stack.running_tasks().await.is_empty(),
+        "Compensate stopped the task"
+    );
+    assert!(stack.active_slots("lena").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_the_gateway_a_session_runs_on_its_private_ip_without_asking_ec2() {
+    let stack = Stack::start_with(StackOptions {
+        env: vec![
+            ("ACCESS_MODE", "gateway".into()),
+            ("SESSION_DOMAIN", "sessions.example.com".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    // Any EC2 call of the functions would fail the session.
+    stack.inject_fault(json!({
+        "service": "ec2", "action": "DescribeNetworkInterfaces",
+        "status": 403, "code": "UnauthorizedOperation", "message": "not in gateway mode",
+    }));
+    stack.put_user("mia", true, None).await;
+    let (id, execution) = stack.start_session(json!({"user_id": "mia"})).await;
+    let session = stack
+        .session_where(&id, "a task", |s| s.task_arn.is_some())
+        .await;
+    let task_arn = session.task_arn.unwrap();
+    let private_ip = session_tests::private_ip(&stack.task(&task_arn).await).unwrap();
+
+    stack
+        .invoke(
+            "task-events",
+            &stack.healthy_running_event(&task_arn, 3).await,
+        )
+        .await;
+    stack.wait_for_state(&execution, "AwaitStop").await;
+    let session = stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    assert_eq!(session.public_ip, None);
+    assert_eq!(session.private_ip, Some(private_ip.to_string()));
+    assert_eq!(
+        session.urls.get("suv_ui"),
+        Some(format!("https://suv-ui--{id}.sessions.example.com").as_str())
+    );
+    assert_eq!(session.service_ports.get("api"), Some(&8000));
+    let fault = &stack.injected_faults()[0];
+    assert_eq!(fault["seen"].as_u64().unwrap_or(0), 0, "{fault}");
 }

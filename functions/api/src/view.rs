@@ -34,12 +34,17 @@ impl<'a> SessionView<'a> {
             status: session.status,
             version: session.version.as_str(),
             task_arn: session.task_arn.as_deref(),
-            urls: session
-                .urls
-                .0
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+            // Only while running: a direct-access URL names a public IP that Fargate
+            // hands to someone else's task once this one has stopped.
+            urls: match session.status {
+                Status::Running => session
+                    .urls
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            },
             created_at: &session.created_at,
             started_at: session.started_at.as_deref(),
             stopped_at: session.stopped_at.as_deref(),
@@ -75,14 +80,36 @@ mod tests {
             "api".into(),
             "http://1.2.3.4:8000".into(),
         )]));
+        session.status = Status::Running;
         let json = SessionView::of(&session).json();
         assert_eq!(json["session_id"], "sess-1");
         assert_eq!(json["urls"]["api"], "http://1.2.3.4:8000");
-        assert_eq!(json["status"], "starting");
+        assert_eq!(json["status"], "running");
         assert!(json["task_arn"].is_null());
         let text = json.to_string();
         for secret in ["secret-ip-token", "secret-stop-token", "arn:aws:states"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+
+    #[test]
+    fn an_ended_session_shows_no_urls_whose_address_fargate_may_have_reused() {
+        let mut session = Session::new(
+            SessionId::parse("sess-2").unwrap(),
+            "alice".into(),
+            Version::default(),
+            "2026-11-26T00:00:00.000Z".into(),
+        );
+        session.urls = Urls(BTreeMap::from([(
+            "api".into(),
+            "http://1.2.3.4:8000".into(),
+        )]));
+        for status in [Status::Stopping, Status::Stopped, Status::Failed] {
+            session.status = status;
+            assert_eq!(
+                SessionView::of(&session).json()["urls"],
+                serde_json::json!({})
+            );
         }
     }
 }

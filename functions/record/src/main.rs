@@ -3,7 +3,7 @@ use serde_json::Value;
 use session_core::aws::{
     dynamodb::DynamoStore, eventbridge::EventBridgeBus, sdk_config, sfn::SfnWorkflow,
 };
-use session_core::config::{template_from, EventSettings, ProcessEnv, Tables};
+use session_core::config::{template_from, Access, EventSettings, ProcessEnv, Tables};
 use session_core::ports::SystemClock;
 use session_core::steps::record::{record, RecordContext};
 
@@ -13,12 +13,14 @@ async fn main() -> Result<(), Error> {
     let tables = Tables::from_source(&ProcessEnv)?;
     let template = template_from(&ProcessEnv)?;
     let events = EventSettings::from_source(&ProcessEnv)?;
+    let access = Access::from_source(&ProcessEnv)?;
     let sdk = sdk_config().await;
     let store = DynamoStore::connect(&sdk, tables);
     let workflow = SfnWorkflow::connect(&sdk);
     let bus = EventBridgeBus::connect(&sdk, events.bus);
     let ctx = &RecordContext {
         template: &template,
+        access: &access,
         store: &store,
         workflow: &workflow,
         bus: &bus,

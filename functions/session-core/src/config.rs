@@ -431,6 +431,88 @@ impl EventSettings {
     }
 }
 
+/// How users reach their sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessMode {
+    /// Tasks in private subnets, reached only through the session gateway (HTTPS,
+    /// sign-in, owner only) at `https://{service}--{session_id}.{domain}`.
+    Gateway,
+    /// Tasks with a public IP, each service on its own port over plain HTTP: for small
+    /// setups without a domain, with the task ports open only to `allowed_cidrs`.
+    Direct,
+}
+
+impl std::str::FromStr for AccessMode {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "gateway" => Ok(AccessMode::Gateway),
+            "direct" => Ok(AccessMode::Direct),
+            other => Err(format!("must be \"gateway\" or \"direct\", got {other:?}")),
+        }
+    }
+}
+
+/// Where a running session's URLs point, and so which address of its task matters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    Gateway {
+        /// The sessions' domain (`SESSION_DOMAIN`), e.g. `sessions.example.com`; the
+        /// local stack's carries its port.
+        domain: String,
+        /// `https` behind the load balancer; the local stack serves plain `http`.
+        scheme: String,
+    },
+    Direct,
+}
+
+impl Access {
+    pub const VARS: &'static [&'static str] =
+        &["ACCESS_MODE", "SESSION_DOMAIN", "SESSION_URL_SCHEME"];
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        match env.parsed("ACCESS_MODE", AccessMode::Gateway)? {
+            AccessMode::Direct => Ok(Access::Direct),
+            AccessMode::Gateway => {
+                let domain = env.required("SESSION_DOMAIN")?.trim().to_ascii_lowercase();
+                let valid = domain.split(':').next().is_some_and(|host| {
+                    host.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+                });
+                if !valid {
+                    return Err(ConfigError::Invalid {
+                        name: "SESSION_DOMAIN",
+                        message: format!(
+                            "must be a DNS name such as sessions.example.com, got {domain:?}"
+                        ),
+                    });
+                }
+                let scheme = env.parsed("SESSION_URL_SCHEME", "https".to_owned())?;
+                if scheme != "https" && scheme != "http" {
+                    return Err(ConfigError::Invalid {
+                        name: "SESSION_URL_SCHEME",
+                        message: format!("must be https or http, got {scheme:?}"),
+                    });
+                }
+                Ok(Access::Gateway { domain, scheme })
+            }
+        }
+    }
+
+    pub fn mode(&self) -> AccessMode {
+        match self {
+            Access::Gateway { .. } => AccessMode::Gateway,
+            Access::Direct => AccessMode::Direct,
+        }
+    }
+}
+
 /// A secret from the environment: never shown by `Debug`, so it cannot reach a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);

@@ -8,6 +8,8 @@ pub const NAMESPACE: &str = "SessionProvisioner";
 
 pub const SESSION_START_SECONDS: &str = "SessionStartSeconds";
 pub const IMAGE_PULL_SECONDS: &str = "ImagePullSeconds";
+/// From the task's RUNNING to its HEALTHY: how long its services take to answer.
+pub const TASK_HEALTHY_SECONDS: &str = "TaskHealthySeconds";
 pub const ACTIVE_SESSIONS: &str = "ActiveSessions";
 pub const SESSIONS_ENDED: &str = "SessionsEnded";
 pub const ORPHANS_FOUND: &str = "OrphansFound";

@@ -50,6 +50,11 @@ pub struct TaskObservation {
     /// ECS `detail.version`: grows with every change of the task.
     pub version: i64,
     pub eni_id: Option<String>,
+    /// The task's private IPv4 address, from its network attachment: what the session
+    /// gateway forwards to.
+    pub private_ip: Option<String>,
+    /// ECS's `healthStatus` of the task: HEALTHY, UNHEALTHY or UNKNOWN.
+    pub health_status: Option<String>,
     pub stop_code: Option<String>,
     pub stopped_reason: Option<String>,
     pub image_pull_s: Option<f64>,
@@ -60,10 +65,16 @@ pub struct TaskObservation {
 pub enum Change {
     Launched {
         task_arn: String,
+        /// The template has health checks: the session runs once the task is HEALTHY.
+        awaits_health: bool,
     },
     Running {
-        public_ip: String,
+        /// Only in direct access.
+        public_ip: Option<String>,
+        private_ip: Option<String>,
         urls: Urls,
+        /// Each URL's key and the port it reaches (read by the session gateway).
+        service_ports: BTreeMap<String, u16>,
         at: DateTime<Utc>,
     },
     StopRequested {

@@ -292,7 +292,7 @@ impl Reason {
             "SessionLimitReached" => Reason::SessionLimit,
             "ImageNotFound" => Reason::ImageNotFound,
             "CapacityUnavailable" => Reason::CapacityUnavailable,
-            "LaunchFailed" | "NoPublicIp" => Reason::LaunchFailed,
+            "LaunchFailed" | "NoPublicIp" | "Unhealthy" => Reason::LaunchFailed,
             "TaskStoppedBeforeRunning" => Reason::TaskStopped,
             "States.Timeout" | "States.HeartbeatTimeout" => Reason::Timeout,
             _ => Reason::Internal,
@@ -339,6 +339,19 @@ pub struct Session {
     pub eni_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
+    /// The task's private IPv4 address, from its ECS events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    /// ECS's `healthStatus` of the task, from its events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_health: Option<String>,
+    /// The template had health checks when the task was launched: the session is
+    /// `running` only once the task is HEALTHY.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaits_health: bool,
+    /// Each URL's key and the task port it reaches; what the session gateway reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_ports: BTreeMap<String, u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -384,6 +397,10 @@ impl Session {
             image_pull_s: None,
             eni_id: None,
             public_ip: None,
+            private_ip: None,
+            task_health: None,
+            awaits_health: false,
+            service_ports: BTreeMap::new(),
             started_at: None,
             stopped_at: None,
             last_activity_at: None,

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::session::{Urls, Version};
+use crate::config::Access;
+use crate::hosts::{service_label, session_host};
+use crate::session::{SessionId, Urls, Version};
 
 /// Sessions of one user at a time while the template mounts the user's data: their
 /// data has one directory, and one server may write it.
@@ -107,7 +109,18 @@ impl Default for SessionTemplate {
             essential: true,
             environment: BTreeMap::new(),
             command: vec![],
-            health_check: None,
+            // Any HTTP answer counts: the URL is shown once the service answers, whatever
+            // its `/` says. The image needs curl (or a template with its own check).
+            health_check: Some(HealthCheck {
+                command: vec![
+                    "CMD-SHELL".into(),
+                    format!("curl -s -o /dev/null --max-time 4 http://127.0.0.1:{port}/ || exit 1"),
+                ],
+                interval_s: 10,
+                timeout_s: 5,
+                retries: 3,
+                start_period_s: 60,
+            }),
             cpu: None,
             memory,
             user_data_path: None,
@@ -204,8 +217,26 @@ impl SessionTemplate {
                 if c.port.is_none() {
                     return Err(format!("container {:?} has a url_key but no port", c.name));
                 }
-                if !url_keys.insert(key.as_str()) {
-                    return Err(format!("url_key {key:?} is used twice"));
+                // Each key is a DNS label of its session's host (`suv_ui` is `suv-ui--…`):
+                // lowercase, no leading, trailing or doubled separator, one host per key.
+                let label = service_label(key);
+                let valid = !key.is_empty()
+                    && key.len() <= 20
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && !label.contains("--");
+                if !valid {
+                    return Err(format!(
+                        "url_key {key:?} must be 1 to 20 characters of a-z, 0-9 and single '_' inside (it names the service's host)"
+                    ));
+                }
+                if !url_keys.insert(label) {
+                    return Err(format!(
+                        "url_key {key:?} is used twice (or names the same host as another)"
+                    ));
                 }
             }
             if c.stop_timeout_s.is_some_and(|s| s > 120) {
@@ -260,19 +291,41 @@ impl SessionTemplate {
             .filter_map(|c| c.repository.as_deref())
     }
 
-    /// The session's URLs once its task has this public IP.
-    pub fn urls(&self, public_ip: &str) -> Urls {
-        Urls(
-            self.containers
-                .iter()
-                .filter_map(|c| {
-                    Some((
-                        c.url_key.clone()?,
-                        format!("http://{public_ip}:{}", c.port?),
-                    ))
-                })
-                .collect(),
-        )
+    /// The session's URLs: by host name through the session gateway, or on the task's
+    /// public IP (direct access). `None` in direct access without a public IP.
+    pub fn urls(
+        &self,
+        access: &Access,
+        session_id: &SessionId,
+        public_ip: Option<&str>,
+    ) -> Option<Urls> {
+        let urls = self.service_ports().into_iter().map(|(key, port)| {
+            let url = match access {
+                Access::Gateway { domain, scheme } => {
+                    format!("{scheme}://{}", session_host(&key, session_id, domain))
+                }
+                Access::Direct => format!("http://{}:{port}", public_ip?),
+            };
+            Some((key, url))
+        });
+        urls.collect::<Option<_>>().map(Urls)
+    }
+
+    /// Each URL's key and the container port it reaches: what the gateway forwards
+    /// `{key}--{session_id}` to.
+    pub fn service_ports(&self) -> BTreeMap<String, u16> {
+        self.containers
+            .iter()
+            .filter_map(|c| Some((c.url_key.clone()?, c.port?)))
+            .collect()
+    }
+
+    /// Whether ECS reports the task's health: some essential container has a health
+    /// check. Then a session is `running` only once the task is HEALTHY.
+    pub fn awaits_health(&self) -> bool {
+        self.containers
+            .iter()
+            .any(|c| c.essential && c.health_check.is_some())
     }
 
     /// The ports the task must accept traffic on.
@@ -454,12 +507,53 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_built_from_the_public_ip_and_each_url_port() {
-        let urls = SessionTemplate::default().urls("54.1.2.3");
+    fn direct_urls_are_the_public_ip_and_each_url_port() {
+        let id = SessionId::parse("sess-1").unwrap();
+        let urls = SessionTemplate::default()
+            .urls(&Access::Direct, &id, Some("54.1.2.3"))
+            .unwrap();
         assert_eq!(urls.get("api"), Some("http://54.1.2.3:8000"));
         assert_eq!(urls.get("frontend"), Some("http://54.1.2.3:3000"));
         assert_eq!(urls.get("suv_ui"), Some("http://54.1.2.3:3030"));
         assert_eq!(urls.0.len(), 3);
+        assert_eq!(
+            SessionTemplate::default().urls(&Access::Direct, &id, None),
+            None
+        );
+    }
+
+    #[test]
+    fn gateway_urls_are_one_https_host_per_service_without_a_port() {
+        let id = SessionId::parse("sess-1").unwrap();
+        let access = Access::Gateway {
+            domain: "sessions.example.com".into(),
+            scheme: "https".into(),
+        };
+        let urls = SessionTemplate::default().urls(&access, &id, None).unwrap();
+        assert_eq!(
+            urls.get("api"),
+            Some("https://api--sess-1.sessions.example.com")
+        );
+        assert_eq!(
+            urls.get("frontend"),
+            Some("https://frontend--sess-1.sessions.example.com")
+        );
+        assert_eq!(
+            urls.get("suv_ui"),
+            Some("https://suv-ui--sess-1.sessions.example.com")
+        );
+        let ports = SessionTemplate::default().service_ports();
+        assert_eq!(ports.get("suv_ui"), Some(&3030));
+        assert_eq!(ports.len(), 3);
+    }
+
+    #[test]
+    fn the_default_template_awaits_the_health_of_every_service() {
+        let t = SessionTemplate::default();
+        assert!(t.awaits_health());
+        for c in t.containers.iter().filter(|c| c.port.is_some()) {
+            assert!(c.health_check.is_some(), "{} has no health check", c.name);
+        }
     }
 
     #[test]
@@ -504,6 +598,32 @@ mod tests {
         assert!(
             SessionTemplate::from_json(r#"{"cpu":1,"memory":1,"containers":[],"x":1}"#).is_err()
         );
+    }
+
+    #[test]
+    fn url_keys_that_would_not_name_one_host_each_are_refused() {
+        for key in [
+            "",
+            "Api",
+            "_api",
+            "api_",
+            "a__b",
+            "suv-ui",
+            "a.b",
+            "averyveryverylongservicekey",
+        ] {
+            let mut t = SessionTemplate::default();
+            t.containers[0].url_key = Some(key.into());
+            assert!(
+                t.validate()
+                    .unwrap_err()
+                    .contains("names the service's host"),
+                "{key:?}"
+            );
+        }
+        let mut t = SessionTemplate::default();
+        t.containers[0].url_key = Some("suv_ui".into());
+        assert!(t.validate().unwrap_err().contains("used twice"));
     }
 
     #[test]

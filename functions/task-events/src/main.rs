@@ -1,7 +1,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use session_core::aws::{dynamodb::DynamoStore, ec2::Ec2Network, sdk_config, sfn::SfnWorkflow};
-use session_core::config::{Cluster, ProcessEnv, Tables};
+use session_core::config::{Access, Cluster, ProcessEnv, Tables};
 use session_core::steps::task_events::on_task_state_change;
 
 #[tokio::main]
@@ -9,6 +9,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let tables = Tables::from_source(&ProcessEnv)?;
     let cluster = &Cluster::from_source(&ProcessEnv)?.cluster;
+    let access = &Access::from_source(&ProcessEnv)?;
     let sdk = sdk_config().await;
     let store = &DynamoStore::connect(&sdk, tables);
     let network = &Ec2Network::connect(&sdk);
@@ -17,6 +18,7 @@ async fn main() -> Result<(), Error> {
         let outcome = on_task_state_change(
             session_core::input(event)?,
             cluster,
+            access,
             store,
             network,
             workflow,

@@ -21,6 +21,9 @@ use session_tests::{Stack, StackOptions};
 
 const MOTO_PORT: u16 = 4566;
 const API_PORT: u16 = 9000;
+/// The session gateway, behind the local stand-in for the load balancer: session URLs
+/// are `http://{service}--{session_id}.localhost:9080`.
+const LOAD_BALANCER_PORT: u16 = 9080;
 const DEMO_USER: &str = "demo-user";
 const TOKEN: &str = "dev:demo-user";
 
@@ -127,6 +130,16 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     for (key, url) in running["urls"].as_object().into_iter().flatten() {
         println!("  {key:<9} {}", url.as_str().unwrap_or_default());
     }
+    if let (Some(gateway), Some(api_url)) = (&stack.gateway, running["urls"]["api"].as_str()) {
+        println!("\n$ GET {api_url}   (through the session gateway, as {DEMO_USER})");
+        let (status, body) = gateway.request("GET", api_url, Some(TOKEN), &[]).await;
+        println!("  {status}: {body}");
+        if status != 200 {
+            return Err(format!(
+                "the session's api answered {status} through the gateway"
+            ));
+        }
+    }
 
     println!("\n$ POST /sessions/{id}/heartbeat");
     let (status, beat) = api(stack, "POST", &format!("/sessions/{id}/heartbeat"), None).await?;
@@ -201,12 +214,15 @@ async fn main() {
     let begun = Instant::now();
     println!(
         "starting the local stack: AWS emulator on 127.0.0.1:{MOTO_PORT}, HTTP API on \
-         127.0.0.1:{API_PORT}, functions, state machine"
+         127.0.0.1:{API_PORT}, session gateway on 127.0.0.1:{LOAD_BALANCER_PORT}, functions, \
+         state machine"
     );
     let stack = Arc::new(
         Stack::start_with(StackOptions {
             moto_port: Some(MOTO_PORT),
             api_port: Some(API_PORT),
+            gateway: true,
+            load_balancer_port: Some(LOAD_BALANCER_PORT),
             ..Default::default()
         })
         .await,
@@ -240,7 +256,8 @@ async fn main() {
         }
         println!(
             "the stack is up: API http://127.0.0.1:{API_PORT} (Authorization: Bearer \
-             {TOKEN}), AWS endpoint http://127.0.0.1:{MOTO_PORT}; stop it with \
+             {TOKEN}), session URLs http://{{service}}--{{session_id}}.localhost:{LOAD_BALANCER_PORT} \
+             (the same token), AWS endpoint http://127.0.0.1:{MOTO_PORT}; stop it with \
              `make local-down` or Ctrl-C"
         );
         wait_for_shutdown().await;

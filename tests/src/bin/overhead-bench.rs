@@ -99,7 +99,7 @@ async fn main() {
         let execution = session.execution_arn.unwrap();
         // Fargate's part (outside our control): the ENI's public IP, then the event.
         stack.give_public_ip(&task_arn).await;
-        let event = stack.task_event(&task_arn, "RUNNING", 3).await;
+        let event = stack.healthy_running_event(&task_arn, 3).await;
 
         let sent = Instant::now();
         stack.invoke("task-events", &event).await;

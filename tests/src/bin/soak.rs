@@ -62,6 +62,10 @@ struct Figures {
     malformed: u64,
     kills: u64,
     server_errors: Vec<String>,
+    /// Answers of the gateway to owners and to other users.
+    gateway_statuses: BTreeMap<String, u64>,
+    /// Another user let into a session: must stay empty.
+    breaches: Vec<String>,
 }
 
 impl Figures {
@@ -143,22 +147,88 @@ async fn worker(
                 .await;
             figures.lock().unwrap().heartbeats += 1;
             ("heartbeat", status, body)
-        } else if roll < 75 {
+        } else if roll < 65 {
             let (status, body, _) = stack
                 .http("GET", "/sessions?limit=5", Some(&token), None, &[])
                 .await;
             ("list", status, body)
+        } else if roll < 75 && !known.is_empty() {
+            // A session's api through the gateway, as its owner and as someone else.
+            let (owner, id) = &known[rng.below(known.len() as u64) as usize];
+            let stranger = user(rng.below(users));
+            visit(&stack, owner, &stranger, id, &figures).await
         } else {
             figures.lock().unwrap().malformed += 1;
             let (what, status, body) = malformed(&stack, &mut rng, &token).await;
             (what, status, body)
         };
-        figures
-            .lock()
-            .unwrap()
-            .record(what, status, begun.elapsed(), &body);
+        // The gateway's answers are counted apart from the API's (see `visit`).
+        if what != "visit" {
+            figures
+                .lock()
+                .unwrap()
+                .record(what, status, begun.elapsed(), &body);
+        }
         tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
     }
+}
+
+/// GETs the session's api URL through the load balancer and the gateway as its owner
+/// (200 while it runs, the plain 404 otherwise, 502 if its task just died) and as
+/// another user (never anything but the 404).
+async fn visit(
+    stack: &Stack,
+    owner: &str,
+    stranger: &str,
+    id: &str,
+    figures: &Mutex<Figures>,
+) -> (&'static str, u16, Value) {
+    let gateway = stack
+        .gateway
+        .as_ref()
+        .expect("the soak runs behind the gateway");
+    let domain = &stack.function_env()["SESSION_DOMAIN"];
+    let Ok(session_id) = session_core::session::SessionId::parse(id) else {
+        return ("visit", 400, json!({"error": "not a session id"}));
+    };
+    let url = format!(
+        "http://{}",
+        session_core::hosts::session_host("api", &session_id, domain)
+    );
+    let (status, body) = gateway
+        .request("GET", &url, Some(&format!("dev:{owner}")), &[])
+        .await;
+    *figures
+        .lock()
+        .unwrap()
+        .gateway_statuses
+        .entry(format!("owner {status}"))
+        .or_default() += 1;
+    if stranger != owner {
+        let (theirs, body) = gateway
+            .request("GET", &url, Some(&format!("dev:{stranger}")), &[])
+            .await;
+        let mut figures = figures.lock().unwrap();
+        *figures
+            .gateway_statuses
+            .entry(format!("stranger {theirs}"))
+            .or_default() += 1;
+        if theirs != 404 {
+            figures.breaches.push(format!(
+                "{stranger} got {theirs} from {owner}'s session {id}: {body}"
+            ));
+        }
+    }
+    // 502 is the gateway's honest answer when the task's services went away under a
+    // session still recorded running (its STOPPED event on its way); anything else
+    // of 5xx is ours.
+    if status >= 500 && status != 502 {
+        let mut figures = figures.lock().unwrap();
+        figures.server_errors.push(format!(
+            "gateway: {status} for {owner}'s session {id}: {body}"
+        ));
+    }
+    ("visit", status, json!({ "body": body }))
 }
 
 async fn malformed(stack: &Stack, rng: &mut Rng, token: &str) -> (&'static str, u16, Value) {
@@ -312,6 +382,7 @@ async fn main() {
                 ("ORPHAN_GRACE_S", "10".into()),
                 ("TRANSITION_DEADLINE_S", "60".into()),
             ],
+            gateway: true,
             ..Default::default()
         })
         .await,
@@ -441,6 +512,8 @@ async fn main() {
     println!("stuck sessions:          {}", stuck.len());
     println!("running tasks:           {running_tasks}");
     println!("held slots:              {held_slots}");
+    println!("gateway answers:         {:?}", figures.gateway_statuses);
+    println!("other users let in:      {}", figures.breaches.len());
     println!("5xx answers:             {}", figures.server_errors.len());
 
     let mut failures = Vec::new();
@@ -452,6 +525,15 @@ async fn main() {
     }
     if held_slots > 0 {
         failures.push(format!("{held_slots} slots still held"));
+    }
+    if !figures.breaches.is_empty() {
+        failures.push(format!(
+            "other users let into sessions: {:?}",
+            figures.breaches
+        ));
+    }
+    if figures.gateway_statuses.keys().all(|k| k != "owner 200") {
+        failures.push("no owner ever reached a running session through the gateway".into());
     }
     if !figures.server_errors.is_empty() {
         failures.push(format!("5xx answers: {:?}", figures.server_errors));
@@ -472,7 +554,7 @@ async fn main() {
     // The last reference: every process of the stack stops here, before any exit.
     drop(stack);
     if failures.is_empty() {
-        println!("soak: every session ended, no task runs, no slot is held, every dead process was replaced");
+        println!("soak: every session ended, no task runs, no slot is held, every dead process was replaced, no user reached another's session");
     } else {
         for failure in &failures {
             eprintln!("soak FAILED: {failure}");

@@ -177,6 +177,66 @@ const ECS_CLUSTER_NAME: Limit = Limit {
     allowed_text: "letters, numbers, _ and -",
     other: none,
 };
+// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RegisterTaskDefinition.html
+// family: "Up to 255 letters (uppercase and lowercase), numbers, underscores, and
+// hyphens are allowed." https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CreateService.html
+// serviceName: the same.
+const ECS_TASK_FAMILY: Limit = Limit {
+    what: "ECS task definition family",
+    ..ECS_CLUSTER_NAME
+};
+const ECS_SERVICE_NAME: Limit = Limit {
+    what: "ECS service name",
+    ..ECS_CLUSTER_NAME
+};
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+// 3-63 characters of a-z, 0-9, . and -, beginning and ending with a letter or digit,
+// no two adjacent periods, not an IP address, not beginning with xn-- or sthree-, not
+// ending with -s3alias or --ol-s3. A bucket_prefix gets a 26-character suffix, so it
+// holds at most 37 (the AWS provider's limit); its end is not the name's.
+fn s3_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
+}
+fn s3_start(name: &str) -> Option<&'static str> {
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        Some("does not begin with a letter or digit")
+    } else if name.starts_with("xn--") || name.starts_with("sthree-") {
+        Some("begins with a prefix S3 reserves")
+    } else if name.contains("..") {
+        Some("has two adjacent periods")
+    } else {
+        None
+    }
+}
+const S3_BUCKET_NAME: Limit = Limit {
+    what: "S3 bucket name",
+    min: 3,
+    max: 63,
+    allowed: s3_char,
+    allowed_text: "a-z, 0-9, . and -",
+    other: |name| {
+        s3_start(name).or_else(|| {
+            if !name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+                Some("does not end with a letter or digit")
+            } else if name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+                Some("ends with a suffix S3 reserves")
+            } else if name.split('.').count() == 4
+                && name.split('.').all(|p| p.parse::<u8>().is_ok())
+            {
+                Some("is an IP address")
+            } else {
+                None
+            }
+        })
+    },
+};
+const S3_BUCKET_PREFIX: Limit = Limit {
+    what: "S3 bucket name prefix",
+    min: 1,
+    max: 37,
+    other: s3_start,
+    ..S3_BUCKET_NAME
+};
 // https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html
 // GroupName and GroupDescription: up to 255 characters of a-z, A-Z, 0-9, spaces and
 // ._-:/()#,@[]+=&;{}!$*; a name "can't start with sg-". The same description rule holds
@@ -318,6 +378,8 @@ const RULES: &[(&str, &[&str], &Limit)] = &[
     ("aws_cloudwatch_event_bus", &["name"], &EVENT_BUS_NAME),
     ("aws_cloudwatch_log_group", &["name"], &LOG_GROUP_NAME),
     ("aws_ecs_cluster", &["name"], &ECS_CLUSTER_NAME),
+    ("aws_ecs_task_definition", &["family"], &ECS_TASK_FAMILY),
+    ("aws_ecs_service", &["name"], &ECS_SERVICE_NAME),
     ("aws_security_group", &["name"], &SECURITY_GROUP_NAME),
     ("aws_security_group", &["description"], &EC2_DESCRIPTION),
     (
@@ -359,6 +421,8 @@ const RULES: &[(&str, &[&str], &Limit)] = &[
     ("aws_alb", &["name"], &LOAD_BALANCER_NAME),
     ("aws_lb_target_group", &["name"], &TARGET_GROUP_NAME),
     ("aws_alb_target_group", &["name"], &TARGET_GROUP_NAME),
+    ("aws_s3_bucket", &["bucket"], &S3_BUCKET_NAME),
+    ("aws_s3_bucket", &["bucket_prefix"], &S3_BUCKET_PREFIX),
     ("aws_sqs_queue", &["name"], &SQS_QUEUE_NAME),
     ("aws_sns_topic", &["name"], &SNS_TOPIC_NAME),
     ("aws_cloudwatch_metric_alarm", &["alarm_name"], &ALARM_NAME),
@@ -743,7 +807,10 @@ fn check_instance(instance: &Instance<'_>, report: &mut Report) {
                 continue;
             }
             let address = format!("{}{ty}.{}", instance.prefix, name.as_str());
-            for (at, expr) in values_at(block.body(), path, &address) {
+            for (at, expr) in values_at(block.body(), path, &address)
+                .into_iter()
+                .flat_map(|(at, expr)| alternatives(expr).into_iter().map(move |e| (at.clone(), e)))
+            {
                 let value = instance.eval(expr, 0);
                 let argument = path.last().unwrap();
                 for problem in problems(&value, limit) {
@@ -755,5 +822,19 @@ fn check_instance(instance: &Instance<'_>, report: &mut Report) {
                 report.checked.push((at, limit.what, value));
             }
         }
+    }
+}
+
+/// The values an expression may take: each result of a conditional (`cond ? a : b`),
+/// checked apart.
+fn alternatives(expr: &Expression) -> Vec<&Expression> {
+    match expr {
+        Expression::Conditional(c) => {
+            let mut found = alternatives(&c.true_expr);
+            found.extend(alternatives(&c.false_expr));
+            found
+        }
+        Expression::Parenthesis(inner) => alternatives(inner),
+        other => vec![other],
     }
 }

@@ -176,18 +176,34 @@ impl DynamoStore {
         };
         expr.set("status_changed_at", s(timestamp(changed_at)));
         let event = match change {
-            Change::Launched { task_arn } => {
+            Change::Launched {
+                task_arn,
+                awaits_health,
+            } => {
                 expr.set("task_arn", s(task_arn));
+                if awaits_health {
+                    expr.set("awaits_health", AttributeValue::Bool(true));
+                }
                 Event::TaskLaunched
             }
             Change::Running {
                 public_ip,
+                private_ip,
                 urls,
+                service_ports,
                 at,
             } => {
-                expr.set("public_ip", s(public_ip))
-                    .set("started_at", s(timestamp(at)))
-                    .remove("ip_token");
+                expr.set("started_at", s(timestamp(at))).remove("ip_token");
+                for (attribute, value) in [("public_ip", public_ip), ("private_ip", private_ip)] {
+                    if let Some(value) = value {
+                        expr.set(attribute, s(value));
+                    }
+                }
+                let ports = service_ports
+                    .into_iter()
+                    .map(|(key, port)| (key, n(port)))
+                    .collect();
+                expr.set("service_ports", AttributeValue::M(ports));
                 for (key, url) in urls.0 {
                     expr.set(&Urls::attribute_name(&key), s(url));
                 }
@@ -470,6 +486,8 @@ impl SessionStore for DynamoStore {
             .set_if_absent("task_arn", s(&observation.task_arn));
         for (attribute, value) in [
             ("eni_id", &observation.eni_id),
+            ("private_ip", &observation.private_ip),
+            ("task_health", &observation.health_status),
             ("stop_code", &observation.stop_code),
             ("stopped_reason", &observation.stopped_reason),
         ] {
@@ -932,6 +950,7 @@ mod tests {
         let changes = [
             Change::Launched {
                 task_arn: "arn:task".into(),
+                awaits_health: true,
             },
             Change::StopRequested {
                 reason: Reason::User,

@@ -107,6 +107,7 @@ pub async fn launch(
             id,
             Change::Launched {
                 task_arn: task_arn.clone(),
+                awaits_health: settings.template.awaits_health(),
             },
         )
         .await?

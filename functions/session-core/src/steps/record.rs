@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::config::Access;
+use crate::error::{Error, InvalidInput, Result};
 use crate::events;
 use crate::metrics::{self, Unit};
 use crate::ports::{Change, Clock, EventBus, SessionStore, Workflow};
@@ -51,8 +52,12 @@ pub enum RecordInput {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInfo {
-    pub public_ip: String,
-    #[serde(default)]
+    /// Direct access only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eni_id: Option<String>,
 }
 
@@ -106,6 +111,7 @@ impl From<&Session> for RecordOutput {
 
 pub struct RecordContext<'a, S, W, B, C> {
     pub template: &'a SessionTemplate,
+    pub access: &'a Access,
     pub store: &'a S,
     pub workflow: &'a W,
     pub bus: &'a B,
@@ -121,9 +127,20 @@ pub async fn record<S: SessionStore, W: Workflow, B: EventBus, C: Clock>(
             session_id,
             network,
         } => {
+            let urls = ctx
+                .template
+                .urls(ctx.access, &session_id, network.public_ip.as_deref())
+                .ok_or_else(|| {
+                    InvalidInput::new(
+                        "network.public_ip",
+                        "direct access needs the task's public IP",
+                    )
+                })?;
             let change = Change::Running {
-                urls: ctx.template.urls(&network.public_ip),
+                urls,
+                service_ports: ctx.template.service_ports(),
                 public_ip: network.public_ip,
+                private_ip: network.private_ip,
                 at: ctx.clock.now(),
             };
             let (session, applied) = applied_or_current(ctx.store, &session_id, change).await?;

@@ -5,6 +5,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Access;
 use crate::error::Result;
 use crate::metrics::{self, Unit};
 use crate::ports::{Delivery, Network, SessionStore, TaskObservation, Workflow};
@@ -12,7 +13,9 @@ use crate::session::SessionId;
 use crate::session::{Reason, Status};
 use crate::steps::record::recorded_stopped;
 use crate::steps::request_stop::{request_stop, StopRequest};
-use crate::steps::wait_for_ip::{complete_wait_for_ip, TASK_ENDED, TASK_RUNNING, TASK_STOPPED};
+use crate::steps::wait_for_ip::{
+    complete_wait_for_ip, TASK_ENDED, TASK_HEALTHY, TASK_RUNNING, TASK_STOPPED,
+};
 
 pub const DETAIL_TYPE: &str = "ECS Task State Change";
 
@@ -41,6 +44,13 @@ pub struct TaskStateChange {
     /// Present once the task has reached RUNNING, also in its later events.
     #[serde(default)]
     pub started_at: Option<String>,
+    /// When this change happened.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    /// HEALTHY once every essential container with a health check passes it,
+    /// UNHEALTHY once one fails it, UNKNOWN before.
+    #[serde(default)]
+    pub health_status: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -80,12 +90,35 @@ impl TaskStateChange {
             .and_then(|d| d.value.as_deref())
     }
 
+    /// The task's private IPv4 address (the `privateIPv4Address` detail of its
+    /// network attachment): no EC2 call needed.
+    pub fn private_ip(&self) -> Option<&str> {
+        self.attachments
+            .iter()
+            .filter(|a| a.kind == "eni" || a.kind == "ElasticNetworkInterface")
+            .flat_map(|a| &a.details)
+            .find(|d| d.name == "privateIPv4Address")
+            .and_then(|d| d.value.as_deref())
+    }
+
+    /// Seconds from the task's RUNNING to this change.
+    pub fn seconds_since_running(&self) -> Option<f64> {
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        };
+        let (running, now) = (parse(&self.started_at)?, parse(&self.updated_at)?);
+        Some((now - running).num_milliseconds() as f64 / 1000.0)
+    }
+
     fn observation(&self) -> TaskObservation {
         TaskObservation {
             task_arn: self.task_arn.clone(),
             last_status: self.last_status.clone(),
             version: self.version,
             eni_id: self.eni_id().map(str::to_owned),
+            private_ip: self.private_ip().map(str::to_owned),
+            health_status: self.health_status.clone(),
             stop_code: self.stop_code.clone(),
             stopped_reason: self.stopped_reason.clone(),
             image_pull_s: self.image_pull_seconds(),
@@ -128,6 +161,7 @@ pub fn is_our_cluster(cluster_arn: &str, configured: &str) -> bool {
 pub async fn on_task_state_change(
     event: EventBridgeEvent<TaskStateChange>,
     cluster: &str,
+    access: &Access,
     store: &impl SessionStore,
     network: &impl Network,
     workflow: &impl Workflow,
@@ -183,6 +217,17 @@ pub async fn on_task_state_change(
             );
         }
     }
+    if detail.health_status.as_deref() == Some(TASK_HEALTHY)
+        && session.status == Status::Provisioning
+        && !retried
+    {
+        if let Some(seconds) = detail.seconds_since_running() {
+            metrics::emit(
+                &[],
+                &[(metrics::TASK_HEALTHY_SECONDS, seconds, Unit::Seconds)],
+            );
+        }
+    }
     if detail.last_status == TASK_STOPPED {
         if let Some(token) = session.tasks_stopped_token.as_deref() {
             let awaiting = [detail.task_arn.clone()];
@@ -210,7 +255,7 @@ pub async fn on_task_state_change(
             _ => Outcome::StopRequested,
         });
     }
-    match complete_wait_for_ip(&session, network, workflow).await? {
+    match complete_wait_for_ip(&session, access, network, workflow).await? {
         Some(Delivery::Delivered) => Ok(Outcome::CompletedWaitForIp),
         // A repeat whose consequences were all done already changed nothing.
         _ if retried => Ok(Outcome::Stale),

@@ -7,9 +7,11 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::Access;
 use crate::error::{Error, Result};
 use crate::ports::{Delivery, Network, SessionStore, Workflow};
 use crate::session::{Session, SessionId, Status};
+use crate::steps::record::NetworkInfo;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +21,9 @@ pub struct WaitForIpInput {
 }
 
 pub const TASK_RUNNING: &str = "RUNNING";
+/// ECS's `healthStatus` of a task whose essential containers pass their health checks.
+pub const TASK_HEALTHY: &str = "HEALTHY";
+pub const TASK_UNHEALTHY: &str = "UNHEALTHY";
 /// The last status of a task whose containers have all exited.
 pub const TASK_STOPPED: &str = "STOPPED";
 /// ECS statuses after which a task never runs again. A task that fails to start goes
@@ -27,6 +32,7 @@ pub const TASK_ENDED: [&str; 4] = ["DEACTIVATING", "STOPPING", "DEPROVISIONING",
 
 pub async fn wait_for_ip(
     input: WaitForIpInput,
+    access: &Access,
     store: &impl SessionStore,
     network: &impl Network,
     workflow: &impl Workflow,
@@ -38,13 +44,15 @@ pub async fn wait_for_ip(
         .store_ip_token(&input.session_id, &input.task_token)
         .await?
         .ok_or_else(|| Error::SessionNotFound(input.session_id.to_string()))?;
-    complete_wait_for_ip(&session, network, workflow).await
+    complete_wait_for_ip(&session, access, network, workflow).await
 }
 
 /// Completes WaitForIp's token if the session has one and its task's fate is known:
-/// success with the public IP once the task runs, failure once it has ended.
+/// success with the task's address once it runs (and, if its template has health
+/// checks, is HEALTHY), failure once it has ended or is UNHEALTHY.
 pub async fn complete_wait_for_ip(
     session: &Session,
+    access: &Access,
     network: &impl Network,
     workflow: &impl Workflow,
 ) -> Result<Option<Delivery>> {
@@ -61,22 +69,20 @@ pub async fn complete_wait_for_ip(
     }
     let task_status = session.task_status.as_deref().unwrap_or_default();
     if task_status == TASK_RUNNING {
-        let eni_id = session.eni_id.as_deref().ok_or_else(|| {
-            Error::LaunchFailed("the running task has no network interface".into())
-        })?;
-        let delivery = match network.public_ip(eni_id).await? {
-            Some(public_ip) => {
-                workflow.succeed(token, &json!({ "public_ip": public_ip, "eni_id": eni_id })).await?
-            }
-            None => {
-                workflow
-                    .fail(
-                        token,
-                        "NoPublicIp",
-                        "the task's network interface has no public IP: tasks need public subnets and assignPublicIp",
-                    )
-                    .await?
-            }
+        let delivery = match (session.awaits_health, session.task_health.as_deref()) {
+            (true, Some(TASK_UNHEALTHY)) => workflow
+                .fail(
+                    token,
+                    "Unhealthy",
+                    "the task is RUNNING but its health checks fail: its services do not answer",
+                )
+                .await?,
+            // Running is not reachable yet: wait for the HEALTHY event.
+            (true, health) if health != Some(TASK_HEALTHY) => return Ok(None),
+            _ => match address(session, access, network).await? {
+                Ok(network) => workflow.succeed(token, &json!(network)).await?,
+                Err((error, cause)) => workflow.fail(token, error, cause).await?,
+            },
         };
         tracing::info!(session_id = %session.session_id, ?delivery, "WaitForIp completed");
         return Ok(Some(delivery));
@@ -93,4 +99,45 @@ pub async fn complete_wait_for_ip(
         return Ok(Some(delivery));
     }
     Ok(None)
+}
+
+/// The address the session's URLs lead to: the private IP from the task's events
+/// behind the gateway (no EC2 call), the ENI's public IP in direct access. `Err` holds
+/// the error name and cause when there is none.
+async fn address(
+    session: &Session,
+    access: &Access,
+    network: &impl Network,
+) -> Result<Result<NetworkInfo, (&'static str, &'static str)>> {
+    let private_ip = session.private_ip.clone();
+    let eni_id = session.eni_id.clone();
+    match access {
+        Access::Gateway { .. } => match private_ip {
+            Some(_) => Ok(Ok(NetworkInfo {
+                public_ip: None,
+                private_ip,
+                eni_id,
+            })),
+            None => Ok(Err((
+                "LaunchFailed",
+                "the running task's events carry no private IPv4 address",
+            ))),
+        },
+        Access::Direct => {
+            let eni = eni_id.as_deref().ok_or_else(|| {
+                Error::LaunchFailed("the running task has no network interface".into())
+            })?;
+            Ok(match network.public_ip(eni).await? {
+                Some(public_ip) => Ok(NetworkInfo {
+                    public_ip: Some(public_ip),
+                    private_ip,
+                    eni_id,
+                }),
+                None => Err((
+                    "NoPublicIp",
+                    "the task's network interface has no public IP: direct access needs public subnets and assignPublicIp",
+                )),
+            })
+        }
+    }
 }
