@@ -33,16 +33,21 @@ check:
 e2e: tools build
 	cargo nextest run --workspace --locked --no-fail-fast
 
-## Release build of the functions (the binaries Lambda runs).
+## Release build of the functions (the binaries Lambda runs) and of the session gateway
+## (what its image runs, and what `make bench` measures), in one build so they share
+## their dependencies.
 release:
-	cargo build --release --locked $(FUNCTION_PACKAGES)
+	cargo build --release --locked $(FUNCTION_PACKAGES) -p gateway
 
 ## Cold start of each function beside a Python/boto3 baseline, and binary sizes.
 ## Orchestration overhead (task RUNNING -> session running) and state transitions of a
-## lifecycle, on the local stack with the release functions.
+## lifecycle, on the local stack with the release functions. The latency the session
+## gateway adds at 200 connections, its throughput and its peak memory, with the release
+## gateway (GATEWAY_BENCH_SECONDS, default 10).
 bench: tools release build
 	cargo bench --locked -p coldstart-bench --bench coldstart
 	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/overhead-bench
+	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/gateway-bench
 
 ## Minutes of mixed traffic against the local stack while function processes are
 ## killed; then every session must have ended, no task run, no slot be held, and every

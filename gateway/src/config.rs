@@ -7,8 +7,9 @@ use std::time::Duration;
 pub use session_core::config::{ConfigError, ProcessEnv, Source};
 
 /// The longest a session look-up may be cached: a stopped session must lose access
-/// within 5 s.
-pub const MAX_SESSION_CACHE_TTL_MS: u64 = 5_000;
+/// within 5 s, and an expired answer may serve up to 1 s more while it is read again
+/// (`CachedLookup::grace`).
+pub const MAX_SESSION_CACHE_TTL_MS: u64 = 4_000;
 
 /// Below this, ordinary browser requests (cookies included) would be refused.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
@@ -111,7 +112,8 @@ impl Config {
                 name: "SESSION_CACHE_TTL_MS",
                 message: format!(
                     "must be at most {MAX_SESSION_CACHE_TTL_MS}: a stopped session must lose \
-                     access within 5 s, got {ttl_ms}"
+                     access within 5 s, and an expired answer serves up to 1 s more while it \
+                     is read again, got {ttl_ms}"
                 ),
             });
         }
@@ -228,7 +230,7 @@ mod tests {
     #[test]
     fn each_bad_variable_is_named() {
         for (name, value) in [
-            ("SESSION_CACHE_TTL_MS", "5001"),
+            ("SESSION_CACHE_TTL_MS", "4001"),
             ("SESSION_CACHE_TTL_MS", "soon"),
             ("SESSION_DOMAIN", "https://sessions.example.com"),
             ("SESSION_DOMAIN", "sessions..example.com"),
@@ -265,12 +267,12 @@ mod tests {
         let config = Config::from_source(&env(&[
             ("ALB_PUBLIC_KEYS_URL", "http://127.0.0.1:9999/"),
             ("SESSION_DOMAIN", "LocalHost:9080"),
-            ("SESSION_CACHE_TTL_MS", "5000"),
+            ("SESSION_CACHE_TTL_MS", "4000"),
         ]))
         .unwrap();
         assert_eq!(config.alb_public_keys_url, "http://127.0.0.1:9999");
         assert_eq!(config.session_domain, "localhost:9080");
-        assert_eq!(config.session_cache_ttl, Duration::from_secs(5));
+        assert_eq!(config.session_cache_ttl, Duration::from_secs(4));
     }
 
     #[test]

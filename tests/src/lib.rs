@@ -1109,6 +1109,11 @@ impl LocalGateway {
         })
     }
 
+    /// The gateway process's id (its memory and CPU are what a benchmark reads).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.lock().unwrap().as_ref().map(Child::id)
+    }
+
     fn stop(self) {
         drop(self.keys);
         if let Some(mut process) = self.process.lock().unwrap().take() {

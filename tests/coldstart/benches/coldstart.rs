@@ -85,6 +85,8 @@ const ENV: &[(&str, &str)] = &[
     ),
     ("TASK_LOG_GROUP", "/sessions/tasks"),
     ("EVENT_BUS", "sessions"),
+    ("ACCESS_MODE", "gateway"),
+    ("SESSION_DOMAIN", "sessions.example.com"),
     (
         "STATE_MACHINE_ARN",
         "arn:aws:states:us-east-1:123456789012:stateMachine:session-lifecycle",
