@@ -27,6 +27,17 @@ locals {
     SESSION_DOMAIN     = local.gateway ? var.domain_name : ""
     SESSION_URL_SCHEME = "https"
   }
+  # Direct mode only: a task's public IP is found on its network interface. Behind the
+  # gateway, wait-for-ip and task-events take the private IP from the task's event and
+  # never call EC2, so their roles get no EC2 action at all.
+  resolve_public_ips = local.gateway ? [] : [
+    {
+      sid     = "ResolvePublicIps"
+      actions = ["ec2:DescribeNetworkInterfaces"]
+      # DescribeNetworkInterfaces has no resource-level permissions.
+      resources = ["*"]
+    },
+  ]
   admission_env = merge(local.template_env, {
     MAX_SESSIONS_PER_USER = tostring(var.max_sessions_per_user)
     MAX_LIFETIME_S        = tostring(var.max_lifetime_s)
@@ -336,24 +347,18 @@ module "wait_for_ip" {
 
   environment = merge(local.tables_env, local.access_env)
 
-  statements = [
+  statements = concat([
     {
       sid       = "StoreTaskTokens"
       actions   = ["dynamodb:UpdateItem"]
       resources = [aws_dynamodb_table.sessions.arn]
     },
     {
-      sid     = "ResolvePublicIps"
-      actions = ["ec2:DescribeNetworkInterfaces"]
-      # DescribeNetworkInterfaces has no resource-level permissions.
-      resources = ["*"]
-    },
-    {
       sid       = "CompleteTaskTokens"
       actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
       resources = [local.state_machine_arn]
     },
-  ]
+  ], local.resolve_public_ips)
 }
 
 module "record" {
@@ -453,7 +458,7 @@ module "task_events" {
 
   environment = merge(local.tables_env, local.cluster_env, local.access_env)
 
-  statements = [
+  statements = concat([
     {
       sid       = "ReadSessions"
       actions   = ["dynamodb:GetItem"]
@@ -465,17 +470,11 @@ module "task_events" {
       resources = [aws_dynamodb_table.sessions.arn]
     },
     {
-      sid     = "ResolvePublicIps"
-      actions = ["ec2:DescribeNetworkInterfaces"]
-      # DescribeNetworkInterfaces has no resource-level permissions.
-      resources = ["*"]
-    },
-    {
       sid       = "CompleteTaskTokens"
       actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
       resources = [local.state_machine_arn]
     },
-  ]
+  ], local.resolve_public_ips)
 }
 
 module "reaper" {

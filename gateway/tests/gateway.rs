@@ -646,9 +646,12 @@ async fn an_unreachable_service_is_502_a_silent_one_504_and_a_slow_upload_neithe
     assert_eq!(answer.json()["body"], "slow;".repeat(20));
     assert!(started.elapsed() > Duration::from_secs(1));
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    // Bound and never listening, for the rest of the test: connections are refused.
+    let closed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    closed
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = closed.local_addr().unwrap().as_socket().unwrap().port();
     let mut route = h.upstream.route(OWNER, "running");
     route.service_ports.insert("api".into(), port);
     let down = SessionId::generate();

@@ -170,13 +170,8 @@ pub struct Stack {
     /// The Lambda service running the functions.
     pub lambda: lambda::Lambda,
     moto: Mutex<Option<Child>>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    /// Held while the stack lives: its port number names the stack's task addresses.
+    _address_block: TcpListener,
 }
 
 impl Stack {
@@ -187,16 +182,18 @@ impl Stack {
     pub async fn start_with(options: StackOptions) -> Self {
         let tools = Tools::from_env();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let moto_port = match options.moto_port {
-            Some(port) => {
-                assert!(
-                    TcpListener::bind(("127.0.0.1", port)).is_ok(),
-                    "port {port} on 127.0.0.1 is already in use: stop what listens there first"
-                );
-                port
-            }
-            None => free_port(),
-        };
+        if let Some(port) = options.moto_port {
+            assert!(
+                TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "port {port} on 127.0.0.1 is already in use: stop what listens there first"
+            );
+        }
+        // A port held for the stack's life names its loopback /24 of task addresses:
+        // two live listeners never share a port, so two stacks never share an address.
+        // (Every server below binds its own port, never one picked and freed earlier:
+        // in between, any outgoing connection of a parallel test may take it.)
+        let address_block = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let address_block_port = address_block.local_addr().expect("its address").port();
         let lambda = lambda::Lambda::start(
             FUNCTIONS
                 .iter()
@@ -209,9 +206,14 @@ impl Stack {
             api_gateway::ApiGateway::start(options.api_port.unwrap_or(0), lambda.invoker())
                 .unwrap_or_else(|e| panic!("{e}"));
 
-        let load_balancer_port = options.load_balancer_port.unwrap_or_else(free_port);
-        let (access_mode, access_env) = if options.gateway {
-            let port = load_balancer_port;
+        // Bound now, served once the gateway is up: the functions' SESSION_DOMAIN names it.
+        let load_balancer_listener = options.gateway.then(|| {
+            let port = options.load_balancer_port.unwrap_or(0);
+            TcpListener::bind(("127.0.0.1", port))
+                .unwrap_or_else(|e| panic!("the load balancer's port {port}: {e}"))
+        });
+        let (access_mode, access_env) = if let Some(listener) = &load_balancer_listener {
+            let port = listener.local_addr().expect("its address").port();
             (
                 AccessMode::Gateway,
                 vec![
@@ -230,13 +232,13 @@ impl Stack {
         let mut moto = Command::new(&tools.python)
             .arg(repo_root().join("tests/harness/moto_server.py"))
             .args(["--host", "127.0.0.1", "--port"])
-            .arg(moto_port.to_string())
+            .arg(options.moto_port.unwrap_or(0).to_string())
             .arg("--lambda-endpoint")
             .arg(format!("http://127.0.0.1:{lambda_port}"))
             .arg("--fault-file")
             .arg(&fault_file)
             .arg("--task-addresses")
-            .arg(task_addresses(moto_port))
+            .arg(task_addresses(address_block_port))
             .stdout(Stdio::piped())
             .stderr(log_file(dir.path(), "moto"))
             .spawn()
@@ -246,10 +248,17 @@ impl Stack {
         moto_out
             .read_line(&mut ready)
             .expect("read moto's first line");
-        assert!(
-            ready.starts_with("moto ready"),
-            "moto did not start: {ready:?}"
-        );
+        let moto_port = ready
+            .trim_end()
+            .strip_prefix("moto ready on 127.0.0.1:")
+            .and_then(|port| port.parse::<u16>().ok())
+            .unwrap_or_else(|| {
+                let _ = moto.wait();
+                panic!(
+                    "moto did not start ({ready:?}); its log:\n{}",
+                    log_tail(dir.path(), "moto")
+                )
+            });
         // Keep draining moto's stdout so that it never writes to a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut moto_out, &mut std::io::sink()));
 
@@ -296,11 +305,12 @@ impl Stack {
             api_gateway,
             lambda,
             moto: Mutex::new(Some(moto)),
+            _address_block: address_block,
         };
         let mut stack = stack;
-        if options.gateway {
+        if let Some(listener) = load_balancer_listener {
             stack.gateway = Some(
-                LocalGateway::start(&stack, load_balancer_port)
+                LocalGateway::start(&stack, listener)
                     .await
                     .unwrap_or_else(|e| panic!("start the session gateway: {e}")),
             );
@@ -971,11 +981,11 @@ pub fn private_ip(task: &aws_sdk_ecs::types::Task) -> Option<std::net::IpAddr> {
         .and_then(|d| d.value()?.parse().ok())
 }
 
-/// The /24 of the loopback network that the tasks of the stack whose emulator listens
-/// on `moto_port` take their addresses from: one per emulator port, so stacks running
-/// side by side never share an address.
-fn task_addresses(moto_port: u16) -> String {
-    let [high, low] = moto_port.to_be_bytes();
+/// The /24 of the loopback network that the tasks of the stack holding `port` take
+/// their addresses from: one per held port, so stacks running side by side never
+/// share an address.
+fn task_addresses(port: u16) -> String {
+    let [high, low] = port.to_be_bytes();
     format!("127.{high}.{low}.0/24")
 }
 
@@ -985,6 +995,47 @@ pub fn eni_of(task: &aws_sdk_ecs::types::Task) -> Option<String> {
         .flat_map(|a| a.details())
         .find(|d| d.name() == Some("networkInterfaceId"))
         .and_then(|d| d.value().map(str::to_owned))
+}
+
+/// A port on 127.0.0.1 where connections are refused, for as long as it is held: bound
+/// but never listening, so no other server (of this test or a parallel one) takes it.
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind a loopback port");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("its address")
+            .port();
+        Self {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The last lines of the log `name` of the stack in `dir` (for a failure message).
+fn log_tail(dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(dir.join("logs").join(format!("{name}.log")))
+        .unwrap_or_else(|e| format!("(no log: {e})"));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn log_file(dir: &Path, name: &str) -> Stdio {
@@ -1049,21 +1100,19 @@ impl LocalGateway {
         http_request(self.address, method, path, headers).await
     }
 
-    async fn start(stack: &Stack, load_balancer_port: u16) -> std::io::Result<Self> {
+    async fn start(stack: &Stack, load_balancer: TcpListener) -> std::io::Result<Self> {
         let signer = Arc::new(gateway::testing::AlbSigner::generate(
             "local-load-balancer-key",
         ));
         let keys = gateway::testing::KeyServer::start(&[&signer]).await?;
-        let address: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let health_address: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let env = stack.function_env();
         let binary = stack.tools.functions_dir.join("gateway");
         let process = Command::new(&binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("GATEWAY_LISTEN", address.to_string())
-            .env("GATEWAY_HEALTH_LISTEN", health_address.to_string())
+            .env("GATEWAY_LISTEN", "127.0.0.1:0")
+            .env("GATEWAY_HEALTH_LISTEN", "127.0.0.1:0")
             .env("SESSIONS_TABLE", &stack.info.sessions_table)
             .env("SESSION_DOMAIN", &env["SESSION_DOMAIN"])
             .env("ALB_ARN", load_balancer::LOCAL_ALB_ARN)
@@ -1083,18 +1132,30 @@ impl LocalGateway {
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", binary.display())))?;
         let process = Mutex::new(Some(process));
+        // The gateway binds ports of its own choosing and logs them once it serves.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !healthy(health_address) {
-            if Instant::now() > deadline {
+        let (address, health_address) = loop {
+            if let Some(addresses) = listening_addresses(stack.dir.path()) {
+                break addresses;
+            }
+            let exited = process.lock().unwrap().as_mut().map(|p| p.try_wait());
+            if Instant::now() > deadline || matches!(exited, Some(Ok(Some(_)))) {
                 return Err(std::io::Error::other(format!(
-                    "the gateway did not answer on {health_address} within 30 s"
+                    "the gateway did not start within 30 s; its log:\n{}\n{}",
+                    log_tail(stack.dir.path(), "gateway"),
+                    log_tail(stack.dir.path(), "gateway.err"),
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if !healthy(health_address) {
+            return Err(std::io::Error::other(format!(
+                "the gateway's health check on {health_address} fails"
+            )));
         }
         let mint_signer = signer.clone();
         let load_balancer = load_balancer::LoadBalancer::start(
-            load_balancer_port,
+            load_balancer,
             address,
             Arc::new(move |user: &str| mint_signer.token(load_balancer::LOCAL_ALB_ARN, user)),
         )
@@ -1158,6 +1219,21 @@ async fn http_request(
 }
 
 /// The gateway's health check answers 200, as the load balancer's target group sees it.
+/// The proxy and health addresses in the gateway's "gateway listening" log line.
+fn listening_addresses(dir: &Path) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+    let log = std::fs::read_to_string(dir.join("logs").join("gateway.log")).ok()?;
+    log.lines().find_map(|line| {
+        let fields = serde_json::from_str::<Value>(line).ok()?["fields"].take();
+        if fields["message"] != "gateway listening" {
+            return None;
+        }
+        Some((
+            fields["proxy"].as_str()?.parse().ok()?,
+            fields["health"].as_str()?.parse().ok()?,
+        ))
+    })
+}
+
 fn healthy(address: std::net::SocketAddr) -> bool {
     use std::io::Write;
     let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))

@@ -38,9 +38,14 @@ pub struct LoadBalancer {
 }
 
 impl LoadBalancer {
-    /// Listens on 127.0.0.1:`port` (0: a free one) and passes requests to `gateway`.
-    pub async fn start(port: u16, gateway: SocketAddr, mint: Mint) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    /// Serves on `listener` and passes requests to `gateway`.
+    pub async fn start(
+        listener: std::net::TcpListener,
+        gateway: SocketAddr,
+        mint: Mint,
+    ) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let port = listener.local_addr()?.port();
         let accept = tokio::spawn(async move {
             while let Ok((stream, client)) = listener.accept().await {

@@ -25,6 +25,8 @@ use tokio_tungstenite::WebSocketStream;
 /// The servers of one task; dropping it stops them (as the task's containers exit).
 pub struct TaskServices {
     pub address: IpAddr,
+    /// The port each service listens on (chosen by the system where asked for port 0).
+    pub ports: Vec<u16>,
     servers: JoinSet<()>,
 }
 
@@ -32,11 +34,18 @@ impl TaskServices {
     /// Listens on `address` at each `(service, port)`. Fails if an address is taken.
     pub async fn start(address: IpAddr, services: &[(String, u16)]) -> std::io::Result<Self> {
         let mut servers = JoinSet::new();
+        let mut ports = Vec::with_capacity(services.len());
         for (service, port) in services {
             let listener = TcpListener::bind(SocketAddr::new(address, *port)).await?;
-            servers.spawn(serve(listener, service.clone(), *port));
+            let port = listener.local_addr()?.port();
+            ports.push(port);
+            servers.spawn(serve(listener, service.clone(), port));
         }
-        Ok(Self { address, servers })
+        Ok(Self {
+            address,
+            ports,
+            servers,
+        })
     }
 
     /// True once every service answers an HTTP request: what the task's container

@@ -7,7 +7,6 @@
 //! is added to it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 
 use aws_config::retry::RetryConfig;
 use jsonschema::{Draft, Registry, Validator};
@@ -16,7 +15,7 @@ use session_core::aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sfn::SfnWorkflo
 use session_core::config::Tables;
 use session_core::session::{SessionId, Status};
 use session_tests::http_api::{call, live_api, Call, LiveApi};
-use session_tests::{repo_root, Stack, StackOptions, Tools};
+use session_tests::{repo_root, ClosedPort, Stack, StackOptions, Tools};
 
 /// Where the document is registered for `$ref` resolution; nothing is ever fetched.
 const DOCUMENT_URI: &str = "https://session-provisioner.invalid/openapi.json";
@@ -352,14 +351,12 @@ fn session_id(answer: &Answer) -> SessionId {
 
 /// The api with every AWS endpoint on a port where nothing listens.
 fn api_without_aws(stack: &Stack) -> LiveApi {
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // Held until the test's process ends: the api keeps calling it.
+    let closed = Box::leak(Box::new(ClosedPort::new()));
     let sdk = stack
         .sdk
         .to_builder()
-        .endpoint_url(format!("http://127.0.0.1:{closed}"))
+        .endpoint_url(format!("http://127.0.0.1:{}", closed.port))
         // Retries would only delay the same answer.
         .retry_config(RetryConfig::disabled())
         .build();

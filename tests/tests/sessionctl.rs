@@ -336,11 +336,8 @@ async fn refusals_exit_with_their_documented_status_and_the_apis_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_url_where_nothing_listens_exits_8_naming_the_url() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let api = format!("http://127.0.0.1:{port}");
+    let closed = session_tests::ClosedPort::new();
+    let api = format!("http://127.0.0.1:{}", closed.port);
     let unreachable = run(sessionctl(&api, "dev:alice", &["start", "--wait"])).await;
     assert_eq!(
         unreachable.status.code(),

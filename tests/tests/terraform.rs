@@ -136,6 +136,7 @@ impl Module {
             .map(|b| FunctionCall {
                 label: b.labels()[0].as_str().to_owned(),
                 body: b.body().clone(),
+                locals: self.locals(),
             })
             .collect()
     }
@@ -237,10 +238,39 @@ fn written(expr: &Expression) -> Vec<String> {
     }
 }
 
-/// The statements of a function module call's `statements` (a list of objects).
-fn call_statements(expr: &Expression) -> Result<Vec<Statement>, String> {
-    let Expression::Array(items) = expr else {
-        return Err(format!("statements must be a list of objects, not {expr}"));
+/// The statements of a function module call's `statements`: a list of objects, read
+/// through `concat(..)`, `local.*` references and both branches of a conditional (a
+/// statement some deployment mode grants).
+fn call_statements(
+    expr: &Expression,
+    locals: &BTreeMap<String, Expression>,
+) -> Result<Vec<Statement>, String> {
+    let items = match expr {
+        Expression::Array(items) => items,
+        Expression::FuncCall(call) if call.name.name.as_str() == "concat" => {
+            let mut all = Vec::new();
+            for arg in &call.args {
+                all.extend(call_statements(arg, locals)?);
+            }
+            return Ok(all);
+        }
+        Expression::Conditional(c) => {
+            let mut both = call_statements(&c.true_expr, locals)?;
+            both.extend(call_statements(&c.false_expr, locals)?);
+            return Ok(both);
+        }
+        Expression::Traversal(t) => match (&t.expr, t.operators.as_slice()) {
+            (Expression::Variable(v), [hcl::TraversalOperator::GetAttr(name)])
+                if v.as_str() == "local" =>
+            {
+                let value = locals
+                    .get(name.as_str())
+                    .ok_or_else(|| format!("local.{name} is not defined"))?;
+                return call_statements(value, locals);
+            }
+            _ => return Err(format!("statements must be a list of objects, not {expr}")),
+        },
+        _ => return Err(format!("statements must be a list of objects, not {expr}")),
     };
     items
         .iter()
@@ -330,6 +360,8 @@ fn document_statements(block: &Block) -> Vec<Statement> {
 struct FunctionCall {
     label: String,
     body: Body,
+    /// The calling module's locals, which the call's arguments may name.
+    locals: BTreeMap<String, Expression>,
 }
 
 impl FunctionCall {
@@ -348,7 +380,10 @@ impl FunctionCall {
     }
 
     fn statements(&self) -> Result<Vec<Statement>, String> {
-        call_statements(attr(&self.body, "statements").ok_or("no statements")?)
+        call_statements(
+            attr(&self.body, "statements").ok_or("no statements")?,
+            &self.locals,
+        )
     }
 
     fn granted(&self) -> Result<BTreeSet<String>, String> {
@@ -3226,6 +3261,48 @@ fn in_direct_mode_nothing_of_the_gateway_exists() {
         ("aws_route_table", "private"),
     ] {
         assert!(instances(&direct, ty, name).is_empty(), "{ty}.{name}");
+    }
+}
+
+#[test]
+fn behind_the_gateway_no_function_role_may_call_ec2() {
+    let config = Module::load(&terraform_dir());
+    let gateway = plan::Plan::new(&config, &gateway_mode());
+    let direct = plan::Plan::new(&config, &direct_mode());
+    // Every action of a function module call's statements, evaluated for the mode.
+    let actions = |plan: &plan::Plan, module: &str| -> BTreeSet<String> {
+        let statements = plan
+            .module_argument(module, "statements")
+            .unwrap_or_else(|e| panic!("module.{module}: {e}"));
+        let hcl::Value::Array(statements) = statements else {
+            panic!("module.{module}: statements is {statements:?}");
+        };
+        statements
+            .iter()
+            .flat_map(|s| match s.as_object().and_then(|s| s.get("actions")) {
+                Some(hcl::Value::Array(actions)) => actions.clone(),
+                other => panic!("module.{module}: actions {other:?}"),
+            })
+            .map(|a| a.as_str().expect("an action name").to_owned())
+            .collect()
+    };
+    let calls = config.function_calls();
+    assert!(calls.len() >= 8, "function module calls: {}", calls.len());
+    for call in &calls {
+        let in_gateway_mode = actions(&gateway, &call.label);
+        assert!(
+            !in_gateway_mode.iter().any(|a| a.starts_with("ec2:")),
+            "module.{} may call EC2 in gateway mode: {in_gateway_mode:?}",
+            call.label
+        );
+    }
+    // In direct mode the two functions that look up a task's public IP may.
+    for module in ["wait_for_ip", "task_events"] {
+        assert!(
+            actions(&direct, module).contains("ec2:DescribeNetworkInterfaces"),
+            "module.{module} in direct mode: {:?}",
+            actions(&direct, module)
+        );
     }
 }
 

@@ -289,10 +289,13 @@ mod tests {
 
     #[test]
     fn nothing_listening_is_a_network_error_naming_the_url() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        // Bound and never listening, for the rest of the test: connections are refused.
+        let closed =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        closed
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let port = closed.local_addr().unwrap().as_socket().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let err = api(&base, Duration::from_secs(5))
             .session("sess-1")

@@ -369,13 +369,6 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-fn free_port(ip: IpAddr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 #[tokio::main]
 async fn main() {
     let seconds: f64 = std::env::var("GATEWAY_BENCH_SECONDS")
@@ -402,13 +395,10 @@ async fn main() {
 
     // The session's one service, and its item in the sessions table, as the lifecycle
     // leaves a running session.
-    let upstream_port = free_port(IpAddr::V4(UPSTREAM_IP));
-    let _services = TaskServices::start(
-        IpAddr::V4(UPSTREAM_IP),
-        &[("api".to_owned(), upstream_port)],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the fake service on {UPSTREAM_IP}:{upstream_port}: {e}"));
+    let services = TaskServices::start(IpAddr::V4(UPSTREAM_IP), &[("api".to_owned(), 0)])
+        .await
+        .unwrap_or_else(|e| panic!("the fake service on {UPSTREAM_IP}: {e}"));
+    let upstream_port = services.ports[0];
     let session_id = SessionId::generate();
     stack
         .ddb
