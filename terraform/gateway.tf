@@ -1,17 +1,22 @@
 # The session gateway (access_mode = "gateway"): the one way in to every session.
 #
 #   browser ──HTTPS 443──> load balancer ──HTTP 8080──> gateway tasks ──HTTP──> session task
-#            *.{domain}    signs the user in            (ECS service,           (private IP,
-#                          (OpenID Connect), then       private subnets)        template ports)
+#            *.{domain}    login.{domain}: signs the    (ECS service,           (private IP,
+#                          user in (OpenID Connect),    private subnets)        template ports)
 #                          forwards with its signed
-#                          x-amzn-oidc-data
+#                          x-amzn-oidc-data; every
+#                          other host: forwards as is
 #
-# The load balancer lets no request through unsigned-in; the gateway (gateway/) checks
-# the load balancer's signature on who the user is, reads the session the host names
-# (GetItem, a few attributes) and forwards only the session's owner, only while it is
-# running, to the task's private IP. The session tasks admit their ports from the
-# gateway's security group and nothing else (network.tf). Nothing here exists in direct
-# mode. docs/gateway.md says how to deploy it.
+# Users sign in on one host, login.{domain}, the only callback URL the identity provider
+# needs: the load balancer authenticates every request to it, and the gateway (gateway/)
+# checks the load balancer's signature on who the user is and hands the browser a
+# short-lived ticket for the session host it came from. On a session host the gateway
+# turns the ticket into its own signed cookie (SIGN_IN_KEY, from Secrets Manager), sends
+# a browser without one to the login host, reads the session the host names (GetItem, a
+# few attributes) and forwards only the session's owner, only while it is running, to
+# the task's private IP. The session tasks admit their ports from the gateway's
+# security group and nothing else (network.tf). Nothing here exists in direct mode.
+# docs/gateway.md says how to deploy it, and how a sign-in goes.
 
 locals {
   # The attributes of a session the gateway may read, and so the only ones its role's
@@ -31,6 +36,11 @@ locals {
   gateway_health_port = 8081
 
   oidc_issuer = coalesce(var.oidc_issuer, var.jwt_issuer)
+  # Where users sign in: the one host the load balancer authenticates, and so the one
+  # callback URL the identity provider knows (output oidc_callback_url). The gateway
+  # finds it as the label `login` of SESSION_DOMAIN; no session host is one label
+  # without `--`, so none can be this one.
+  gateway_login_host = local.gateway ? "login.${var.domain_name}" : null
 
   # The repository gateway_image names, which alone the gateway's execution role may
   # pull from.
@@ -77,8 +87,8 @@ resource "aws_acm_certificate_validation" "gateway" {
   validation_record_fqdns = [aws_route53_record.gateway_certificate_validation[0].fqdn]
 }
 
-# Every session service's host. Not the domain itself: no session answers there, and
-# its sign-in would need a callback URL of its own at the identity provider.
+# Every session service's host, and the login host (login.{domain}), which the
+# certificate's wildcard covers too. Not the domain itself: nothing answers there.
 resource "aws_route53_record" "gateway" {
   count = local.gateway ? 1 : 0
 
@@ -94,7 +104,7 @@ resource "aws_route53_record" "gateway" {
 }
 
 # ---------------------------------------------------------------------------------
-# The load balancer: HTTPS only, and no request forwarded before sign-in.
+# The load balancer: HTTPS only; sign-in with the identity provider on the login host.
 
 resource "aws_security_group" "gateway_lb" {
   count = local.gateway ? 1 : 0
@@ -350,10 +360,11 @@ resource "aws_lb_target_group" "gateway" {
   }
 }
 
-# Everything on 443 signs in first: the authenticate-oidc action answers every request
-# without a valid session cookie with a redirect to the identity provider, and forwards
-# the rest with the user's claims signed by the load balancer (x-amzn-oidc-data), which
-# the gateway verifies.
+# On 443 every host but the login host goes straight to the gateway: a session host is
+# signed in by the gateway itself, with its own signed cookie, and a browser without
+# one is sent to the login host. The load balancer's own sign-in on every host would
+# need a callback URL per host, made per session, which most identity providers refuse
+# (docs/gateway.md, "The identity provider: one callback, on the login host").
 resource "aws_lb_listener" "gateway_https" {
   count = local.gateway ? 1 : 0
 
@@ -365,6 +376,29 @@ resource "aws_lb_listener" "gateway_https" {
   certificate_arn = aws_acm_certificate_validation.gateway[0].certificate_arn
 
   default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.gateway[0].arn
+  }
+}
+
+# The login host signs in first: the authenticate-oidc action answers every request
+# without a valid sign-in cookie with a redirect to the identity provider (callback
+# https://login.{domain}/oauth2/idpresponse), and forwards the rest with the user's
+# claims signed by the load balancer (x-amzn-oidc-data), which the gateway verifies
+# before it hands out a sign-in ticket for a session host.
+resource "aws_lb_listener_rule" "gateway_login" {
+  count = local.gateway ? 1 : 0
+
+  listener_arn = aws_lb_listener.gateway_https[0].arn
+  priority     = 1
+
+  condition {
+    host_header {
+      values = [local.gateway_login_host]
+    }
+  }
+
+  action {
     type  = "authenticate-oidc"
     order = 1
 
@@ -381,7 +415,7 @@ resource "aws_lb_listener" "gateway_https" {
     }
   }
 
-  default_action {
+  action {
     type             = "forward"
     order            = 2
     target_group_arn = aws_lb_target_group.gateway[0].arn
@@ -409,7 +443,8 @@ resource "aws_lb_listener" "gateway_http" {
 # ---------------------------------------------------------------------------------
 # The gateway's tasks: private subnets, no public IP, reachable from the load balancer
 # only; out to the session tasks' ports, and to HTTPS (the load balancer's public keys,
-# DynamoDB, ECR, CloudWatch Logs) through the NAT gateway or the DynamoDB endpoint.
+# DynamoDB, ECR, Secrets Manager, CloudWatch Logs) through the NAT gateway or the
+# DynamoDB endpoint.
 
 resource "aws_security_group" "gateway" {
   count = local.gateway ? 1 : 0
@@ -445,7 +480,7 @@ resource "aws_vpc_security_group_egress_rule" "gateway_https" {
   count = local.gateway ? 1 : 0
 
   security_group_id = aws_security_group.gateway[0].id
-  description       = "HTTPS: the load balancer public keys, DynamoDB, image pulls, CloudWatch Logs"
+  description       = "HTTPS: the load balancer public keys, DynamoDB, image pulls, the sign-in key, CloudWatch Logs"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
@@ -566,12 +601,54 @@ resource "aws_iam_role_policy" "gateway_task" {
   policy = data.aws_iam_policy_document.gateway_task[0].json
 }
 
-# ECS starting a gateway task: pull its image, ship its logs.
+# ---------------------------------------------------------------------------------
+# The sign-in key: what the gateway signs its sign-in tickets and its session hosts'
+# cookies with (HMAC-SHA256), SIGN_IN_KEY to it. 64 random letters and digits from
+# Secrets Manager's GetRandomPassword, written to the secret as a write-only value:
+# Terraform never keeps it, in its state or its plan (ephemeral resources need
+# Terraform 1.10, write-only arguments 1.11). ECS reads it when it starts a gateway task
+# and hands it to the container as an environment variable, never in the task
+# definition. Rotating it (gateway_sign_in_key_version) signs every user out of the
+# session hosts; they sign in again without a prompt while their sign-in at the login
+# host lasts.
+
+ephemeral "aws_secretsmanager_random_password" "gateway_sign_in_key" {
+  count = local.gateway ? 1 : 0
+
+  password_length = 64
+  # Letters and digits only: nothing a shell, an env file or a JSON string would treat
+  # differently.
+  exclude_punctuation        = true
+  include_space              = false
+  require_each_included_type = true
+}
+
+# Encrypted with the account's AWS managed key of Secrets Manager (aws/secretsmanager),
+# which lets the execution role decrypt through Secrets Manager only.
+resource "aws_secretsmanager_secret" "gateway_sign_in_key" {
+  count = local.gateway ? 1 : 0
+
+  # A prefix: a deleted secret's name stays taken for its recovery window.
+  name_prefix = "${var.name}-gateway-sign-in-key-"
+  description = "The session gateway's sign-in key: signs its sign-in tickets and session cookies (SIGN_IN_KEY). Replacing it signs users out of the session hosts."
+  # Nothing to recover: a new key only signs users out once.
+  recovery_window_in_days = 0
+}
+
+resource "aws_secretsmanager_secret_version" "gateway_sign_in_key" {
+  count = local.gateway ? 1 : 0
+
+  secret_id                = aws_secretsmanager_secret.gateway_sign_in_key[0].id
+  secret_string_wo         = ephemeral.aws_secretsmanager_random_password.gateway_sign_in_key[0].random_password
+  secret_string_wo_version = var.gateway_sign_in_key_version
+}
+
+# ECS starting a gateway task: pull its image, read its sign-in key, ship its logs.
 resource "aws_iam_role" "gateway_execution" {
   count = local.gateway ? 1 : 0
 
   name               = "${var.name}-gateway-execution"
-  description        = "ECS starting a session gateway task: pulls the gateway image from its repository, writes the gateway log group."
+  description        = "ECS starting a session gateway task: pulls the gateway image from its repository, reads the gateway's sign-in key secret, writes the gateway log group."
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
@@ -589,6 +666,14 @@ data "aws_iam_policy_document" "gateway_execution" {
     sid       = "PullGatewayImage"
     actions   = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
     resources = [local.gateway_repository_arn]
+  }
+
+  # The one secret the container gets (secrets in its definition); the AWS managed key
+  # it is encrypted with needs no grant of its own.
+  statement {
+    sid       = "ReadSignInKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.gateway_sign_in_key[0].arn]
   }
 
   statement {
@@ -633,6 +718,8 @@ resource "aws_ecs_task_definition" "gateway" {
         { containerPort = local.gateway_health_port, protocol = "tcp" },
       ]
       environment = [for name, value in local.gateway_env : { name = name, value = value }]
+      # Read by ECS from Secrets Manager when the task starts, with the execution role.
+      secrets = [for name, value_from in local.gateway_secrets : { name = name, valueFrom = value_from }]
       # A connection each way per proxied request: room for many at once.
       ulimits = [{ name = "nofile", softLimit = 65535, hardLimit = 65535 }]
       logConfiguration = {
@@ -654,6 +741,7 @@ resource "aws_ecs_task_definition" "gateway" {
 
 # The gateway container's environment: variables gateway/src/config.rs reads (its
 # Config::VARS; tests/tests/terraform.rs checks the names), the rest at their defaults.
+# Secrets only in gateway_secrets, never in plain environment.
 locals {
   gateway_env = local.gateway ? {
     GATEWAY_LISTEN        = "0.0.0.0:${local.gateway_port}"
@@ -665,6 +753,15 @@ locals {
     AWS_REGION                  = local.region
     HEADER_READ_TIMEOUT_S       = tostring(local.gateway_idle_timeout_s + 5)
     UPSTREAM_RESPONSE_TIMEOUT_S = tostring(local.gateway_idle_timeout_s)
+    # How long a session host's sign-in cookie lasts.
+    SIGN_IN_TTL_S = tostring(var.gateway_sign_in_ttl_s)
+  } : {}
+
+  # Name -> the secret ECS reads it from. The version is named (the ARN's :json-key:
+  # version-stage:version-id suffix, the first two empty), so that a new key is a new
+  # task definition, which rolls the gateway's tasks onto it.
+  gateway_secrets = local.gateway ? {
+    SIGN_IN_KEY = "${aws_secretsmanager_secret.gateway_sign_in_key[0].arn}:::${aws_secretsmanager_secret_version.gateway_sign_in_key[0].version_id}"
   } : {}
 }
 
@@ -713,7 +810,7 @@ resource "aws_ecs_service" "gateway" {
   }
 
   # The target group must be attached to the load balancer before a service can use it.
-  depends_on = [aws_lb_listener.gateway_https, aws_iam_role_policy.gateway_execution]
+  depends_on = [aws_lb_listener.gateway_https, aws_lb_listener_rule.gateway_login, aws_iam_role_policy.gateway_execution]
 }
 
 # ---------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ output "session_url_pattern" {
 }
 
 output "gateway_load_balancer_dns_name" {
-  description = "Gateway mode: the load balancer's DNS name, which *.{domain_name} points at (null in direct mode)."
+  description = "Gateway mode: the load balancer's DNS name, which *.{domain_name} (the session hosts and login.{domain_name}) points at (null in direct mode)."
   value       = one(aws_lb.gateway[*].dns_name)
 }
 
@@ -78,6 +78,6 @@ output "gateway_service_name" {
 }
 
 output "oidc_callback_url" {
-  description = "Gateway mode: the callback URL the identity provider must allow for the load balancer's client, one per host: a wildcard where the provider accepts one (see docs/gateway.md)."
-  value       = local.gateway ? "https://*.${var.domain_name}/oauth2/idpresponse" : null
+  description = "Gateway mode: the one callback URL to register, exactly, for the load balancer's client at the identity provider: users sign in on the login host only (see docs/gateway.md). null in direct mode."
+  value       = local.gateway ? "https://login.${var.domain_name}/oauth2/idpresponse" : null
 }

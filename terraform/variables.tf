@@ -336,7 +336,7 @@ variable "deletion_protection" {
 # direct mode.
 
 variable "domain_name" {
-  description = "Gateway mode: the sessions' domain, e.g. sessions.example.com. Each session service gets the host {service}--{session_id}.{domain_name}; the load balancer's certificate covers the domain and *.{domain_name}, and Route 53 points *.{domain_name} (and the domain) at it."
+  description = "Gateway mode: the sessions' domain, e.g. sessions.example.com. Each session service gets the host {service}--{session_id}.{domain_name}, and users sign in at login.{domain_name}; the load balancer's certificate covers the domain and *.{domain_name}, and Route 53 points *.{domain_name} at it."
   type        = string
   default     = null
 
@@ -414,7 +414,7 @@ variable "oidc_user_info_endpoint" {
 }
 
 variable "oidc_client_id" {
-  description = "Gateway mode: the client id of the load balancer's confidential client at the identity provider. Its allowed callback URLs must include https://{host}/oauth2/idpresponse for every session host (see docs/gateway.md on wildcards)."
+  description = "Gateway mode: the client id of the load balancer's confidential client at the identity provider. Its allowed callback URLs must include https://login.{domain_name}/oauth2/idpresponse (terraform output oidc_callback_url), the one host where the load balancer signs users in; no wildcard (see docs/gateway.md)."
   type        = string
   default     = null
 
@@ -437,7 +437,7 @@ variable "oidc_client_secret" {
 }
 
 variable "oidc_session_timeout_s" {
-  description = "Gateway mode: seconds a sign-in at the load balancer lasts before the user is sent to the identity provider again (its session cookie's lifetime)."
+  description = "Gateway mode: seconds a sign-in at the login host (login.{domain_name}) lasts before the user is sent to the identity provider again (the load balancer's session cookie's lifetime there). While it lasts, a session host's expired or missing sign-in cookie is renewed without a prompt."
   type        = number
   default     = 28800
 
@@ -445,6 +445,28 @@ variable "oidc_session_timeout_s" {
   validation {
     condition     = var.oidc_session_timeout_s >= 1 && var.oidc_session_timeout_s <= 604800 && floor(var.oidc_session_timeout_s) == var.oidc_session_timeout_s
     error_message = "oidc_session_timeout_s must be a whole number of seconds from 1 to 604800 (7 days), the load balancer's limits."
+  }
+}
+
+variable "gateway_sign_in_ttl_s" {
+  description = "Gateway mode: seconds a sign-in on a session host lasts (the gateway's signed cookie there, SIGN_IN_TTL_S) before the browser goes through the login host again, silently while the sign-in there (oidc_session_timeout_s) lasts. The gateway still checks, on every request, that the user owns the session and that it runs."
+  type        = number
+  default     = 28800
+
+  validation {
+    condition     = var.gateway_sign_in_ttl_s >= 300 && var.gateway_sign_in_ttl_s <= 604800 && floor(var.gateway_sign_in_ttl_s) == var.gateway_sign_in_ttl_s
+    error_message = "gateway_sign_in_ttl_s must be a whole number of seconds from 300 (5 minutes) to 604800 (7 days)."
+  }
+}
+
+variable "gateway_sign_in_key_version" {
+  description = "Gateway mode: the version of the gateway's sign-in key (SIGN_IN_KEY, which signs its sign-in tickets and session-host cookies). Terraform writes a new random key to its secret, without keeping it in its state, whenever this number changes, and the gateway's tasks are replaced to read it: raise it to rotate the key (every user is signed out of the session hosts, and signs in again without a prompt while their sign-in at the login host lasts)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.gateway_sign_in_key_version >= 1 && floor(var.gateway_sign_in_key_version) == var.gateway_sign_in_key_version
+    error_message = "gateway_sign_in_key_version must be a whole number of at least 1; raise it to rotate the sign-in key."
   }
 }
 

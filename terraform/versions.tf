@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.9.0, < 2.0.0" # validations that read other variables
+  required_version = ">= 1.11.0, < 2.0.0" # validations that read other variables (1.9), ephemeral resources (1.10) and write-only arguments (1.11)
 
   required_providers {
     aws = {

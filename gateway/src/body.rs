@@ -113,6 +113,15 @@ impl ResponseBody {
         }
     }
 
+    /// A page the gateway made (the login host's).
+    pub fn page(text: String, log: RequestLog) -> Self {
+        Self {
+            inner: Either::Left(Full::new(Bytes::from(text))),
+            log: Some(log),
+            bytes_out: 0,
+        }
+    }
+
     pub fn upstream(body: Incoming, log: RequestLog) -> Self {
         Self {
             inner: Either::Right(body),

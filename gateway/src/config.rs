@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::signin::{SignInKey, MIN_KEY_BYTES};
+
 pub use session_core::config::{ConfigError, ProcessEnv, Source};
 
 /// The longest a session look-up may be cached: a stopped session must lose access
@@ -38,6 +40,13 @@ pub struct Config {
     /// How long a client may take to send a request head, and so how long an idle
     /// keep-alive connection stays open (hyper's timer runs while it waits for a head).
     pub header_read_timeout: Duration,
+    /// Signs the sign-in tickets and cookies of the session hosts (`signin.rs`).
+    pub sign_in_key: SignInKey,
+    /// How long a sign-in cookie on a session host lasts.
+    pub sign_in_ttl: Duration,
+    /// The scheme of the URLs users see: `https` behind the load balancer, `http` on
+    /// the local stack. The functions' variable of the same name.
+    pub url_scheme: String,
 }
 
 impl Config {
@@ -57,7 +66,14 @@ impl Config {
         "UPSTREAM_CONNECT_TIMEOUT_MS",
         "UPSTREAM_RESPONSE_TIMEOUT_S",
         "HEADER_READ_TIMEOUT_S",
+        "SIGN_IN_KEY",
+        "SIGN_IN_TTL_S",
+        "SESSION_URL_SCHEME",
     ];
+
+    /// Sign-in cookies last 8 hours by default (a working day), and a week at most.
+    pub const DEFAULT_SIGN_IN_TTL_S: u64 = 8 * 3600;
+    pub const MAX_SIGN_IN_TTL_S: u64 = 7 * 24 * 3600;
 
     /// An idle connection from the load balancer must outlive the load balancer's own
     /// idle timeout (60 s), or it may send a request on a connection we are closing and
@@ -124,6 +140,33 @@ impl Config {
                 message: format!("must be at least {MIN_HEADER_BYTES}, got {max_header_bytes}"),
             });
         }
+        let sign_in_key = SignInKey::new(env.required("SIGN_IN_KEY")?.into_bytes()).ok_or(
+            ConfigError::Invalid {
+                name: "SIGN_IN_KEY",
+                message: format!("must be a secret of at least {MIN_KEY_BYTES} bytes"),
+            },
+        )?;
+        let sign_in_ttl_s = positive(env, "SIGN_IN_TTL_S", Self::DEFAULT_SIGN_IN_TTL_S)?;
+        if sign_in_ttl_s > Self::MAX_SIGN_IN_TTL_S {
+            return Err(ConfigError::Invalid {
+                name: "SIGN_IN_TTL_S",
+                message: format!(
+                    "must be at most {} (a week), got {sign_in_ttl_s}",
+                    Self::MAX_SIGN_IN_TTL_S
+                ),
+            });
+        }
+        let url_scheme = env
+            .get("SESSION_URL_SCHEME")
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "https".to_owned());
+        if url_scheme != "https" && url_scheme != "http" {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_URL_SCHEME",
+                message: format!("must be https or http, got {url_scheme:?}"),
+            });
+        }
         Ok(Self {
             listen: env.parsed("GATEWAY_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             health_listen: env.parsed(
@@ -152,6 +195,9 @@ impl Config {
                 "HEADER_READ_TIMEOUT_S",
                 Self::DEFAULT_HEADER_READ_TIMEOUT_S,
             )?),
+            sign_in_key,
+            sign_in_ttl: Duration::from_secs(sign_in_ttl_s),
+            url_scheme,
         })
     }
 }
@@ -200,6 +246,7 @@ mod tests {
                 "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/gw/1",
             ),
             ("AWS_REGION", "eu-west-1"),
+            ("SIGN_IN_KEY", "0123456789abcdef0123456789abcdef"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -225,6 +272,8 @@ mod tests {
         assert_eq!(config.upstream_connect_timeout, Duration::from_secs(3));
         assert_eq!(config.upstream_response_timeout, Duration::from_secs(60));
         assert!(config.header_read_timeout > Duration::from_secs(60));
+        assert_eq!(config.sign_in_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(config.url_scheme, "https");
     }
 
     #[test]
@@ -243,6 +292,10 @@ mod tests {
             ("HEADER_READ_TIMEOUT_S", "0"),
             ("GATEWAY_LISTEN", "8080"),
             ("MAX_REQUEST_BODY_BYTES", "lots"),
+            ("SIGN_IN_KEY", "0123456789abcdef0123456789abcde"),
+            ("SIGN_IN_TTL_S", "0"),
+            ("SIGN_IN_TTL_S", "604801"),
+            ("SESSION_URL_SCHEME", "ftp"),
         ] {
             let err = Config::from_source(&env(&[(name, value)])).unwrap_err();
             assert!(
@@ -251,7 +304,13 @@ mod tests {
                 "{name}={value}: {err}"
             );
         }
-        for name in ["SESSIONS_TABLE", "SESSION_DOMAIN", "ALB_ARN", "AWS_REGION"] {
+        for name in [
+            "SESSIONS_TABLE",
+            "SESSION_DOMAIN",
+            "ALB_ARN",
+            "AWS_REGION",
+            "SIGN_IN_KEY",
+        ] {
             let mut env = env(&[]);
             env.remove(name);
             let err = Config::from_source(&env).unwrap_err();

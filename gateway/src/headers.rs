@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, COOKIE, UPGRADE};
 use hyper::HeaderMap;
 
+use crate::signin::is_sign_in_cookie;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never the next.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -78,7 +80,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 }
 
 /// Removes what would hand the user's sign-in to the session's code: the ALB's token
-/// headers and its session cookies. Other cookies pass unchanged.
+/// headers, its session cookies and the gateway's own. Other cookies pass unchanged.
 pub fn remove_credentials(headers: &mut HeaderMap) {
     let oidc: Vec<HeaderName> = headers
         .keys()
@@ -96,7 +98,7 @@ pub fn remove_credentials(headers: &mut HeaderMap) {
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .map(<[u8]>::trim_ascii)
-        .filter(|pair| !pair.is_empty() && !is_alb_cookie(pair))
+        .filter(|pair| !pair.is_empty() && !is_alb_cookie(pair) && !is_sign_in_cookie(pair))
         .collect();
     let joined = kept.join(&b"; "[..]);
     headers.remove(COOKIE);
@@ -242,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn the_users_tokens_and_alb_session_cookies_are_removed() {
+    fn the_users_tokens_and_the_alb_and_gateway_sign_in_cookies_are_removed() {
         let mut h = headers(&[
             ("x-amzn-oidc-data", "t"),
             ("x-amzn-oidc-accesstoken", "t"),
@@ -252,7 +254,7 @@ mod tests {
                 "cookie",
                 "AWSELBAuthSessionCookie-0=abc; theme=dark; awselbauthsessioncookie-1=def",
             ),
-            ("cookie", "sid=42"),
+            ("cookie", "sid=42; __Host-session-gateway=1.dQ.mac"),
         ]);
         remove_credentials(&mut h);
         assert_eq!(

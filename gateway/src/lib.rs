@@ -1,5 +1,6 @@
 //! The session gateway. Behind the Application Load Balancer, which signs users in
-//! with OIDC and adds its signed `x-amzn-oidc-data` token, it authorizes every request
+//! with OIDC on the login host and adds its signed `x-amzn-oidc-data` token there, it
+//! signs users in on each session host (`signin.rs`) and authorizes every request
 //! for the session named by its host (`{service}--{session_id}.{domain}`, see
 //! `session_core::hosts`) and proxies it to the service's port on the session task's
 //! private address, streaming both ways and upgrading WebSockets.
@@ -17,6 +18,7 @@ pub mod identity;
 pub mod proxy;
 pub mod server;
 pub mod sessions;
+pub mod signin;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -1,8 +1,11 @@
 //! One request through the gateway: refuse what is malformed or ambiguous, identify the
 //! caller, authorize them for the session named by the host, and forward to the
-//! session's service, streaming both ways (WebSocket upgrades included).
+//! session's service, streaming both ways (WebSocket upgrades included). On the login
+//! host, and at a session host's ticket path, the gateway answers itself: the sign-in
+//! of `signin.rs`.
 //!
-//! Only the session's owner is let in. The API also lets admins act for other users,
+//! Who calls: the load balancer's signed token if the request has one, else the
+//! gateway's sign-in cookie for the host. Only the session's owner is let in. The API also lets admins act for other users,
 //! but that rule needs the admin scope of an API token, and the load balancer's signed
 //! claims carry no scopes: here it cannot be checked, so admins get no way in.
 
@@ -11,16 +14,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING,
+    HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE,
+    HOST, LOCATION, ORIGIN, REFERRER_POLICY, SET_COOKIE, TRANSFER_ENCODING,
 };
+use hyper::Method;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use session_core::hosts::{parse_host, service_label};
+use session_core::hosts::{is_login_host, login_host, parse_host, service_label, SessionHost};
 
 use crate::body::{Counted, RequestLog, ResponseBody};
 use crate::config::Config;
@@ -28,6 +34,7 @@ use crate::framing::{Tracker, Verdict};
 use crate::headers::{is_upgrade, remove_credentials, remove_hop_by_hop, safe_path, set_forwarded};
 use crate::identity::{Verifier, OIDC_DATA_HEADER};
 use crate::sessions::{CachedLookup, SessionLookup, SessionRoute};
+use crate::signin::{self, SignIn};
 
 /// What a request body is forwarded as: streamed, counted, and cut at the limit.
 pub type UpstreamBody = Limited<Counted<Incoming>>;
@@ -36,6 +43,7 @@ pub type UpstreamBody = Limited<Counted<Incoming>>;
 pub struct Shared<L> {
     pub config: Config,
     pub verifier: Verifier,
+    pub sign_in: SignIn,
     pub sessions: CachedLookup<L>,
     pub client: Client<HttpConnector, UpstreamBody>,
     /// Tracks the WebSocket tunnels, so that shutdown waits for them too.
@@ -60,6 +68,8 @@ pub fn client(config: &Config) -> Client<HttpConnector, UpstreamBody> {
 enum Refusal {
     BadRequest(&'static str),
     SignIn(&'static str),
+    /// A request from a page of another session, or another site.
+    Forbidden(&'static str),
     /// No such session, someone else's, not running, no such service: one answer.
     NotFound(&'static str),
     TooLarge,
@@ -73,6 +83,7 @@ impl Refusal {
         match self {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::SignIn(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -85,6 +96,7 @@ impl Refusal {
         match self {
             Refusal::BadRequest(_) => "bad request\n",
             Refusal::SignIn(_) => "sign-in required\n",
+            Refusal::Forbidden(_) => "forbidden\n",
             Refusal::NotFound(_) => "not found\n",
             Refusal::TooLarge => "payload too large\n",
             Refusal::Unavailable => "service unavailable\n",
@@ -95,7 +107,10 @@ impl Refusal {
 
     fn reason(self) -> &'static str {
         match self {
-            Refusal::BadRequest(why) | Refusal::SignIn(why) | Refusal::NotFound(why) => why,
+            Refusal::BadRequest(why)
+            | Refusal::SignIn(why)
+            | Refusal::Forbidden(why)
+            | Refusal::NotFound(why) => why,
             Refusal::TooLarge => "body too large",
             Refusal::Unavailable => "session look-up failed",
             Refusal::BadGateway => "upstream unreachable",
@@ -139,34 +154,73 @@ pub async fn handle<L: SessionLookup>(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .next_verdict();
-    match authorize(shared, verdict, &req, &mut log).await {
+    let upgrade = is_upgrade(req.headers());
+    let checked = match check(shared, verdict, &req) {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal.respond(log, upgrade),
+    };
+    let named = match checked.place {
+        Place::Login => return login(shared, &req, log).await,
+        Place::Session(named) => named,
+    };
+    log.service = Some(named.label.clone());
+    log.session_id = Some(named.session_id.clone());
+    if req.uri().path() == signin::TICKET_PATH {
+        return redeem(shared, req, &named, log).await;
+    }
+    match authorize(shared, &req, &checked.host, &named, &mut log).await {
         Ok(target) => forward(shared, peer, req, target, log).await,
-        Err(refusal) => {
-            let upgrade = is_upgrade(req.headers());
-            refusal.respond(log, upgrade)
+        Err(Denied::Refused(refusal)) => refusal.respond(log, upgrade),
+        Err(Denied::NotSignedIn) => {
+            let navigation = matches!(*req.method(), Method::GET | Method::HEAD) && !upgrade;
+            if !navigation {
+                return Refusal::SignIn("no identity").respond(log, upgrade);
+            }
+            let location = signin::login_redirect(
+                &shared.config.url_scheme,
+                &shared.config.session_domain,
+                &checked.host_name,
+                &checked.path_and_query,
+            );
+            redirect(
+                StatusCode::FOUND,
+                &location,
+                log,
+                "sign-in at the login host",
+            )
         }
     }
 }
 
-/// Where an authorized request goes.
-struct Target {
+/// A request that is well framed and names a host the gateway serves.
+struct Checked {
     host: HeaderValue,
-    upstream: Uri,
+    /// The host as the client wrote it (its port kept).
+    host_name: String,
+    path_and_query: String,
+    place: Place,
 }
 
-async fn authorize<L: SessionLookup>(
+enum Place {
+    /// `login.{domain}`: where the load balancer signs users in.
+    Login,
+    /// `{service}--{session_id}.{domain}`.
+    Session(SessionHost),
+}
+
+fn check<L: SessionLookup>(
     shared: &Shared<L>,
     verdict: Option<Verdict>,
     req: &Request<Incoming>,
-    log: &mut RequestLog,
-) -> Result<Target, Refusal> {
+) -> Result<Checked, Refusal> {
     check_framing(verdict, req)?;
     let path_and_query = req
         .uri()
         .path_and_query()
         .map(|pq| pq.as_str())
         .filter(|_| req.uri().scheme().is_none() && req.uri().authority().is_none())
-        .ok_or(Refusal::BadRequest("request target not in origin-form"))?;
+        .ok_or(Refusal::BadRequest("request target not in origin-form"))?
+        .to_owned();
     if !safe_path(req.uri().path()) {
         return Err(Refusal::BadRequest("unsafe path"));
     }
@@ -174,20 +228,52 @@ async fn authorize<L: SessionLookup>(
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return Err(Refusal::BadRequest("missing or repeated Host"));
     };
-    let named = host
+    let host_name = host
         .to_str()
-        .ok()
-        .and_then(|h| parse_host(h, &shared.config.session_domain))
-        .ok_or(Refusal::BadRequest("host names no session service"))?;
-    log.service = Some(named.label.clone());
-    log.session_id = Some(named.session_id.clone());
+        .map_err(|_| Refusal::BadRequest("host names no session service"))?
+        .to_owned();
+    let domain = &shared.config.session_domain;
+    let place = if is_login_host(&host_name, domain) {
+        Place::Login
+    } else {
+        Place::Session(
+            parse_host(&host_name, domain)
+                .ok_or(Refusal::BadRequest("host names no session service"))?,
+        )
+    };
+    Ok(Checked {
+        host: host.clone(),
+        host_name,
+        path_and_query,
+        place,
+    })
+}
 
+/// Why a request to a session host is not forwarded.
+enum Denied {
+    /// No token and no sign-in cookie: sign in first.
+    NotSignedIn,
+    Refused(Refusal),
+}
+
+impl From<Refusal> for Denied {
+    fn from(refusal: Refusal) -> Self {
+        Denied::Refused(refusal)
+    }
+}
+
+/// The user of a request with exactly one `x-amzn-oidc-data` token, verified; `None`
+/// without one.
+async fn token_user<L: SessionLookup>(
+    shared: &Shared<L>,
+    req: &Request<Incoming>,
+) -> Result<Option<String>, Refusal> {
     let mut tokens = req.headers().get_all(OIDC_DATA_HEADER).iter();
     let token = match (tokens.next(), tokens.next()) {
+        (None, _) => return Ok(None),
         (Some(token), None) => token
             .to_str()
             .map_err(|_| Refusal::SignIn("malformed token"))?,
-        (None, _) => return Err(Refusal::SignIn("no identity token")),
         (Some(_), Some(_)) => return Err(Refusal::SignIn("repeated identity token")),
     };
     let identity = shared
@@ -195,7 +281,25 @@ async fn authorize<L: SessionLookup>(
         .verify(token)
         .await
         .map_err(|rejected| Refusal::SignIn(rejected.as_str()))?;
-    log.user_key = Some(session_core::template::user_key(&identity.user_id));
+    Ok(Some(identity.user_id))
+}
+
+async fn authorize<L: SessionLookup>(
+    shared: &Shared<L>,
+    req: &Request<Incoming>,
+    host: &HeaderValue,
+    named: &SessionHost,
+    log: &mut RequestLog,
+) -> Result<Target, Denied> {
+    let user_id = match token_user(shared, req).await? {
+        Some(user_id) => user_id,
+        None => shared
+            .sign_in
+            .cookie_user(req.headers(), named, unix_now())
+            .ok_or(Denied::NotSignedIn)?,
+    };
+    log.user_key = Some(session_core::template::user_key(&user_id));
+    check_origin(shared, req, named)?;
 
     let too_large = req
         .headers()
@@ -203,7 +307,7 @@ async fn authorize<L: SessionLookup>(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|length| length > shared.config.max_request_body_bytes);
     if too_large {
-        return Err(Refusal::TooLarge);
+        return Err(Refusal::TooLarge.into());
     }
 
     let route = shared.sessions.get(&named.session_id).await.map_err(|e| {
@@ -211,7 +315,8 @@ async fn authorize<L: SessionLookup>(
         Refusal::Unavailable
     })?;
     let route = route.ok_or(Refusal::NotFound("no such session"))?;
-    let port = admit(&route, &identity.user_id, &named.label)?;
+    let port = admit(&route, &user_id, &named.label)?;
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let upstream = format!("http://{}:{port}{path_and_query}", route.private_ip)
         .parse()
         .map_err(|_| Refusal::BadRequest("request target"))?;
@@ -219,6 +324,160 @@ async fn authorize<L: SessionLookup>(
         host: host.clone(),
         upstream,
     })
+}
+
+/// Refuses a request a page of another origin made: another session's services share
+/// the user's site (and so their `SameSite` cookies), but one session's page may not
+/// act in another. Allowed: no `Origin` (navigations, same-origin GETs), the host
+/// itself or another service of the same session.
+fn check_origin<L: SessionLookup>(
+    shared: &Shared<L>,
+    req: &Request<Incoming>,
+    named: &SessionHost,
+) -> Result<(), Refusal> {
+    let mut origins = req.headers().get_all(ORIGIN).iter();
+    let origin = match (origins.next(), origins.next()) {
+        (None, _) => return Ok(()),
+        (Some(origin), None) => origin,
+        (Some(_), Some(_)) => return Err(Refusal::Forbidden("repeated Origin")),
+    };
+    let scheme = &shared.config.url_scheme;
+    let same_session = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.strip_prefix(scheme.as_str())?.strip_prefix("://"))
+        .and_then(|host| parse_host(host, &shared.config.session_domain))
+        .is_some_and(|origin| origin.session_id == named.session_id);
+    if same_session {
+        Ok(())
+    } else {
+        Err(Refusal::Forbidden("cross-origin request"))
+    }
+}
+
+/// The login host: `GET /_gateway/authorize?to={session URL}` answers the page that
+/// posts a ticket for the signed-in user to that session host. The load balancer signs
+/// in every request here, so a missing or bad token is refused as anywhere.
+async fn login<L: SessionLookup>(
+    shared: &Shared<L>,
+    req: &Request<Incoming>,
+    mut log: RequestLog,
+) -> Response<ResponseBody> {
+    let upgrade = is_upgrade(req.headers());
+    let user_id = match token_user(shared, req).await {
+        Ok(Some(user_id)) => user_id,
+        Ok(None) => return Refusal::SignIn("no identity token").respond(log, upgrade),
+        Err(refusal) => return refusal.respond(log, upgrade),
+    };
+    log.user_key = Some(session_core::template::user_key(&user_id));
+    let known = matches!(*req.method(), Method::GET | Method::HEAD)
+        && req.uri().path() == signin::AUTHORIZE_PATH;
+    if !known {
+        return Refusal::NotFound("nothing here on the login host").respond(log, upgrade);
+    }
+    let scheme = &shared.config.url_scheme;
+    let Some(target) =
+        signin::sign_in_target(req.uri().query(), scheme, &shared.config.session_domain)
+    else {
+        return Refusal::BadRequest("no session URL to sign in to").respond(log, upgrade);
+    };
+    let ticket = shared
+        .sign_in
+        .ticket(&user_id, &target.session_host, unix_now());
+    let page = signin::ticket_page(scheme, &target, &ticket);
+    let policy = signin::ticket_page_policy(scheme, &target);
+    log.status = StatusCode::OK.as_u16();
+    let mut response = Response::new(ResponseBody::page(page, log));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
+/// A session host's `POST /_gateway/ticket`, from the login host's page: a valid ticket
+/// for this host sets the sign-in cookie and sends the browser back where it was going.
+async fn redeem<L: SessionLookup>(
+    shared: &Shared<L>,
+    req: Request<Incoming>,
+    named: &SessionHost,
+    log: RequestLog,
+) -> Response<ResponseBody> {
+    let upgrade = is_upgrade(req.headers());
+    if req.method() != Method::POST {
+        return Refusal::NotFound("the ticket path takes POST").respond(log, upgrade);
+    }
+    let login_origin = format!(
+        "{}://{}",
+        shared.config.url_scheme,
+        login_host(&shared.config.session_domain)
+    );
+    let from_login = req.headers().get(ORIGIN).is_none_or(|origin| {
+        origin
+            .as_bytes()
+            .eq_ignore_ascii_case(login_origin.as_bytes())
+    });
+    if !from_login {
+        return Refusal::Forbidden("ticket not from the login host").respond(log, true);
+    }
+    let body = http_body_util::Limited::new(req.into_body(), signin::MAX_TICKET_FORM_BYTES);
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return Refusal::BadRequest("ticket form unreadable or too large").respond(log, true);
+    };
+    let now = unix_now();
+    let Some((ticket, path)) = signin::ticket_form(&body) else {
+        return Refusal::BadRequest("no ticket").respond(log, false);
+    };
+    let Some(user_id) = shared.sign_in.redeem(&ticket, named, now) else {
+        return Refusal::SignIn("invalid or expired ticket").respond(log, false);
+    };
+    let mut log = log;
+    log.user_key = Some(session_core::template::user_key(&user_id));
+    let cookie = shared.sign_in.set_cookie(&user_id, named, now);
+    let mut response = redirect(StatusCode::SEE_OTHER, &path, log, "signed in");
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The gateway's own redirect (`location` already checked to be a URL of ours).
+fn redirect(
+    status: StatusCode,
+    location: &str,
+    mut log: RequestLog,
+    why: &'static str,
+) -> Response<ResponseBody> {
+    let Ok(location) = HeaderValue::from_str(location) else {
+        return Refusal::BadRequest("no URL to redirect to").respond(log, false);
+    };
+    log.status = status.as_u16();
+    log.refused = Some(why);
+    let mut response = Response::new(ResponseBody::own("", log));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(LOCATION, location);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where an authorized request goes.
+struct Target {
+    host: HeaderValue,
+    upstream: Uri,
 }
 
 /// The port of the service `label` of `route`, if `user_id` may reach it now.

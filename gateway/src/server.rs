@@ -21,6 +21,7 @@ use crate::framing::{Framing, Tracker};
 use crate::identity::{PublicKeys, Verifier};
 use crate::proxy::{self, Shared};
 use crate::sessions::{CachedLookup, SessionLookup};
+use crate::signin::SignIn;
 
 /// A running gateway. Dropping it stops accepting connections, as [`Gateway::shutdown`]
 /// does, without waiting.
@@ -84,6 +85,7 @@ pub async fn serve<L: SessionLookup>(
         .keep_alive(true);
     let shared = Arc::new(Shared {
         verifier: Verifier::new(config.alb_arn.clone(), keys),
+        sign_in: SignIn::new(config.sign_in_key.clone(), config.sign_in_ttl),
         sessions: CachedLookup::new(lookup, config.session_cache_ttl),
         client: proxy::client(&config),
         tunnels: in_flight.clone(),

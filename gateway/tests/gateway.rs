@@ -184,11 +184,205 @@ async fn a_session_that_is_not_running_gets_the_same_404() {
 }
 
 #[tokio::test]
-async fn a_request_without_identity_is_asked_to_sign_in() {
+async fn a_browser_without_sign_in_is_sent_to_the_login_host_and_a_script_asked_to_sign_in() {
     let h = Harness::start().await;
-    let answer = h.get("api", "/", None).await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(answer.text(), "sign-in required\n");
+    let answer = h.get("api", "/notebooks?x=1", None).await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.text());
+    let to = format!("https://{}/notebooks?x=1", h.host("api"));
+    let expected = format!(
+        "https://login.{DOMAIN}/_gateway/authorize?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("to", &to)
+            .finish()
+    );
+    assert_eq!(answer.headers["location"], expected.as_str());
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    for method in ["POST", "PUT", "DELETE"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/")
+            .header("host", h.host("api"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let answer = send(h.addr(), request).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method}");
+        assert_eq!(answer.text(), "sign-in required\n");
+    }
+    assert_eq!(h.upstream.reached(), (0, 0));
+}
+
+/// A request to a session host as a browser signed in there sends it.
+fn with_cookie(h: &Harness, url_key: &str, path: &str, cookie: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", h.host(url_key))
+        .header("cookie", format!("theme=dark; {cookie}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_owner_signed_in_at_the_login_host_reaches_the_session_with_the_gateways_cookie_only() {
+    let h = Harness::start().await;
+    let cookie = h.sign_in(OWNER, &h.host("api")).await;
+    assert!(cookie.starts_with("__Host-session-gateway="), "{cookie}");
+    let answer = send(h.addr(), with_cookie(&h, "api", "/data?q=1", &cookie)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let seen = answer.json();
+    assert_eq!(seen["service"], "api");
+    assert_eq!(seen["target"], "/data?q=1");
+    // The session's code sees the user's other cookies, never the sign-in.
+    assert_eq!(echoed(&seen, "cookie"), vec!["theme=dark"], "{seen}");
+
+    // The cookie is for its host only: another service of the same session signs in
+    // on its own.
+    let frontend = send(h.addr(), with_cookie(&h, "frontend", "/", &cookie)).await;
+    assert_eq!(frontend.status, StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn a_stranger_signed_in_on_a_session_host_gets_the_same_404_as_for_no_session() {
+    let h = Harness::start().await;
+    // The login host mints a ticket for any session host: the session host decides.
+    let cookie = h.sign_in("intruder", &h.host("api")).await;
+    let answer = send(h.addr(), with_cookie(&h, "api", "/", &cookie)).await;
+    let by_token = h.get("api", "/", Some("intruder")).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.body, by_token.body);
+    assert_eq!(h.upstream.reached(), (0, 0));
+}
+
+#[tokio::test]
+async fn a_forged_expired_or_foreign_ticket_signs_no_one_in() {
+    let h = Harness::start().await;
+    let host = h.host("api");
+    let session_host = session_core::hosts::parse_host(&host, DOMAIN).unwrap();
+    let minter = |key: &[u8]| {
+        gateway::signin::SignIn::new(
+            gateway::signin::SignInKey::new(key.to_vec()).unwrap(),
+            Duration::from_secs(3600),
+        )
+    };
+    let ours = minter(SIGN_IN_KEY);
+    let login_origin = format!("https://login.{DOMAIN}");
+    let redeem = |ticket: String, origin: Option<String>| {
+        let mut request = Request::post(gateway::signin::TICKET_PATH)
+            .header("host", host.clone())
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request
+            .body(Full::new(Bytes::from(format!("ticket={ticket}&to=%2F"))))
+            .unwrap()
+    };
+    let other_service = session_core::hosts::parse_host(&h.host("frontend"), DOMAIN).unwrap();
+    for (ticket, why) in [
+        (
+            minter(b"a key the gateway does not hold!").ticket(OWNER, &session_host, now()),
+            "another key",
+        ),
+        (ours.ticket(OWNER, &session_host, now() - 61), "expired"),
+        (ours.ticket(OWNER, &other_service, now()), "another host"),
+        ("1.b3duZXItMQ.AAAA".to_owned(), "forged"),
+    ] {
+        let answer = send(h.addr(), redeem(ticket, Some(login_origin.clone()))).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{why}");
+        assert!(!answer.headers.contains_key("set-cookie"), "{why}");
+    }
+    // A valid ticket posted by any page but the login host's is refused: no one can
+    // sign a user in to a session of theirs (login CSRF).
+    let valid = ours.ticket(OWNER, &session_host, now());
+    for origin in [
+        format!("https://{}", h.host("frontend")),
+        "https://evil.example".to_owned(),
+        "null".to_owned(),
+    ] {
+        let answer = send(h.addr(), redeem(valid.clone(), Some(origin.clone()))).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{origin}");
+        assert!(!answer.headers.contains_key("set-cookie"), "{origin}");
+    }
+    let answer = send(h.addr(), redeem(valid, Some(login_origin))).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.headers["location"], "/");
+    assert_eq!(h.upstream.reached(), (0, 0));
+}
+
+#[tokio::test]
+async fn a_page_of_another_session_cannot_act_in_this_one_with_the_users_cookie() {
+    let h = Harness::start().await;
+    let cookie = h.sign_in(OWNER, &h.host("api")).await;
+    let from = |origin: &str| {
+        Request::post("/delete-everything")
+            .header("host", h.host("api"))
+            .header("cookie", cookie.clone())
+            .header("origin", origin)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let other_session = session_host("frontend", &SessionId::generate(), DOMAIN);
+    for origin in [
+        format!("https://{other_session}"),
+        "https://evil.example".to_owned(),
+        format!("http://{}", h.host("frontend")),
+        "null".to_owned(),
+    ] {
+        let answer = send(h.addr(), from(&origin)).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{origin}");
+        assert_eq!(answer.text(), "forbidden\n");
+    }
+    assert_eq!(h.upstream.reached(), (0, 0));
+    // The session's own frontend calling its api is the session's own business.
+    let answer = send(h.addr(), from(&format!("https://{}", h.host("frontend")))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+}
+
+#[tokio::test]
+async fn the_login_host_answers_only_its_authorize_page_to_signed_in_users_for_our_hosts() {
+    let h = Harness::start().await;
+    let login = |path: &str, user: Option<&str>| {
+        let mut request = Request::get(path).header("host", format!("login.{DOMAIN}"));
+        if let Some(user) = user {
+            request = request.header("x-amzn-oidc-data", h.token(user));
+        }
+        request.body(Full::new(Bytes::new())).unwrap()
+    };
+    let to = |url: &str| {
+        format!(
+            "/_gateway/authorize?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("to", url)
+                .finish()
+        )
+    };
+    let ours = to(&format!("https://{}/x", h.host("api")));
+    let page = send(h.addr(), login(&ours, Some(OWNER))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let policy = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains(&format!("form-action https://{};", h.host("api"))),
+        "{policy}"
+    );
+    assert!(page.text().contains(&format!(
+        "action=\"https://{}/_gateway/ticket\"",
+        h.host("api")
+    )));
+
+    let unsigned = send(h.addr(), login(&ours, None)).await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+    for url in [
+        "https://evil.example/".to_owned(),
+        format!("http://{}/", h.host("api")),
+        format!("https://{}.evil.example/", h.host("api")),
+    ] {
+        let answer = send(h.addr(), login(&to(&url), Some(OWNER))).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url}");
+        assert!(!answer.text().contains("ticket"), "{url}");
+    }
+    let elsewhere = send(h.addr(), login("/", Some(OWNER))).await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
     assert_eq!(h.upstream.reached(), (0, 0));
 }
 

@@ -1058,13 +1058,18 @@ pub struct LocalGateway {
     /// Signs the load balancer's tokens: tests forge and expire them with it.
     pub signer: Arc<gateway::testing::AlbSigner>,
     pub keys: gateway::testing::KeyServer,
+    /// The sessions' domain (`SESSION_DOMAIN`), with the load balancer's port.
+    pub domain: String,
+    /// The sign-in cookie of each (identity, session host), as a browser keeps them.
+    cookies: Mutex<HashMap<(String, String), String>>,
     process: Mutex<Option<Child>>,
 }
 
 impl LocalGateway {
     /// Sends a request for a session URL as a signed-in browser does: to the load
-    /// balancer, with the URL's host, as the user of `token` (`dev:<user>`; none: not
-    /// signed in). Returns the status and the body.
+    /// balancer, with the URL's host and the sign-in cookie of that host for the user
+    /// of `token` (`dev:<user>`; signing in first, as [`Self::sign_in`]; none: not
+    /// signed in). A `cookie` in `headers` goes along. Returns the status and the body.
     pub async fn request(
         &self,
         method: &str,
@@ -1072,20 +1077,98 @@ impl LocalGateway {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> (u16, String) {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .unwrap_or(url);
-        let (host, path) = match rest.find('/') {
-            Some(at) => rest.split_at(at),
-            None => (rest, "/"),
-        };
-        let authorization = token.map(|t| format!("Bearer {t}"));
+        let (host, path) = split_url(url);
+        let mut cookies: Vec<String> = headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .map(|(_, value)| (*value).to_owned())
+            .collect();
+        if let Some(token) = token {
+            cookies.push(self.sign_in(token, host).await);
+        }
+        let cookie = cookies.join("; ");
+        let mut all = Vec::new();
+        if !cookie.is_empty() {
+            all.push(("cookie", cookie.as_str()));
+        }
+        all.extend(
+            headers
+                .iter()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("cookie")),
+        );
+        let (status, _, body) = self
+            .exchange(method, &format!("http://{host}{path}"), &all)
+            .await;
+        (status, body)
+    }
+
+    /// One request to `url` through the load balancer with `headers` and nothing
+    /// added (no sign-in): the status, headers and body.
+    pub async fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, hyper::HeaderMap, String) {
+        let (host, path) = split_url(url);
         let mut all = vec![("host", host)];
-        all.extend(authorization.as_deref().map(|a| ("authorization", a)));
         all.extend_from_slice(headers);
-        let to = ([127, 0, 0, 1], self.load_balancer.port).into();
-        http_request(to, method, path, &all).await
+        http_exchange(self.lb_address(), method, path, &all, "").await
+    }
+
+    fn lb_address(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.load_balancer.port).into()
+    }
+
+    /// Signs the user of `token` in on the session host `host` as a browser does, and
+    /// returns the gateway's cookie (`name=value`): the login host's authorize page
+    /// (where the load balancer signs the user in) gives a ticket, which the session
+    /// host takes for the cookie. Kept per (token, host), as a browser keeps cookies.
+    pub async fn sign_in(&self, token: &str, host: &str) -> String {
+        let key = (token.to_owned(), host.to_ascii_lowercase());
+        if let Some(cookie) = self.cookies.lock().unwrap().get(&key) {
+            return cookie.clone();
+        }
+        let login_host = session_core::hosts::login_host(&self.domain);
+        let authorize = gateway::signin::login_redirect("http", &self.domain, host, "/");
+        let (_, authorize_path) = split_url(&authorize);
+        let bearer = format!("Bearer {token}");
+        let (status, _, page) = http_exchange(
+            self.lb_address(),
+            "GET",
+            authorize_path,
+            &[("host", &login_host), ("authorization", &bearer)],
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "the login host's authorize page: {page}");
+        let ticket = page
+            .split("name=\"ticket\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no ticket in the login page: {page}"));
+        let origin = format!("http://{login_host}");
+        let (status, headers, body) = http_exchange(
+            self.lb_address(),
+            "POST",
+            gateway::signin::TICKET_PATH,
+            &[
+                ("host", host),
+                ("origin", &origin),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &format!("ticket={ticket}&to=%2F"),
+        )
+        .await;
+        assert_eq!(status, 303, "the session host took no ticket: {body}");
+        let cookie = headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("a sign-in cookie")
+            .to_owned();
+        self.cookies.lock().unwrap().insert(key, cookie.clone());
+        cookie
     }
 
     /// Sends a request straight to the gateway, past the load balancer (what only the
@@ -1115,6 +1198,9 @@ impl LocalGateway {
             .env("GATEWAY_HEALTH_LISTEN", "127.0.0.1:0")
             .env("SESSIONS_TABLE", &stack.info.sessions_table)
             .env("SESSION_DOMAIN", &env["SESSION_DOMAIN"])
+            .env("SESSION_URL_SCHEME", &env["SESSION_URL_SCHEME"])
+            // The local stack's, in the open; on AWS a secret (Secrets Manager).
+            .env("SIGN_IN_KEY", "the local stack's sign-in key, not a secret")
             .env("ALB_ARN", load_balancer::LOCAL_ALB_ARN)
             .env("ALB_PUBLIC_KEYS_URL", keys.url())
             .envs(
@@ -1154,9 +1240,11 @@ impl LocalGateway {
             )));
         }
         let mint_signer = signer.clone();
+        let domain = env["SESSION_DOMAIN"].clone();
         let load_balancer = load_balancer::LoadBalancer::start(
             load_balancer,
             address,
+            &domain,
             Arc::new(move |user: &str| mint_signer.token(load_balancer::LOCAL_ALB_ARN, user)),
         )
         .await?;
@@ -1166,6 +1254,8 @@ impl LocalGateway {
             health_address,
             signer,
             keys,
+            domain,
+            cookies: Mutex::new(HashMap::new()),
             process,
         })
     }
@@ -1185,12 +1275,36 @@ impl LocalGateway {
 }
 
 /// One HTTP/1.1 request on a new connection; `headers` carry the `host`.
+/// The host and the path (with query) of a URL, `/` if it has none.
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    }
+}
+
 async fn http_request(
     to: std::net::SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    let (status, _, body) = http_exchange(to, method, path, headers, "").await;
+    (status, body)
+}
+
+/// One HTTP/1.1 exchange on a new connection: the status, headers and body.
+async fn http_exchange(
+    to: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, hyper::HeaderMap, String) {
     use http_body_util::{BodyExt, Full};
     let stream = tokio::net::TcpStream::connect(to)
         .await
@@ -1205,17 +1319,17 @@ async fn http_request(
         request = request.header(*name, *value);
     }
     let request = request
-        .body(Full::new(bytes::Bytes::new()))
+        .body(Full::new(bytes::Bytes::from(body.to_owned())))
         .expect("a valid request");
     let response = sender.send_request(request).await.expect("an answer");
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
+    let (parts, body) = response.into_parts();
+    let body = body
         .collect()
         .await
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
         .unwrap_or_default();
-    (status, body)
+    (status, parts.headers, body)
 }
 
 /// The gateway's health check answers 200, as the load balancer's target group sees it.

@@ -1,11 +1,14 @@
 //! The local stand-in for the Application Load Balancer in front of the session
 //! gateway. On AWS the ALB signs users in with the OpenID Connect provider
-//! (`authenticate-oidc`) and passes each request on with the user's claims in
+//! (`authenticate-oidc`) on the login host only (`login.{domain}`, the provider's one
+//! callback) and passes those requests on with the user's claims in
 //! `x-amzn-oidc-data`, a JWT it signs with ES256 (its `signer` is the load balancer's
-//! ARN, its key published at `https://public-keys.auth.elb.{region}.amazonaws.com/{kid}`).
-//! Here the user is the local HTTP API's development identity (`Authorization: Bearer
-//! dev:<user>`, harness only: the gateway itself never accepts it); a request without
-//! one gets 401 where the ALB would redirect to the sign-in page. The token is signed
+//! ARN, its key published at `https://public-keys.auth.elb.{region}.amazonaws.com/{kid}`);
+//! every other host goes to the gateway as sent (the gateway signs users in there with
+//! its own cookie). Here the login host's user is the local HTTP API's development
+//! identity (`Authorization: Bearer dev:<user>`, harness only: the gateway itself never
+//! accepts it); a login-host request without one gets 401 where the ALB would redirect
+//! to the provider. The token is signed
 //! with a key made for this stack and published as AWS publishes the ALB's
 //! (`gateway::testing::KeyServer`), so the gateway checks it exactly as it checks the
 //! ALB's.
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION};
+use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -37,22 +40,35 @@ pub struct LoadBalancer {
     accept: JoinHandle<()>,
 }
 
+/// Which requests the load balancer signs in: those to the login host of `domain`.
+#[derive(Clone)]
+struct Rules {
+    domain: Arc<str>,
+    mint: Mint,
+}
+
 impl LoadBalancer {
-    /// Serves on `listener` and passes requests to `gateway`.
+    /// Serves on `listener` and passes requests to `gateway`, signing in those to the
+    /// login host of the sessions' `domain`.
     pub async fn start(
         listener: std::net::TcpListener,
         gateway: SocketAddr,
+        domain: &str,
         mint: Mint,
     ) -> std::io::Result<Self> {
+        let rules = Rules {
+            domain: domain.into(),
+            mint,
+        };
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let port = listener.local_addr()?.port();
         let accept = tokio::spawn(async move {
             while let Ok((stream, client)) = listener.accept().await {
-                let mint = mint.clone();
+                let rules = rules.clone();
                 tokio::spawn(async move {
                     let handler = hyper::service::service_fn(move |req| {
-                        pass_on(req, gateway, client, mint.clone())
+                        pass_on(req, gateway, client, rules.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), handler)
@@ -98,12 +114,14 @@ async fn pass_on(
     mut req: Request<Incoming>,
     gateway: SocketAddr,
     client: SocketAddr,
-    mint: Mint,
+    rules: Rules,
 ) -> Result<Response<Body>, Infallible> {
-    let Some(user) = dev_user(&req) else {
-        return Ok(plain(StatusCode::UNAUTHORIZED, "sign-in required\n"));
-    };
-    let token = mint(&user);
+    let login = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| session_core::hosts::is_login_host(host, &rules.domain));
+    let user = dev_user(&req);
     let headers = req.headers_mut();
     // Only the load balancer's own claims go on; the gateway trusts them only for
     // their signature anyway, which a client cannot make.
@@ -115,10 +133,15 @@ async fn pass_on(
     for name in forged {
         headers.remove(name);
     }
-    headers.remove(AUTHORIZATION);
     let value = |v: &str| HeaderValue::from_str(v).expect("a valid header value");
-    headers.insert("x-amzn-oidc-data", value(&token));
-    headers.insert("x-amzn-oidc-identity", value(&user));
+    if login {
+        let Some(user) = user else {
+            return Ok(plain(StatusCode::UNAUTHORIZED, "sign-in required\n"));
+        };
+        headers.remove(AUTHORIZATION);
+        headers.insert("x-amzn-oidc-data", value(&(rules.mint)(&user)));
+        headers.insert("x-amzn-oidc-identity", value(&user));
+    }
     headers.insert("x-forwarded-for", value(&client.ip().to_string()));
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 

@@ -90,7 +90,10 @@ async fn the_owner_reaches_each_service_and_a_websocket_echo_through_the_gateway
             );
         }
         let cookie = headers.get("cookie").and_then(Value::as_str).unwrap_or("");
-        assert!(!cookie.contains("AWSELBAuthSessionCookie"), "{cookie}");
+        assert_eq!(
+            cookie, "theme=dark",
+            "only the user's own cookies reach the session"
+        );
     }
 
     // A WebSocket through the load balancer and the gateway to the api service.
@@ -98,10 +101,11 @@ async fn the_owner_reaches_each_service_and_a_websocket_echo_through_the_gateway
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.load_balancer.port))
         .await
         .unwrap();
+    let cookie = gateway.sign_in("dev:ana", api).await;
     let mut request = format!("ws://{api}/socket").into_client_request().unwrap();
     request
         .headers_mut()
-        .insert("authorization", "Bearer dev:ana".parse().unwrap());
+        .insert("cookie", cookie.parse().unwrap());
     let (mut socket, response) = tokio_tungstenite::client_async(request, tcp)
         .await
         .expect("the WebSocket handshake through the gateway");
@@ -139,6 +143,48 @@ async fn another_user_gets_the_same_404_as_for_a_session_that_does_not_exist() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_browser_signs_in_at_the_login_host_and_reaches_only_its_own_session_host() {
+    let (stack, pump) = gateway_stack().await;
+    let session = running_session(&stack, "ida").await;
+    let gateway = gateway(&stack);
+    let api = url(&session, "api");
+    let login = format!("login.{}", gateway.domain);
+
+    // Not signed in on the session host: sent to the login host, with the URL.
+    let (status, headers, _) = gateway.exchange("GET", api, &[]).await;
+    assert_eq!(status, 302);
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let authorize = format!("http://{login}/_gateway/authorize?to=");
+    assert!(location.starts_with(&authorize), "{location}");
+    // The login host is where the load balancer signs in: no identity, no page.
+    let (status, _, _) = gateway.exchange("GET", &location, &[]).await;
+    assert_eq!(status, 401);
+    // Signed in there: a page that posts a ticket to the session host.
+    let (status, _, page) = gateway
+        .exchange("GET", &location, &[("authorization", "Bearer dev:ida")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("action=\"http://{}/_gateway/ticket\"", host(api))),
+        "{page}"
+    );
+    // The ticket's cookie opens the session's api, and only to its owner.
+    let cookie = gateway.sign_in("dev:ida", host(api)).await;
+    let (status, _, body) = gateway.exchange("GET", api, &[("cookie", &cookie)]).await;
+    assert_eq!(status, 200, "{body}");
+    let stranger = gateway.sign_in("dev:zed", host(api)).await;
+    let (status, _, _) = gateway.exchange("GET", api, &[("cookie", &stranger)]).await;
+    assert_eq!(status, 404);
+    // The cookie is for its host: the frontend asks to sign in again.
+    let frontend = url(&session, "frontend");
+    let (status, _, _) = gateway
+        .exchange("GET", frontend, &[("cookie", &cookie)])
+        .await;
+    assert_eq!(status, 302);
+    pump.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn without_a_valid_identity_token_nothing_reaches_the_session() {
     let (stack, pump) = gateway_stack().await;
     let session = running_session(&stack, "cy").await;
@@ -146,8 +192,8 @@ async fn without_a_valid_identity_token_nothing_reaches_the_session() {
     let api = url(&session, "api");
     let host = host(api);
 
-    // Not signed in: the load balancer would send the browser to sign in.
-    assert_eq!(gateway.request("GET", api, None, &[]).await.0, 401);
+    // Not signed in: a browser is sent to sign in (the next test follows it).
+    assert_eq!(gateway.request("GET", api, None, &[]).await.0, 302);
 
     let exp = now() + 120;
     let signer = &gateway.signer;

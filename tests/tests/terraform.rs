@@ -9,17 +9,20 @@
 //!    exactly the AWS actions its code calls; the state machine names only our
 //!    functions and may invoke nothing else;
 //! 4. no deployment setting can turn on a development-only authentication mode;
-//! 5. every resource and data block is one its provider's schema allows (types,
-//!    arguments, blocks, required ones), read from the provider's prebuilt bindings
-//!    (tools/npm), and every reference names something declared (schema.rs);
+//! 5. every resource, data and ephemeral block is one its provider's schema allows
+//!    (types, arguments, blocks, required ones), read from the provider's prebuilt
+//!    bindings (tools/npm), every reference names something declared, and an
+//!    ephemeral value goes only to a write-only argument (schema.rs);
 //! 6. no name, path or description is one AWS refuses when `apply` sends it, which
 //!    neither `plan` nor the provider would find out (refused.rs);
 //! 7. what each access mode deploys, evaluated for its variables (plan.rs): in gateway
 //!    mode no task has a public IP, the session ports admit the gateway only, the
 //!    gateway's role reads a few attributes of the sessions table and nothing else,
-//!    the load balancer signs users in before it forwards anything, and the gateway's
-//!    container gets only variables its configuration reads; in direct mode nothing
-//!    of the gateway exists and allowed_cidrs must be given;
+//!    only the login host signs in with the identity provider (one exact callback
+//!    URL) and every other host goes to the gateway, the gateway's container gets
+//!    only variables its configuration reads, its secrets through `secrets` only, and
+//!    its execution role reads only the sign-in key, which never enters the state; in
+//!    direct mode nothing of the gateway exists and allowed_cidrs must be given;
 //! 8. the release workflow passes actionlint and the gateway's Dockerfile hadolint.
 //!
 //! What the code reads and calls is found in the code itself, parsed with `syn`: the
@@ -2628,6 +2631,75 @@ output "subnets" {
     );
 }
 
+#[test]
+fn an_ephemeral_resource_is_checked_and_its_value_kept_out_of_the_state() {
+    let schemas = schemas();
+    // The bindings' ephemeral resource types, read as Terraform spells them.
+    let password = schemas
+        .ephemeral("aws_secretsmanager_random_password")
+        .expect("the aws provider's ephemeral aws_secretsmanager_random_password");
+    assert_eq!(password.body.arguments.get("password_length"), Some(&false));
+    assert!(password.attributes.contains("random_password"));
+    assert!(schemas
+        .ephemeral("random_password")
+        .is_some_and(|p| p.attributes.contains("result")));
+    assert!(schemas.ephemeral("aws_secretsmanager_secret").is_none());
+    let version = &schemas.provider("aws").unwrap().resources["aws_secretsmanager_secret_version"];
+    for write_only in ["secret_string_wo", "secret_string_wo_version"] {
+        assert_eq!(
+            version.body.arguments.get(write_only),
+            Some(&false),
+            "{write_only}"
+        );
+    }
+
+    let aws = format!("hashicorp/aws {}", schemas.provider("aws").unwrap().version);
+    let found = schema_findings(
+        r#"
+ephemeral "aws_secretsmanager_random_password" "p" {
+  count           = 1
+  password_length = 64
+  lenght          = 3
+}
+
+ephemeral "aws_secretsmanager_random_pasword" "typo" {}
+
+resource "aws_secretsmanager_secret" "s" {}
+
+resource "aws_secretsmanager_secret_version" "good" {
+  secret_id                = aws_secretsmanager_secret.s.id
+  secret_string_wo         = ephemeral.aws_secretsmanager_random_password.p[0].random_password
+  secret_string_wo_version = 1
+}
+
+resource "aws_secretsmanager_secret_version" "stored" {
+  secret_id     = aws_secretsmanager_secret.s.id
+  secret_string = ephemeral.aws_secretsmanager_random_password.p[0].random_password
+}
+
+resource "aws_secretsmanager_secret_version" "dangling" {
+  secret_id        = aws_secretsmanager_secret.s.id
+  secret_string_wo = ephemeral.aws_secretsmanager_random_password.q.random_password
+}
+
+resource "aws_secretsmanager_secret_version" "attribute" {
+  secret_id        = aws_secretsmanager_secret.s.id
+  secret_string_wo = ephemeral.aws_secretsmanager_random_password.p[0].result
+}
+"#,
+    );
+    assert_eq!(
+        found,
+        vec![
+            "aws_secretsmanager_secret_version.attribute: ephemeral.aws_secretsmanager_random_password.p.result: aws_secretsmanager_random_password has no attribute result".to_owned(),
+            "aws_secretsmanager_secret_version.dangling: ephemeral.aws_secretsmanager_random_password.q is not declared".to_owned(),
+            "aws_secretsmanager_secret_version.stored: secret_string takes an ephemeral value but is not write-only".to_owned(),
+            "ephemeral.aws_secretsmanager_random_password.p: unknown argument lenght".to_owned(),
+            format!("ephemeral.aws_secretsmanager_random_pasword.typo: aws_secretsmanager_random_pasword is not an ephemeral resource type of {aws}"),
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // 6. Values AWS refuses only at apply time.
 
@@ -2658,6 +2730,7 @@ fn the_terraform_holds_no_value_aws_refuses_at_apply() {
         "load balancer name",
         "target group name",
         "S3 bucket name prefix",
+        "Secrets Manager secret name prefix",
         "security group name",
         "security group (rule) description",
     ] {
@@ -2962,12 +3035,13 @@ fn with(
     vars
 }
 
-/// The resource blocks of `terraform/gateway.tf`, by type and name.
-fn gateway_resources() -> Vec<(String, String)> {
+/// The `resource` (or `ephemeral`: `kind`) blocks of `terraform/gateway.tf`, by type
+/// and name.
+fn gateway_resources(kind: &str) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(terraform_dir().join("gateway.tf")).unwrap();
     let body = hcl::parse(&text).unwrap();
     body.blocks()
-        .filter(|b| b.identifier() == "resource")
+        .filter(|b| b.identifier() == kind)
         .map(|b| {
             (
                 b.labels()[0].as_str().to_owned(),
@@ -3243,7 +3317,7 @@ fn in_direct_mode_nothing_of_the_gateway_exists() {
     let config = Module::load(&terraform_dir());
     let gateway = plan::Plan::new(&config, &gateway_mode());
     let direct = plan::Plan::new(&config, &direct_mode());
-    let resources = gateway_resources();
+    let resources = gateway_resources("resource");
     assert!(resources.len() > 20, "gateway.tf: {resources:?}");
     for (ty, name) in &resources {
         assert!(
@@ -3253,6 +3327,32 @@ fn in_direct_mode_nothing_of_the_gateway_exists() {
         assert!(
             instances(&direct, ty, name).is_empty(),
             "{ty}.{name} is made in direct mode"
+        );
+    }
+    // The sign-in key's password is not even asked for in direct mode.
+    let ephemeral = gateway_resources("ephemeral");
+    assert!(
+        !ephemeral.is_empty(),
+        "gateway.tf: the sign-in key's password"
+    );
+    for (ty, name) in &ephemeral {
+        let made = |plan: &plan::Plan| {
+            plan.ephemeral_instances(ty, name)
+                .unwrap_or_else(|| panic!("ephemeral.{ty}.{name}: its count does not evaluate"))
+                .len()
+        };
+        assert!(made(&gateway) > 0, "ephemeral.{ty}.{name} in gateway mode");
+        assert_eq!(made(&direct), 0, "ephemeral.{ty}.{name} in direct mode");
+    }
+    // The new pieces of the sign-in on one login host among them.
+    for (ty, name) in [
+        ("aws_lb_listener_rule", "gateway_login"),
+        ("aws_secretsmanager_secret", "gateway_sign_in_key"),
+        ("aws_secretsmanager_secret_version", "gateway_sign_in_key"),
+    ] {
+        assert!(
+            resources.contains(&(ty.to_owned(), name.to_owned())),
+            "gateway.tf: {ty}.{name}"
         );
     }
     for (ty, name) in [
@@ -3447,22 +3547,78 @@ fn the_gateways_role_may_only_read_a_few_attributes_of_the_sessions_table() {
     );
 }
 
+/// The `authenticate-oidc` settings of an action: sign-in with the provider, never
+/// through without it, scope `openid`, the API's provider unless told otherwise.
+fn assert_signs_in_with_the_provider(plan: &plan::Plan, action: &Body, at: &str) {
+    assert_eq!(
+        attr(action, "type").and_then(literal),
+        Some("authenticate-oidc"),
+        "{at}"
+    );
+    let oidc = action
+        .blocks()
+        .find(|b| b.identifier() == "authenticate_oidc")
+        .unwrap_or_else(|| panic!("{at}: authenticate_oidc"))
+        .body();
+    assert_eq!(
+        attr(oidc, "on_unauthenticated_request").and_then(literal),
+        Some("authenticate"),
+        "{at}: a request without a sign-in is sent to the identity provider, never through"
+    );
+    assert!(
+        attr(oidc, "scope")
+            .and_then(literal)
+            .is_some_and(|s| s.split(' ').any(|s| s == "openid")),
+        "{at}: scope openid"
+    );
+    // Same provider as the API's tokens unless told otherwise.
+    let issuer = plan.eval(None, attr(oidc, "issuer").unwrap()).unwrap();
+    assert_eq!(issuer, *plan.variable("jwt_issuer"), "{at}");
+    for (argument, variable) in [
+        ("authorization_endpoint", "oidc_authorization_endpoint"),
+        ("token_endpoint", "oidc_token_endpoint"),
+        ("user_info_endpoint", "oidc_user_info_endpoint"),
+        ("client_id", "oidc_client_id"),
+        ("client_secret", "oidc_client_secret"),
+        ("session_timeout", "oidc_session_timeout_s"),
+    ] {
+        let value = plan.eval(None, attr(oidc, argument).unwrap()).unwrap();
+        assert_eq!(value, *plan.variable(variable), "{at}: {argument}");
+    }
+}
+
+/// An action (a `default_action` or a rule's `action`) that forwards to the gateway's
+/// target group.
+fn assert_forwards_to_the_gateway(action: &Body, at: &str) {
+    assert_eq!(
+        attr(action, "type").and_then(literal),
+        Some("forward"),
+        "{at}"
+    );
+    assert_eq!(
+        attr(action, "target_group_arn")
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("aws_lb_target_group.gateway[0].arn"),
+        "{at}"
+    );
+}
+
 #[test]
-fn the_https_listener_signs_users_in_before_it_forwards_and_http_only_redirects() {
+fn only_the_login_host_signs_in_with_the_provider_and_every_other_host_goes_to_the_gateway() {
     let config = Module::load(&terraform_dir());
     let plan = plan::Plan::new(&config, &gateway_mode());
     assert!(
         config
-            .resources("resource", "aws_lb_listener_rule")
+            .resources("resource", "aws_alb_listener_rule")
             .is_empty()
-            && config
-                .resources("resource", "aws_alb_listener_rule")
-                .is_empty(),
-        "no listener rule may route around the default actions"
+            && config.resources("resource", "aws_alb_listener").is_empty(),
+        "the listeners and their rules are aws_lb_listener and aws_lb_listener_rule"
     );
     let listeners = config.resources("resource", "aws_lb_listener");
     assert_eq!(listeners.len(), 2, "HTTPS, and HTTP redirecting to it");
     let lb_arn = "aws_lb.gateway[0].arn";
+    let mut https = None;
     for (name, listener) in &listeners {
         let body = listener.body();
         assert_eq!(
@@ -3490,38 +3646,14 @@ fn the_https_listener_signs_users_in_before_it_forwards_and_http_only_redirects(
                         .starts_with("ELBSecurityPolicy-TLS13-"),
                     "TLS 1.3 policy, got {policy:?}"
                 );
-                let [first, second] = actions.as_slice() else {
-                    panic!("aws_lb_listener.{name}: sign-in, then forward")
+                // Every host the rules do not name goes to the gateway as it is: the
+                // gateway signs session hosts in itself (its own cookie), and sends
+                // a browser without one to the login host.
+                let [forward] = actions.as_slice() else {
+                    panic!("aws_lb_listener.{name}: one default action, forward")
                 };
-                let order = |a: &Body| attr(a, "order").map(ToString::to_string);
-                assert!(order(first) < order(second), "sign-in comes first");
-                assert_eq!(
-                    attr(first, "type").and_then(literal),
-                    Some("authenticate-oidc")
-                );
-                let oidc = first
-                    .blocks()
-                    .find(|b| b.identifier() == "authenticate_oidc")
-                    .expect("authenticate_oidc")
-                    .body();
-                assert_eq!(
-                    attr(oidc, "on_unauthenticated_request").and_then(literal),
-                    Some("authenticate"),
-                    "a request without a sign-in is sent to the identity provider, never through"
-                );
-                assert!(attr(oidc, "scope")
-                    .and_then(literal)
-                    .is_some_and(|s| s.split(' ').any(|s| s == "openid")));
-                // Same provider as the API's tokens unless told otherwise.
-                let issuer = plan.eval(None, attr(oidc, "issuer").unwrap()).unwrap();
-                assert_eq!(issuer, *plan.variable("jwt_issuer"));
-                assert_eq!(attr(second, "type").and_then(literal), Some("forward"));
-                assert_eq!(
-                    attr(second, "target_group_arn")
-                        .map(ToString::to_string)
-                        .as_deref(),
-                    Some("aws_lb_target_group.gateway[0].arn")
-                );
+                assert_forwards_to_the_gateway(forward, &format!("aws_lb_listener.{name}"));
+                https = Some(format!("aws_lb_listener.{name}[0].arn"));
             }
             Some("HTTP") => {
                 let [only_action] = actions.as_slice() else {
@@ -3541,6 +3673,103 @@ fn the_https_listener_signs_users_in_before_it_forwards_and_http_only_redirects(
             other => panic!("aws_lb_listener.{name}: protocol {other:?}"),
         }
     }
+    let https = https.expect("an HTTPS listener");
+
+    // One rule: the login host, and only it, signs in with the provider, then forwards.
+    let rules = config.resources("resource", "aws_lb_listener_rule");
+    let [(name, rule)] = rules.as_slice() else {
+        panic!("one listener rule, the login host's: {}", rules.len())
+    };
+    let at = format!("aws_lb_listener_rule.{name}");
+    let instance = only(&plan, "aws_lb_listener_rule", name);
+    assert_eq!(
+        argument(
+            &plan,
+            "aws_lb_listener_rule",
+            name,
+            instance,
+            &["listener_arn"]
+        ),
+        Some(hcl::Value::from(https.as_str())),
+        "{at} is on the HTTPS listener"
+    );
+    let conditions: Vec<&Body> = rule
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "condition")
+        .map(Block::body)
+        .collect();
+    let [condition] = conditions.as_slice() else {
+        panic!("{at}: one condition, the host")
+    };
+    let kinds: Vec<&str> = condition.blocks().map(|b| b.identifier()).collect();
+    assert_eq!(kinds, ["host_header"], "{at}: the host and nothing else");
+    let hosts = plan
+        .eval(
+            Some(instance),
+            attr(condition.blocks().next().unwrap().body(), "values").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        strings_of(&hosts),
+        ["login.sessions.example.com"],
+        "{at}: exactly the login host, login.{{domain_name}}"
+    );
+    let mut actions: Vec<&Body> = rule
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "action")
+        .map(Block::body)
+        .collect();
+    let order = |a: &Body| {
+        attr(a, "order")
+            .and_then(|o| plan.eval(None, o).ok())
+            .and_then(|o| o.as_u64())
+            .unwrap_or_else(|| panic!("{at}: every action has its order"))
+    };
+    actions.sort_by_key(|a| order(a));
+    let [sign_in, forward] = actions.as_slice() else {
+        panic!("{at}: sign-in, then forward")
+    };
+    assert!(order(sign_in) < order(forward), "{at}: sign-in comes first");
+    assert_signs_in_with_the_provider(&plan, sign_in, &at);
+    assert_forwards_to_the_gateway(forward, &at);
+
+    // The one callback URL the provider needs is the login host's, and the
+    // certificate and the records cover that host.
+    let callback = config
+        .blocks("output")
+        .find(|o| o.labels()[0].as_str() == "oidc_callback_url")
+        .expect("output oidc_callback_url");
+    assert_eq!(
+        plan.eval(None, attr(callback.body(), "value").unwrap())
+            .unwrap(),
+        hcl::Value::from("https://login.sessions.example.com/oauth2/idpresponse")
+    );
+    let certificate = only(&plan, "aws_acm_certificate", "gateway");
+    let names = argument(
+        &plan,
+        "aws_acm_certificate",
+        "gateway",
+        certificate,
+        &["subject_alternative_names"],
+    )
+    .unwrap();
+    assert!(strings_of(&names).contains(&"*.sessions.example.com".to_owned()));
+    let record = only(&plan, "aws_route53_record", "gateway");
+    assert_eq!(
+        argument(&plan, "aws_route53_record", "gateway", record, &["name"]),
+        Some(hcl::Value::from("*.sessions.example.com"))
+    );
+    // In direct mode there is no callback URL.
+    let direct = plan::Plan::new(&config, &direct_mode());
+    assert_eq!(
+        direct
+            .eval(None, attr(callback.body(), "value").unwrap())
+            .unwrap(),
+        hcl::Value::Null
+    );
+
     // The gateway keeps an idle connection from the load balancer open longer than
     // the load balancer does, and accepts only this load balancer's signature.
     let lb = only(&plan, "aws_lb", "gateway");
@@ -3595,13 +3824,86 @@ fn gateway_config_vars() -> BTreeSet<String> {
     vars
 }
 
+/// Words that mark a variable's value as a secret, which only the container's
+/// `secrets` may carry (read by ECS from Secrets Manager), never its plain
+/// `environment` (written in the task definition, for anyone who may describe it).
+const SECRET_WORDS: &[&str] = &["KEY", "SECRET", "PASSWORD", "TOKEN"];
+
+/// Variable name -> its value, or where ECS reads it.
+type Variables = BTreeMap<String, String>;
+
+/// A container definition's variables: (plain `environment`, `secrets`). `Err` for a
+/// secret in plain environment, or a name given twice.
+fn container_variables(container: &serde_json::Value) -> Result<(Variables, Variables), String> {
+    let read = |list: &str, field: &str| -> Result<Variables, String> {
+        let mut out = BTreeMap::new();
+        for entry in container[list].as_array().map_or(&[][..], Vec::as_slice) {
+            let name = entry["name"]
+                .as_str()
+                .ok_or_else(|| format!("{list}: {entry}"))?;
+            let value = entry[field]
+                .as_str()
+                .ok_or_else(|| format!("{list}: {entry}"))?;
+            if out.insert(name.to_owned(), value.to_owned()).is_some() {
+                return Err(format!("{name} is set twice in {list}"));
+            }
+        }
+        Ok(out)
+    };
+    let environment = read("environment", "value")?;
+    let secrets = read("secrets", "valueFrom")?;
+    let plain: Vec<&String> = environment
+        .keys()
+        .filter(|name| {
+            let upper = name.to_ascii_uppercase();
+            SECRET_WORDS.iter().any(|w| upper.contains(w))
+        })
+        .collect();
+    if !plain.is_empty() {
+        return Err(format!(
+            "secrets in plain environment (give them through `secrets`, from Secrets Manager): {plain:?}"
+        ));
+    }
+    if let Some(both) = environment.keys().find(|n| secrets.contains_key(*n)) {
+        return Err(format!("{both} is both in environment and in secrets"));
+    }
+    Ok((environment, secrets))
+}
+
 #[test]
-fn the_gateway_container_gets_only_variables_its_configuration_reads() {
-    let config = Module::load(&terraform_dir());
-    let plan = plan::Plan::new(&config, &gateway_mode());
-    let task = only(&plan, "aws_ecs_task_definition", "gateway");
+fn a_secret_in_plain_environment_is_found() {
+    let container = serde_json::json!({
+        "environment": [
+            { "name": "SESSIONS_TABLE", "value": "sessions" },
+            { "name": "SIGN_IN_KEY", "value": "in clear in the task definition" }
+        ],
+        "secrets": [{ "name": "OTHER", "valueFrom": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:x" }]
+    });
+    let refused = container_variables(&container).unwrap_err();
+    assert!(refused.contains("SIGN_IN_KEY"), "{refused}");
+    for name in ["API_TOKEN", "db_password", "CLIENT_SECRET"] {
+        let container = serde_json::json!({ "environment": [{ "name": name, "value": "x" }] });
+        assert!(container_variables(&container).is_err(), "{name}");
+    }
+    let twice = serde_json::json!({
+        "environment": [{ "name": "A", "value": "1" }],
+        "secrets": [{ "name": "A", "valueFrom": "arn" }]
+    });
+    assert!(container_variables(&twice).is_err());
+    let good = serde_json::json!({
+        "environment": [{ "name": "SESSIONS_TABLE", "value": "sessions" }],
+        "secrets": [{ "name": "SIGN_IN_KEY", "valueFrom": "arn" }]
+    });
+    let (environment, secrets) = container_variables(&good).unwrap();
+    assert_eq!(environment.keys().collect::<Vec<_>>(), ["SESSIONS_TABLE"]);
+    assert_eq!(secrets.keys().collect::<Vec<_>>(), ["SIGN_IN_KEY"]);
+}
+
+/// The gateway's one container, as its task definition gives it in gateway mode.
+fn gateway_container(plan: &plan::Plan) -> serde_json::Value {
+    let task = only(plan, "aws_ecs_task_definition", "gateway");
     let definitions = argument(
-        &plan,
+        plan,
         "aws_ecs_task_definition",
         "gateway",
         task,
@@ -3613,17 +3915,21 @@ fn the_gateway_container_gets_only_variables_its_configuration_reads() {
     let [container] = definitions.as_array().unwrap().as_slice() else {
         panic!("the gateway task has one container")
     };
+    container.clone()
+}
+
+#[test]
+fn the_gateway_container_gets_only_variables_its_configuration_reads() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    let container = gateway_container(&plan);
     assert_eq!(container["name"], "gateway");
     assert_eq!(
         container["image"],
         *"111122223333.dkr.ecr.eu-west-1.amazonaws.com/sessions-gateway:v1.0.0"
     );
-    let set: BTreeSet<String> = container["environment"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap().to_owned())
-        .collect();
+    let (env, secrets) = container_variables(&container).unwrap_or_else(|e| panic!("{e}"));
+    let set: BTreeSet<String> = env.keys().chain(secrets.keys()).cloned().collect();
     let read = gateway_config_vars();
     let unread: Vec<_> = set.difference(&read).collect();
     assert!(
@@ -3631,31 +3937,246 @@ fn the_gateway_container_gets_only_variables_its_configuration_reads() {
         "the gateway container gets variables gateway::config::Config::VARS does not list: {unread:?}"
     );
     // What it cannot start without.
-    for required in ["SESSIONS_TABLE", "SESSION_DOMAIN", "ALB_ARN", "AWS_REGION"] {
+    for required in [
+        "SESSIONS_TABLE",
+        "SESSION_DOMAIN",
+        "ALB_ARN",
+        "AWS_REGION",
+        "SIGN_IN_KEY",
+    ] {
         assert!(set.contains(required), "{required} is not set");
     }
+    // The sign-in key comes from its secret, read when the task starts.
+    assert_eq!(
+        secrets.keys().collect::<Vec<_>>(),
+        ["SIGN_IN_KEY"],
+        "the container's secrets"
+    );
+    assert_eq!(
+        secrets["SIGN_IN_KEY"],
+        format!(
+            "aws_secretsmanager_secret.gateway_sign_in_key[0].arn:::{}",
+            "aws_secretsmanager_secret_version.gateway_sign_in_key[0].version_id"
+        ),
+        "SIGN_IN_KEY is the sign-in key secret's version that Terraform wrote"
+    );
+    assert_eq!(
+        env.get("SIGN_IN_TTL_S").map(String::as_str),
+        Some("28800"),
+        "SIGN_IN_TTL_S is gateway_sign_in_ttl_s"
+    );
     let ports: BTreeSet<u64> = container["portMappings"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["containerPort"].as_u64().unwrap())
         .collect();
-    let env: BTreeMap<&str, &str> = container["environment"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
-        .collect();
     let port_of = |listen: &str| listen.rsplit(':').next().unwrap().parse::<u64>().unwrap();
     assert_eq!(
         ports,
         BTreeSet::from([
-            port_of(env["GATEWAY_LISTEN"]),
-            port_of(env["GATEWAY_HEALTH_LISTEN"])
+            port_of(&env["GATEWAY_LISTEN"]),
+            port_of(&env["GATEWAY_HEALTH_LISTEN"])
         ]),
         "the container maps exactly the ports the gateway listens on"
     );
     assert_eq!(env["SESSION_DOMAIN"], "sessions.example.com");
+}
+
+/// A statement's actions, and its resources as written.
+type Grant = (Vec<String>, Vec<String>);
+
+/// The statements of a policy document of gateway.tf, by sid.
+fn document_by_sid(config: &Module, document: &str) -> BTreeMap<String, Grant> {
+    let documents = config.resources("data", "aws_iam_policy_document");
+    let (_, block) = documents
+        .iter()
+        .find(|(n, _)| *n == document)
+        .unwrap_or_else(|| panic!("data.aws_iam_policy_document.{document}"));
+    block
+        .body()
+        .blocks()
+        .map(|statement| {
+            assert_eq!(
+                statement.identifier(),
+                "statement",
+                "{document}: statements only, written out"
+            );
+            let body = statement.body();
+            assert!(
+                attr(body, "effect").is_none_or(|e| literal(e) == Some("Allow")),
+                "{document}: Allow only"
+            );
+            assert!(
+                attr(body, "not_actions").is_none() && attr(body, "not_resources").is_none(),
+                "{document}: no not_actions or not_resources"
+            );
+            let sid = attr(body, "sid")
+                .and_then(literal)
+                .unwrap_or_else(|| panic!("{document}: every statement has a sid"));
+            (
+                sid.to_owned(),
+                (
+                    strings(attr(body, "actions").unwrap()).unwrap(),
+                    written(attr(body, "resources").unwrap()),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_gateways_execution_role_reads_only_its_sign_in_key() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    // The task starts with the execution role, whose one policy is gateway_execution.
+    let task = only(&plan, "aws_ecs_task_definition", "gateway");
+    assert_eq!(
+        argument(
+            &plan,
+            "aws_ecs_task_definition",
+            "gateway",
+            task,
+            &["execution_role_arn"]
+        ),
+        Some(hcl::Value::from("aws_iam_role.gateway_execution[0].arn"))
+    );
+    let policies: Vec<String> = config
+        .resources("resource", "aws_iam_role_policy")
+        .into_iter()
+        .filter(|(_, p)| {
+            attr(p.body(), "role").map(ToString::to_string)
+                == Some("aws_iam_role.gateway_execution[0].id".to_owned())
+        })
+        .map(|(_, p)| attr(p.body(), "policy").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        policies,
+        ["data.aws_iam_policy_document.gateway_execution[0].json"]
+    );
+    let secret = "aws_secretsmanager_secret.gateway_sign_in_key[0].arn";
+    let statements = document_by_sid(&config, "gateway_execution");
+    let reading: Vec<(&String, &Grant)> = statements
+        .iter()
+        .filter(|(_, (actions, resources))| {
+            actions
+                .iter()
+                .any(|a| a.starts_with("secretsmanager:") || a.starts_with("kms:"))
+                || resources.iter().any(|r| r.contains("secretsmanager"))
+        })
+        .collect();
+    let [(_, (actions, resources))] = reading.as_slice() else {
+        panic!("one statement of the execution role reads secrets: {reading:?}")
+    };
+    assert_eq!(actions, &["secretsmanager:GetSecretValue"]);
+    assert_eq!(resources, &[secret], "exactly the sign-in key's secret");
+    // Every other statement is ECR or the gateway's logs, and names no secret.
+    for (sid, (actions, _)) in &statements {
+        assert!(
+            actions.iter().all(|a| a.starts_with("ecr:")
+                || a.starts_with("logs:")
+                || a == "secretsmanager:GetSecretValue"),
+            "{sid}: {actions:?}"
+        );
+    }
+    // The container gets that secret, and the task role (what the gateway's code
+    // runs with) may not read it.
+    let container = gateway_container(&plan);
+    let (_, secrets) = container_variables(&container).unwrap();
+    assert!(secrets["SIGN_IN_KEY"].starts_with(&format!("{secret}:")));
+    for (sid, (actions, _)) in document_by_sid(&config, "gateway_task") {
+        assert!(
+            actions
+                .iter()
+                .all(|a| !a.starts_with("secretsmanager:") && !a.starts_with("kms:")),
+            "gateway_task {sid}: {actions:?}"
+        );
+    }
+}
+
+#[test]
+fn the_sign_in_key_is_random_and_never_in_the_terraform_state() {
+    let config = Module::load(&terraform_dir());
+    let plan = plan::Plan::new(&config, &gateway_mode());
+    // The secret's one version is written from an ephemeral password, through a
+    // write-only argument: neither the plan nor the state holds it.
+    let version = only(
+        &plan,
+        "aws_secretsmanager_secret_version",
+        "gateway_sign_in_key",
+    );
+    let get = |path: &[&str]| {
+        argument(
+            &plan,
+            "aws_secretsmanager_secret_version",
+            "gateway_sign_in_key",
+            version,
+            path,
+        )
+    };
+    assert_eq!(
+        get(&["secret_id"]),
+        Some(hcl::Value::from(
+            "aws_secretsmanager_secret.gateway_sign_in_key[0].id"
+        ))
+    );
+    assert_eq!(
+        get(&["secret_string_wo"]),
+        Some(hcl::Value::from(
+            "ephemeral.aws_secretsmanager_random_password.gateway_sign_in_key[0].random_password"
+        ))
+    );
+    assert_eq!(get(&["secret_string"]), None);
+    assert_eq!(get(&["secret_binary"]), None);
+    assert_eq!(
+        get(&["secret_string_wo_version"]),
+        Some(plan.variable("gateway_sign_in_key_version").clone())
+    );
+    assert_eq!(
+        instances(
+            &plan,
+            "aws_secretsmanager_secret_version",
+            "gateway_sign_in_key"
+        )
+        .len(),
+        1
+    );
+    // The password: long enough for the gateway (32 characters at least), from
+    // Secrets Manager's generator.
+    let ephemeral = config
+        .blocks("ephemeral")
+        .find(|b| {
+            b.labels()[0].as_str() == "aws_secretsmanager_random_password"
+                && b.labels()[1].as_str() == "gateway_sign_in_key"
+        })
+        .expect("ephemeral aws_secretsmanager_random_password.gateway_sign_in_key");
+    assert_eq!(
+        plan.ephemeral_instances("aws_secretsmanager_random_password", "gateway_sign_in_key")
+            .map(<[_]>::len),
+        Some(1)
+    );
+    let length = plan
+        .eval(None, attr(ephemeral.body(), "password_length").unwrap())
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    assert!(length >= 32, "password_length {length}");
+    // Nowhere else is the gateway's key made or written: no random provider's resource
+    // in gateway.tf (its result would be in the state), no other version of a secret.
+    let made: Vec<(String, String)> = gateway_resources("resource")
+        .into_iter()
+        .filter(|(ty, _)| ty.starts_with("random_"))
+        .collect();
+    assert!(
+        made.is_empty(),
+        "gateway.tf: {made:?}: the state would keep their values"
+    );
+    assert_eq!(
+        config
+            .resources("resource", "aws_secretsmanager_secret_version")
+            .len(),
+        1
+    );
 }
 
 /// Whether a variable's validations admit the given values: `false` when one that
@@ -3780,6 +4301,42 @@ fn the_gateway_variables_refuse_what_aws_would_refuse_at_apply() {
         "name",
         &[("name", hcl::Value::from("internal-sessions"))]
     ));
+}
+
+#[test]
+fn the_sign_in_settings_admit_only_whole_numbers_in_their_ranges() {
+    let n = |v: f64| hcl::Value::from(v);
+    for (ttl, ok) in [
+        (28800.0, true),
+        (300.0, true),
+        (604800.0, true),
+        (299.0, false),
+        (604801.0, false),
+        (3600.5, false),
+    ] {
+        assert_eq!(
+            admitted(
+                "gateway_sign_in_ttl_s",
+                &with(gateway_mode(), &[("gateway_sign_in_ttl_s", n(ttl))])
+            ),
+            ok,
+            "gateway_sign_in_ttl_s = {ttl}"
+        );
+    }
+    assert!(admitted("gateway_sign_in_ttl_s", &gateway_mode()));
+    for (version, ok) in [(1.0, true), (7.0, true), (0.0, false), (1.5, false)] {
+        assert_eq!(
+            admitted(
+                "gateway_sign_in_key_version",
+                &with(
+                    gateway_mode(),
+                    &[("gateway_sign_in_key_version", n(version))]
+                )
+            ),
+            ok,
+            "gateway_sign_in_key_version = {version}"
+        );
+    }
 }
 
 #[test]

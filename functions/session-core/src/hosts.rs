@@ -58,6 +58,28 @@ pub fn parse_host(host: &str, domain: &str) -> Option<SessionHost> {
     })
 }
 
+/// The DNS label of the login host, `login.{domain}`: the one host where the load
+/// balancer signs users in (the identity provider's one callback URL), and from which
+/// the gateway hands each session host a sign-in ticket. No session service has it:
+/// service hosts always hold `--`.
+pub const LOGIN_LABEL: &str = "login";
+
+/// The login host of `domain` (with `domain`'s `:port`, if any).
+pub fn login_host(domain: &str) -> String {
+    format!("{LOGIN_LABEL}.{domain}")
+}
+
+/// Whether `host` is the login host of `domain` (the same rules as [`parse_host`]).
+pub fn is_login_host(host: &str, domain: &str) -> bool {
+    match (normalize(host), normalize(domain)) {
+        (Some(host), Some(domain)) => host
+            .strip_prefix(LOGIN_LABEL)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| rest == domain),
+        _ => false,
+    }
+}
+
 /// The host lowercased, without its port and one trailing dot; `None` if it holds a
 /// character outside `[a-z0-9.:-]`, an empty label or a port that is not digits.
 fn normalize(host: &str) -> Option<String> {
@@ -95,6 +117,30 @@ mod tests {
 
     fn id() -> SessionId {
         SessionId::parse("sess-0193abcd0193abcd0193abcd0193abcd").unwrap()
+    }
+
+    #[test]
+    fn the_login_host_is_recognized_and_names_no_session() {
+        assert_eq!(login_host(DOMAIN), "login.sessions.example.com");
+        assert_eq!(login_host("localhost:9080"), "login.localhost:9080");
+        for host in [
+            "login.sessions.example.com",
+            "LOGIN.Sessions.Example.com.",
+            "login.sessions.example.com:443",
+        ] {
+            assert!(is_login_host(host, DOMAIN), "{host}");
+            assert_eq!(parse_host(host, DOMAIN), None, "{host}");
+        }
+        for host in [
+            "login.example.com",
+            "x.login.sessions.example.com",
+            "loginx.sessions.example.com",
+            "login--x.sessions.example.com",
+            "sessions.example.com",
+        ] {
+            assert!(!is_login_host(host, DOMAIN), "{host}");
+        }
+        assert!(is_login_host("login.localhost:9080", "localhost:9080"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use session_core::hosts::session_host;
+use session_core::hosts::{login_host, session_host};
 use session_core::session::SessionId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -62,8 +62,13 @@ pub fn config(keys_url: &str) -> Config {
         upstream_connect_timeout: Duration::from_secs(2),
         upstream_response_timeout: Duration::from_secs(10),
         header_read_timeout: Duration::from_secs(10),
+        sign_in_key: gateway::signin::SignInKey::new(SIGN_IN_KEY.to_vec()).unwrap(),
+        sign_in_ttl: Duration::from_secs(3600),
+        url_scheme: "https".into(),
     }
 }
+
+pub const SIGN_IN_KEY: &[u8; 32] = b"the tests' sign-in key, 32 bytes";
 
 pub struct Harness {
     pub gateway: Gateway,
@@ -113,6 +118,57 @@ impl Harness {
 
     pub fn token(&self, user: &str) -> String {
         self.signer.token(ALB_ARN, user)
+    }
+
+    /// Signs `user` in on `host` as a browser does: the login host's page (with the
+    /// load balancer's token) gives a ticket, which the session host takes for a
+    /// cookie. Returns the cookie (`name=value`) to send back.
+    pub async fn sign_in(&self, user: &str, host: &str) -> String {
+        let to = format!("https://{host}/");
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("to", &to)
+            .finish();
+        let page = send(
+            self.addr(),
+            Request::get(format!("{}?{query}", gateway::signin::AUTHORIZE_PATH))
+                .header("host", login_host(DOMAIN))
+                .header("x-amzn-oidc-data", self.token(user))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        let ticket = page
+            .text()
+            .split("name=\"ticket\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page holds a ticket")
+            .to_owned();
+        let form = format!("ticket={ticket}&to=%2F");
+        let redeemed = send(
+            self.addr(),
+            Request::post(gateway::signin::TICKET_PATH)
+                .header("host", host)
+                .header("origin", format!("https://{}", login_host(DOMAIN)))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(form)))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            redeemed.status,
+            StatusCode::SEE_OTHER,
+            "{}",
+            redeemed.text()
+        );
+        redeemed.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 
     /// A GET to `url_key` of the session as `user` (no identity if `None`).

@@ -1,8 +1,8 @@
 //! The root module evaluated offline for chosen variable values, as far as the tests
 //! of what a deployment mode creates need it (no provider, so no real plan): each
 //! variable's value (given, or its default), every local that evaluates, the instances
-//! of every resource whose `count` or `for_each` evaluates, and any argument of one
-//! instance, with `count.index` or `each.key`/`each.value` set.
+//! of every resource (and ephemeral resource) whose `count` or `for_each` evaluates,
+//! and any argument of one instance, with `count.index` or `each.key`/`each.value` set.
 //!
 //! What only apply knows (an ID, an ARN) is a placeholder naming where it comes from,
 //! `aws_subnet.private[0].id`, so that the tests can see which resource an argument
@@ -46,6 +46,8 @@ const ATTRIBUTES: &[&str] = &[
     "prefix_list_id",
     "repository_url",
     "url",
+    "version_id",
+    "random_password",
 ];
 
 /// One instance of a resource: the scope its arguments evaluate in (`count` with its
@@ -60,6 +62,8 @@ pub struct Plan {
     locals: Map<String, Value>,
     /// (type, name) -> the block, its instances, what its name reads as.
     resources: BTreeMap<(String, String), (Block, Vec<Instance>, Value)>,
+    /// The same of the `ephemeral` blocks, read as `ephemeral.<type>.<name>`.
+    ephemeral: BTreeMap<(String, String), (Block, Vec<Instance>, Value)>,
     modules: BTreeMap<String, Block>,
     data: Map<String, Value>,
     root: String,
@@ -129,6 +133,7 @@ impl Plan {
             variables: variable_values(module, given),
             locals: Map::new(),
             resources: BTreeMap::new(),
+            ephemeral: BTreeMap::new(),
             modules: module
                 .blocks("module")
                 .map(|b| (b.labels()[0].as_str().to_owned(), b.clone()))
@@ -138,10 +143,12 @@ impl Plan {
         };
         let pending_locals: Vec<(String, Expression)> = module.locals().into_iter().collect();
         let resources: Vec<&Block> = module.blocks("resource").collect();
+        let ephemeral: Vec<&Block> = module.blocks("ephemeral").collect();
         let data: Vec<&Block> = module.blocks("data").collect();
         let mut data_done = BTreeMap::new();
         loop {
-            let before = plan.locals.len() + plan.resources.len() + data_done.len();
+            let before =
+                plan.locals.len() + plan.resources.len() + plan.ephemeral.len() + data_done.len();
             for (name, expr) in &pending_locals {
                 if !plan.locals.contains_key(name) {
                     if let Ok(value) = expr.evaluate(&plan.context()) {
@@ -179,22 +186,37 @@ impl Plan {
                     map.insert(name.to_owned(), value);
                 }
             }
-            for block in &resources {
-                let key = (
-                    block.labels()[0].as_str().to_owned(),
-                    block.labels()[1].as_str().to_owned(),
-                );
-                if plan.resources.contains_key(&key) {
-                    continue;
-                }
-                if let Some((instances, value)) =
-                    instances_of(block, &format!("{}.{}", key.0, key.1), &plan.context())
-                {
-                    plan.resources
-                        .insert(key, ((*block).clone(), instances, value));
+            for (blocks, prefix) in [(&resources, ""), (&ephemeral, "ephemeral.")] {
+                for block in blocks {
+                    let key = (
+                        block.labels()[0].as_str().to_owned(),
+                        block.labels()[1].as_str().to_owned(),
+                    );
+                    let known = if prefix.is_empty() {
+                        &plan.resources
+                    } else {
+                        &plan.ephemeral
+                    };
+                    if known.contains_key(&key) {
+                        continue;
+                    }
+                    if let Some((instances, value)) = instances_of(
+                        block,
+                        &format!("{prefix}{}.{}", key.0, key.1),
+                        &plan.context(),
+                    ) {
+                        let found = ((*block).clone(), instances, value);
+                        if prefix.is_empty() {
+                            plan.resources.insert(key, found);
+                        } else {
+                            plan.ephemeral.insert(key, found);
+                        }
+                    }
                 }
             }
-            if plan.locals.len() + plan.resources.len() + data_done.len() == before {
+            let after =
+                plan.locals.len() + plan.resources.len() + plan.ephemeral.len() + data_done.len();
+            if after == before {
                 return plan;
             }
         }
@@ -223,6 +245,16 @@ impl Plan {
         for (ty, by_name) in types {
             ctx.declare_var(ty.to_owned(), Value::Object(by_name));
         }
+        let mut ephemeral: Map<String, Value> = Map::new();
+        for ((ty, name), (_, _, value)) in &self.ephemeral {
+            if let Value::Object(by_name) = ephemeral
+                .entry(ty.clone())
+                .or_insert_with(|| Value::Object(Map::new()))
+            {
+                by_name.insert(name.clone(), value.clone());
+            }
+        }
+        ctx.declare_var("ephemeral", Value::Object(ephemeral));
         declare_functions(&mut ctx);
         ctx
     }
@@ -239,6 +271,13 @@ impl Plan {
     /// could not be evaluated (or there is no such resource).
     pub fn instances(&self, ty: &str, name: &str) -> Option<&[Instance]> {
         self.resources
+            .get(&(ty.to_owned(), name.to_owned()))
+            .map(|(_, i, _)| i.as_slice())
+    }
+
+    /// The instances of `ephemeral.<ty>.<name>`, as `instances` gives a resource's.
+    pub fn ephemeral_instances(&self, ty: &str, name: &str) -> Option<&[Instance]> {
+        self.ephemeral
             .get(&(ty.to_owned(), name.to_owned()))
             .map(|(_, i, _)| i.as_slice())
     }

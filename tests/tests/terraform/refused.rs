@@ -343,6 +343,32 @@ const BUDGET_NAME: Limit = Limit {
     other: |name| name.contains("/action/").then_some("contains /action/"),
 };
 
+// https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html
+// Name: 1-512 characters, "letters, numbers, and the following characters: /_+=.@-";
+// a name_prefix gets the AWS provider's 26-character unique suffix. Description: at
+// most 2048 characters.
+const SECRET_NAME: Limit = Limit {
+    what: "Secrets Manager secret name",
+    min: 1,
+    max: 512,
+    allowed: |c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c),
+    allowed_text: "a-zA-Z0-9 and /_+=.@-",
+    other: none,
+};
+const SECRET_NAME_PREFIX: Limit = Limit {
+    what: "Secrets Manager secret name prefix",
+    max: 512 - 26,
+    ..SECRET_NAME
+};
+const SECRET_DESCRIPTION: Limit = Limit {
+    what: "Secrets Manager secret description",
+    min: 0,
+    max: 2048,
+    allowed: any,
+    allowed_text: "",
+    other: none,
+};
+
 /// Resource type, path to the value (blocks, then the argument), what it must be.
 const RULES: &[(&str, &[&str], &Limit)] = &[
     ("aws_iam_role", &["name"], &IAM_ROLE_NAME),
@@ -437,6 +463,17 @@ const RULES: &[(&str, &[&str], &Limit)] = &[
         &DASHBOARD_NAME,
     ),
     ("aws_budgets_budget", &["name"], &BUDGET_NAME),
+    ("aws_secretsmanager_secret", &["name"], &SECRET_NAME),
+    (
+        "aws_secretsmanager_secret",
+        &["name_prefix"],
+        &SECRET_NAME_PREFIX,
+    ),
+    (
+        "aws_secretsmanager_secret",
+        &["description"],
+        &SECRET_DESCRIPTION,
+    ),
 ];
 
 /// A string as far as it is known before apply.

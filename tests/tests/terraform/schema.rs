@@ -3,10 +3,13 @@
 //! every argument and block it sets is one the type has, nested blocks included; every
 //! required argument and block is set; a block allowed once is written once. And every
 //! reference names something declared: `var.x`, `local.x`, `module.x` (and an output
-//! the called module has), `data.t.n`, `t.n`, and an attribute the type exports;
-//! `count`, `each` and `self` only where they exist.
+//! the called module has), `data.t.n`, `ephemeral.t.n`, `t.n`, and an attribute the
+//! type exports; `count`, `each` and `self` only where they exist; an ephemeral value
+//! only in a write-only argument (`*_wo`) of a resource, as Terraform requires.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use hcl::{Block, Body, Expression, TraversalOperator};
@@ -14,26 +17,93 @@ use session_tests::provider_schema::{BlockSchema, ProviderSchema, TypeSchema};
 
 use super::{attr, literal, Module};
 
-/// The schemas of the providers terraform/ uses, and Terraform's built-in
-/// `terraform_data`.
+/// The schemas of the providers terraform/ uses, their ephemeral resource types, and
+/// Terraform's built-in `terraform_data`.
 pub struct Schemas {
     providers: BTreeMap<String, ProviderSchema>,
+    /// `ephemeral` blocks' types (`aws_secretsmanager_random_password`), of every
+    /// provider: their names begin with their provider's.
+    ephemeral: BTreeMap<String, TypeSchema>,
     terraform_data: TypeSchema,
 }
 
 /// The npm packages (tools/npm) whose `.jsii` holds each provider's schema.
 const PROVIDER_PACKAGES: &[&str] = &["@cdktn/provider-aws", "@cdktn/provider-random"];
 
+/// The ephemeral resource types of a provider package's `.jsii`. The bindings spell
+/// them as they spell data sources, with `cdktn.TerraformEphemeralResource` for a base:
+/// read as data sources by the same reader (`ProviderSchema::from_jsii`) in a copy of
+/// the assembly where only they have a data source's base. Kept, once read, in
+/// `cache`, as the reader keeps its schemas.
+fn ephemeral_types(
+    package_dir: &Path,
+    schema: &ProviderSchema,
+    cache: &Path,
+) -> Result<BTreeMap<String, TypeSchema>, String> {
+    const BASES: [(&str, &str); 3] = [
+        (
+            "\"cdktn.TerraformResource\"",
+            "\"cdktn.TerraformResource (not read)\"",
+        ),
+        (
+            "\"cdktn.TerraformDataSource\"",
+            "\"cdktn.TerraformDataSource (not read)\"",
+        ),
+        (
+            "\"cdktn.TerraformEphemeralResource\"",
+            "\"cdktn.TerraformDataSource\"",
+        ),
+    ];
+    let mut hasher = DefaultHasher::new();
+    include_str!("../../src/provider_schema.rs").hash(&mut hasher);
+    BASES.hash(&mut hasher);
+    let file = cache.join(format!(
+        "{}-{}-{:016x}.json",
+        schema.name,
+        schema.version,
+        hasher.finish()
+    ));
+    if let Some(types) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+    {
+        return Ok(types);
+    }
+    let jsii = package_dir.join(".jsii");
+    let mut text =
+        std::fs::read_to_string(&jsii).map_err(|e| format!("{}: {e}", jsii.display()))?;
+    for (from, to) in BASES {
+        text = text.replace(from, to);
+    }
+    let types = ProviderSchema::from_jsii(&text)
+        .map_err(|e| format!("{}: {e}", jsii.display()))?
+        .data_sources;
+    // Written aside and renamed, so that tests reading it meanwhile never see half.
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let partial = file.with_extension(format!("{}.partial", std::process::id()));
+    std::fs::write(&partial, serde_json::to_string(&types).unwrap())
+        .and_then(|()| std::fs::rename(&partial, &file))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(types)
+}
+
 impl Schemas {
     pub fn load(tools: &Path) -> Self {
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("provider-schemas");
+        let mut ephemeral = BTreeMap::new();
         let providers = PROVIDER_PACKAGES
             .iter()
             .map(|package| {
                 let dir = tools.join("npm/node_modules").join(package);
-                let schema = ProviderSchema::load(&dir, &cache).unwrap_or_else(|e| {
-                    panic!("{package}: {e} (run `make tools`, which installs tools/npm)")
-                });
+                let schema = ProviderSchema::load(&dir, &cache)
+                    .and_then(|schema| {
+                        let ephemeral_cache = cache.with_file_name("provider-ephemeral-schemas");
+                        ephemeral.extend(ephemeral_types(&dir, &schema, &ephemeral_cache)?);
+                        Ok(schema)
+                    })
+                    .unwrap_or_else(|e| {
+                        panic!("{package}: {e} (run `make tools`, which installs tools/npm)")
+                    });
                 (schema.name.clone(), schema)
             })
             .collect();
@@ -55,6 +125,7 @@ impl Schemas {
         };
         Self {
             providers,
+            ephemeral,
             terraform_data,
         }
     }
@@ -63,9 +134,16 @@ impl Schemas {
         self.providers.get(name)
     }
 
-    /// A resource (`data = false`) or data source type; `Err` names what is unknown.
-    fn type_schema(&self, data: bool, ty: &str) -> Result<&TypeSchema, String> {
-        if !data && ty == "terraform_data" {
+    /// An ephemeral resource type.
+    pub fn ephemeral(&self, ty: &str) -> Option<&TypeSchema> {
+        self.ephemeral.get(ty)
+    }
+
+    /// A type of a `resource`, `data` or `ephemeral` block (`kind`); `Err` names what
+    /// is unknown.
+    fn type_schema(&self, kind: &str, ty: &str) -> Result<&TypeSchema, String> {
+        let data = kind == "data";
+        if kind == "resource" && ty == "terraform_data" {
             return Ok(&self.terraform_data);
         }
         // A type's provider is the prefix of its name (`provider = aws.west` only picks
@@ -75,6 +153,14 @@ impl Schemas {
             .providers
             .get(prefix)
             .ok_or_else(|| format!("no schema of a provider {prefix:?} for {ty}"))?;
+        if kind == "ephemeral" {
+            return self.ephemeral.get(ty).ok_or_else(|| {
+                format!(
+                    "{ty} is not an ephemeral resource type of {} {}",
+                    provider.source, provider.version
+                )
+            });
+        }
         let (types, kind) = if data {
             (&provider.data_sources, "data source")
         } else {
@@ -119,6 +205,7 @@ struct Declared<'a> {
     modules: BTreeMap<String, Option<&'a Module>>,
     resources: BTreeMap<(String, String), &'a Block>,
     data: BTreeMap<(String, String), &'a Block>,
+    ephemeral: BTreeMap<(String, String), &'a Block>,
 }
 
 /// Where a reference is: which of `count`, `each`, `self` exist there, and the names
@@ -143,6 +230,11 @@ struct Checker<'a> {
     schemas: &'a Schemas,
     declared: Declared<'a>,
     findings: BTreeSet<String>,
+    /// How many references to `ephemeral.*` were read so far.
+    ephemeral_references: usize,
+    /// Whether the arguments read now are a resource's or a data source's, where only a
+    /// write-only one may take an ephemeral value.
+    in_stored_block: bool,
 }
 
 /// Everything in `module` the schemas or the module's own declarations do not allow,
@@ -176,11 +268,14 @@ pub fn findings(
             .collect(),
         resources: typed(module, "resource"),
         data: typed(module, "data"),
+        ephemeral: typed(module, "ephemeral"),
     };
     let mut checker = Checker {
         schemas,
         declared,
         findings: BTreeSet::new(),
+        ephemeral_references: 0,
+        in_stored_block: false,
     };
     for block in module.bodies.iter().flat_map(|b| b.blocks()) {
         checker.top_level(block, children);
@@ -209,7 +304,7 @@ impl Checker<'_> {
         let labels: Vec<&str> = block.labels().iter().map(|l| l.as_str()).collect();
         let global = Scope::default();
         match (block.identifier(), labels.as_slice()) {
-            ("resource" | "data", [ty, name]) => self.resource(block, ty, name),
+            ("resource" | "data" | "ephemeral", [ty, name]) => self.resource(block, ty, name),
             ("module", [name]) => {
                 let at = format!("module.{name}");
                 // A module from a registry cannot be read offline; a local one can.
@@ -263,15 +358,19 @@ impl Checker<'_> {
     }
 
     fn resource(&mut self, block: &Block, ty: &str, name: &str) {
-        let data = block.identifier() == "data";
-        let at = if data {
-            format!("data.{ty}.{name}")
-        } else {
-            format!("{ty}.{name}")
+        let kind = block.identifier();
+        let at = match kind {
+            "resource" => format!("{ty}.{name}"),
+            _ => format!("{kind}.{ty}.{name}"),
         };
-        match self.schemas.type_schema(data, ty) {
+        match self.schemas.type_schema(kind, ty) {
             Ok(schema) => {
-                let meta = if data { &META_BLOCKS[..1] } else { META_BLOCKS };
+                // Data sources and ephemeral resources: only `lifecycle`.
+                let meta = if kind == "resource" {
+                    META_BLOCKS
+                } else {
+                    &META_BLOCKS[..1]
+                };
                 self.body(&schema.body, block.body(), &at, Some(meta));
             }
             Err(e) => self.report(&at, e),
@@ -283,7 +382,9 @@ impl Checker<'_> {
             this: true,
             names: Vec::new(),
         };
+        self.in_stored_block = kind != "ephemeral";
         self.body_references(body, &scope, &at);
+        self.in_stored_block = false;
     }
 
     /// A block's body against its schema; `meta`: the meta-blocks a resource or data
@@ -409,7 +510,20 @@ impl Checker<'_> {
         for attribute in body.attributes() {
             // ignore_changes names the block's own arguments, not things declared.
             if attribute.key() != "ignore_changes" {
+                let before = self.ephemeral_references;
                 self.references(attribute.expr(), scope, at);
+                // Terraform keeps a resource's arguments in its plan and state: an
+                // ephemeral value may go only where it keeps nothing.
+                let key = attribute.key();
+                if self.in_stored_block
+                    && self.ephemeral_references > before
+                    && !key.ends_with("_wo")
+                {
+                    self.report(
+                        at,
+                        format_args!("{key} takes an ephemeral value but is not write-only"),
+                    );
+                }
             }
         }
         for block in body.blocks() {
@@ -574,19 +688,23 @@ impl Checker<'_> {
                 }
                 Some(None) => {}
             },
-            ("data", Some(ty)) => {
+            ("data" | "ephemeral", Some(ty)) => {
+                if root == "ephemeral" {
+                    self.ephemeral_references += 1;
+                }
                 let Some(name) = names.next() else {
-                    self.report(at, format_args!("data.{ty} names no data source"));
+                    self.report(at, format_args!("{root}.{ty} names nothing"));
                     return;
                 };
-                if !self
-                    .declared
-                    .data
-                    .contains_key(&(ty.to_owned(), name.to_owned()))
-                {
-                    self.report(at, format_args!("data.{ty}.{name} is not declared"));
+                let declared = if root == "data" {
+                    &self.declared.data
+                } else {
+                    &self.declared.ephemeral
+                };
+                if !declared.contains_key(&(ty.to_owned(), name.to_owned())) {
+                    self.report(at, format_args!("{root}.{ty}.{name} is not declared"));
                 } else if let Some(attribute) = attribute_after(2) {
-                    self.attribute(true, ty, name, attribute, at);
+                    self.attribute(root, ty, name, attribute, at);
                 }
             }
             ("path", Some("module" | "root" | "cwd"))
@@ -600,7 +718,16 @@ impl Checker<'_> {
             // `provider = aws.west`: a provider configuration.
             (provider, Some(_)) if self.schemas.provider(provider).is_some() => {}
             (ty, Some(name))
-                if !["var", "local", "module", "data", "path", "terraform"].contains(&ty) =>
+                if ![
+                    "var",
+                    "local",
+                    "module",
+                    "data",
+                    "ephemeral",
+                    "path",
+                    "terraform",
+                ]
+                .contains(&ty) =>
             {
                 if !self
                     .declared
@@ -609,17 +736,22 @@ impl Checker<'_> {
                 {
                     self.report(at, format_args!("{ty}.{name} is not declared"));
                 } else if let Some(attribute) = attribute_after(1) {
-                    self.attribute(false, ty, name, attribute, at);
+                    self.attribute("resource", ty, name, attribute, at);
                 }
             }
             (root, _) => self.report(at, format_args!("{root} names nothing")),
         }
     }
 
-    fn attribute(&mut self, data: bool, ty: &str, name: &str, attribute: &str, at: &str) {
-        if let Ok(schema) = self.schemas.type_schema(data, ty) {
+    /// An attribute read of a `resource`, `data` or `ephemeral` block (`kind`).
+    fn attribute(&mut self, kind: &str, ty: &str, name: &str, attribute: &str, at: &str) {
+        if let Ok(schema) = self.schemas.type_schema(kind, ty) {
             if !schema.attributes.contains(attribute) {
-                let prefix = if data { "data." } else { "" };
+                let prefix = if kind == "resource" {
+                    String::new()
+                } else {
+                    format!("{kind}.")
+                };
                 self.report(
                     at,
                     format_args!(
