@@ -4,8 +4,10 @@
 //! host, and at a session host's ticket path, the gateway answers itself: the sign-in
 //! of `signin.rs`.
 //!
-//! Who calls: the load balancer's signed token if the request has one, else the
-//! gateway's sign-in cookie for the host. Only the session's owner is let in. The API also lets admins act for other users,
+//! Who calls: on the login host, the load balancer's signed token (the load balancer
+//! authenticates that host only); on a session host, the gateway's sign-in cookie for
+//! that host, and nothing else: a token there can only be one a client sent, and is
+//! ignored (and never forwarded). Only the session's owner is let in. The API also lets admins act for other users,
 //! but that rule needs the admin scope of an API token, and the load balancer's signed
 //! claims carry no scopes: here it cannot be checked, so admins get no way in.
 
@@ -291,13 +293,10 @@ async fn authorize<L: SessionLookup>(
     named: &SessionHost,
     log: &mut RequestLog,
 ) -> Result<Target, Denied> {
-    let user_id = match token_user(shared, req).await? {
-        Some(user_id) => user_id,
-        None => shared
-            .sign_in
-            .cookie_user(req.headers(), named, unix_now())
-            .ok_or(Denied::NotSignedIn)?,
-    };
+    let user_id = shared
+        .sign_in
+        .cookie_user(req.headers(), named, unix_now())
+        .ok_or(Denied::NotSignedIn)?;
     log.user_key = Some(session_core::template::user_key(&user_id));
     check_origin(shared, req, named)?;
 

@@ -26,6 +26,8 @@ async fn the_owner_reaches_each_service_with_its_request_passed_and_credentials_
     for service in SERVICES {
         let request = Request::post("/echo/path?q=1&r=%20x")
             .header("host", h.host(service))
+            .header("cookie", h.cookie(OWNER, service))
+            // A token on a session host is a client's: ignored, and never forwarded.
             .header("x-amzn-oidc-data", h.token(OWNER))
             .header("x-amzn-oidc-accesstoken", "access-token")
             .header("x-amzn-oidc-identity", OWNER)
@@ -93,7 +95,7 @@ async fn a_websocket_echo_works_through_the_gateway() {
         .unwrap();
     request
         .headers_mut()
-        .insert("x-amzn-oidc-data", h.token(OWNER).parse().unwrap());
+        .insert("cookie", h.cookie(OWNER, "suv_ui").parse().unwrap());
     let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
         .await
         .unwrap();
@@ -124,7 +126,7 @@ async fn a_websocket_to_someone_elses_session_is_refused_and_closed() {
         .unwrap();
     request
         .headers_mut()
-        .insert("x-amzn-oidc-data", h.token("intruder").parse().unwrap());
+        .insert("cookie", h.cookie("intruder", "api").parse().unwrap());
     let err = tokio_tungstenite::client_async(request, stream)
         .await
         .unwrap_err();
@@ -143,9 +145,10 @@ async fn another_users_session_gets_the_same_404_as_a_session_that_does_not_exis
     let h = Harness::start().await;
     let someone_elses = h.get("api", "/", Some("intruder")).await;
     let missing = {
+        let host = session_host("api", &SessionId::generate(), DOMAIN);
         let request = Request::get("/")
-            .header("host", session_host("api", &SessionId::generate(), DOMAIN))
-            .header("x-amzn-oidc-data", h.token("intruder"))
+            .header("cookie", h.cookie_on("intruder", &host))
+            .header("host", host)
             .body(Full::new(Bytes::new()))
             .unwrap();
         send(h.addr(), request).await
@@ -173,7 +176,10 @@ async fn a_session_that_is_not_running_gets_the_same_404() {
             .insert(session.clone(), h.upstream.route(OWNER, status));
         let request = Request::get("/")
             .header("host", session_host("api", &session, DOMAIN))
-            .header("x-amzn-oidc-data", h.token(OWNER))
+            .header(
+                "cookie",
+                h.cookie_on(OWNER, &session_host("api", &session, DOMAIN)),
+            )
             .body(Full::new(Bytes::new()))
             .unwrap();
         let answer = send(h.addr(), request).await;
@@ -245,9 +251,18 @@ async fn a_stranger_signed_in_on_a_session_host_gets_the_same_404_as_for_no_sess
     // The login host mints a ticket for any session host: the session host decides.
     let cookie = h.sign_in("intruder", &h.host("api")).await;
     let answer = send(h.addr(), with_cookie(&h, "api", "/", &cookie)).await;
-    let by_token = h.get("api", "/", Some("intruder")).await;
+    let missing = session_host("api", &SessionId::generate(), DOMAIN);
+    let no_session = send(
+        h.addr(),
+        Request::get("/")
+            .header("cookie", h.cookie_on("intruder", &missing))
+            .header("host", missing)
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
-    assert_eq!(answer.body, by_token.body);
+    assert_eq!(answer.body, no_session.body);
     assert_eq!(h.upstream.reached(), (0, 0));
 }
 
@@ -387,7 +402,8 @@ async fn the_login_host_answers_only_its_authorize_page_to_signed_in_users_for_o
 }
 
 #[tokio::test]
-async fn forged_expired_wrong_signer_wrong_alg_or_unknown_key_tokens_are_refused() {
+async fn at_the_login_host_forged_expired_wrong_signer_wrong_alg_or_unknown_key_tokens_are_refused()
+{
     let h = Harness::start().await;
     let exp = now() + 60;
     let forger = AlbSigner::generate(h.signer.kid());
@@ -438,17 +454,33 @@ async fn forged_expired_wrong_signer_wrong_alg_or_unknown_key_tokens_are_refused
         ("two segments", valid.rsplit_once('.').unwrap().0.to_owned()),
     ];
     for (what, token) in tokens {
-        let request = Request::get("/")
+        let answer = send(h.addr(), h.authorize(Some(&token))).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(answer.text(), "sign-in required\n", "{what}");
+        // On a session host a token is no sign-in at all, valid or not.
+        let on_session_host = Request::get("/")
             .header("host", h.host("api"))
             .header("x-amzn-oidc-data", token)
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let answer = send(h.addr(), request).await;
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{what}");
-        assert_eq!(answer.text(), "sign-in required\n", "{what}");
+        assert_eq!(
+            send(h.addr(), on_session_host).await.status,
+            StatusCode::FOUND,
+            "{what}"
+        );
     }
+    let valid_on_session_host = Request::get("/")
+        .header("host", h.host("api"))
+        .header("x-amzn-oidc-data", valid.clone())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(
+        send(h.addr(), valid_on_session_host).await.status,
+        StatusCode::FOUND
+    );
     assert_eq!(h.upstream.reached(), (0, 0));
-    assert_eq!(h.get("api", "/", Some(OWNER)).await.status, StatusCode::OK);
+    let page = send(h.addr(), h.authorize(Some(&valid))).await;
+    assert_eq!(page.status, StatusCode::OK);
 }
 
 fn base64_url(text: &str) -> String {
@@ -460,20 +492,17 @@ fn base64_url(text: &str) -> String {
 async fn a_forged_key_id_is_fetched_once_and_a_real_one_once_for_many_requests() {
     let h = Harness::start().await;
     let unknown = AlbSigner::generate("forged-kid");
+    let token = h.token(OWNER);
     let mut requests = Vec::new();
     for _ in 0..20 {
-        requests.push(h.get("api", "/", Some(OWNER)));
+        requests.push(send(h.addr(), h.authorize(Some(&token))));
     }
     for answer in futures_util::future::join_all(requests).await {
         assert_eq!(answer.status, StatusCode::OK);
     }
     assert_eq!(h.keys.hits(h.signer.kid()), 1);
     for _ in 0..10 {
-        let request = Request::get("/")
-            .header("host", h.host("api"))
-            .header("x-amzn-oidc-data", unknown.token(ALB_ARN, OWNER))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let request = h.authorize(Some(&unknown.token(ALB_ARN, OWNER)));
         assert_eq!(
             send(h.addr(), request).await.status,
             StatusCode::UNAUTHORIZED
@@ -507,64 +536,64 @@ async fn malformed_or_ambiguous_requests_are_refused_never_forwarded_and_the_gat
 {
     let h = Harness::start().await;
     let host = h.host("api");
-    let token = h.token(OWNER);
+    let token = h.cookie(OWNER, "api");
     let big = "a".repeat(100 * 1024);
     let cases: Vec<(&str, String, u16)> = vec![
         (
             "CL then TE",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"),
             400,
         ),
         (
             "TE then CL",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nG"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nG"),
             400,
         ),
         (
             "TE then CL, smuggling a request",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\nGPOST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nContent-Length: 15\r\n\r\nx=1\r\n0\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\nGPOST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nContent-Length: 15\r\n\r\nx=1\r\n0\r\n\r\n"),
             400,
         ),
         (
             "two equal Content-Length",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
             400,
         ),
         (
             "two different Content-Length",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
             400,
         ),
         (
             "Transfer-Encoding not chunked",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nTransfer-Encoding: gzip\r\n\r\n"),
             400,
         ),
         (
             "Transfer-Encoding gzip, chunked",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
             400,
         ),
         (
             "two Transfer-Encoding",
-            format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
             400,
         ),
-        ("dot-dot path", format!("GET /a/../../etc/passwd HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("encoded dot-dot path", format!("GET /a/%2e%2E/secret HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("dot path", format!("GET /./x HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("encoded slash", format!("GET /a%2f..%2fb HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("encoded backslash", format!("GET /a%5c..%5cb HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("absolute-form target", format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("authority-form target", format!("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("asterisk-form target", format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("missing Host", format!("GET / HTTP/1.1\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("two Hosts", format!("GET / HTTP/1.1\r\nHost: {host}\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("Host of another domain", format!("GET / HTTP/1.1\r\nHost: api--{}.evil.test\r\nx-amzn-oidc-data: {token}\r\n\r\n", h.session), 400),
-        ("Host with an extra label", format!("GET / HTTP/1.1\r\nHost: x.{host}\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("Host that is an IP", format!("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nx-amzn-oidc-data: {token}\r\n\r\n"), 400),
-        ("HTTP/1.0 with chunked", format!("POST / HTTP/1.0\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400),
-        ("100 KB header", format!("GET / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nx-big: {big}\r\n\r\n"), 431),
+        ("dot-dot path", format!("GET /a/../../etc/passwd HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("encoded dot-dot path", format!("GET /a/%2e%2E/secret HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("dot path", format!("GET /./x HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("encoded slash", format!("GET /a%2f..%2fb HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("encoded backslash", format!("GET /a%5c..%5cb HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("absolute-form target", format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("authority-form target", format!("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("asterisk-form target", format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("missing Host", format!("GET / HTTP/1.1\r\nCookie: {token}\r\n\r\n"), 400),
+        ("two Hosts", format!("GET / HTTP/1.1\r\nHost: {host}\r\nHost: {host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("Host of another domain", format!("GET / HTTP/1.1\r\nHost: api--{}.evil.test\r\nCookie: {token}\r\n\r\n", h.session), 400),
+        ("Host with an extra label", format!("GET / HTTP/1.1\r\nHost: x.{host}\r\nCookie: {token}\r\n\r\n"), 400),
+        ("Host that is an IP", format!("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {token}\r\n\r\n"), 400),
+        ("HTTP/1.0 with chunked", format!("POST / HTTP/1.0\r\nHost: {host}\r\nCookie: {token}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400),
+        ("100 KB header", format!("GET / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nx-big: {big}\r\n\r\n"), 431),
         ("not HTTP", "\x16\x03\x01\x02\x00\x01\x00\x01\x7f\x03\x03\r\n\r\n".to_owned(), 400),
     ];
     for (what, request, expected) in cases {
@@ -591,7 +620,7 @@ async fn keep_alive_connections_carry_several_requests_and_chunked_bodies() {
             .collect();
         let request = Request::post(format!("/round/{round}"))
             .header("host", h.host("frontend"))
-            .header("x-amzn-oidc-data", h.token(OWNER))
+            .header("cookie", h.cookie(OWNER, "frontend"))
             .body(StreamBody::new(futures_util::stream::iter(chunks)))
             .unwrap();
         let response = sender.send_request(request).await.unwrap();
@@ -609,7 +638,7 @@ async fn keep_alive_connections_carry_several_requests_and_chunked_bodies() {
         sender.ready().await.unwrap();
         let request = Request::get(format!("/after/{round}"))
             .header("host", h.host("frontend"))
-            .header("x-amzn-oidc-data", h.token(OWNER))
+            .header("cookie", h.cookie(OWNER, "frontend"))
             .body(StreamBody::new(futures_util::stream::iter(Vec::<
                 Result<Frame<Bytes>, Infallible>,
             >::new(
@@ -627,11 +656,14 @@ async fn keep_alive_connections_carry_several_requests_and_chunked_bodies() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_with_413_and_not_forwarded() {
     let h = Harness::start_with(|c| c.max_request_body_bytes = 1024).await;
-    let token = h.token(OWNER);
+    let token = h.cookie(OWNER, "api");
     let host = h.host("api");
     let declared = raw(
         h.addr(),
-        format!("POST / HTTP/1.1\r\nHost: {host}\r\nx-amzn-oidc-data: {token}\r\nContent-Length: 1025\r\n\r\n").as_bytes(),
+        format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nCookie: {token}\r\nContent-Length: 1025\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await;
     assert_eq!(status_of(&declared), 413, "{declared}");
@@ -640,7 +672,7 @@ async fn a_body_over_the_limit_is_refused_with_413_and_not_forwarded() {
     let chunks = (0..3).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 512]))));
     let request = Request::post("/")
         .header("host", host.as_str())
-        .header("x-amzn-oidc-data", token.as_str())
+        .header("cookie", token.as_str())
         .body(StreamBody::new(futures_util::stream::iter(chunks)))
         .unwrap();
     let streamed = send(h.addr(), request).await;
@@ -656,7 +688,7 @@ async fn a_body_over_the_limit_is_refused_with_413_and_not_forwarded() {
 
     let fits = Request::post("/")
         .header("host", host.as_str())
-        .header("x-amzn-oidc-data", token.as_str())
+        .header("cookie", token.as_str())
         .body(Full::new(Bytes::from(vec![b'x'; 1024])))
         .unwrap();
     assert_eq!(send(h.addr(), fits).await.status, StatusCode::OK);
@@ -683,9 +715,9 @@ async fn a_large_streamed_body_goes_through_with_backpressure_not_buffered() {
     let mut stream = socket.connect(h.addr()).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let head = format!(
-        "POST /slow-body HTTP/1.1\r\nHost: {}\r\nx-amzn-oidc-data: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        "POST /slow-body HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
         h.host("api"),
-        h.token(OWNER)
+        h.cookie(OWNER, "api")
     );
     let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
@@ -802,9 +834,19 @@ async fn a_failed_session_look_up_is_503() {
     )
     .await
     .unwrap();
+    let host = session_host("api", &SessionId::generate(), DOMAIN);
+    let cookie = gateway::signin::SignIn::new(
+        gateway::signin::SignInKey::new(SIGN_IN_KEY.to_vec()).unwrap(),
+        Duration::from_secs(60),
+    )
+    .set_cookie(
+        OWNER,
+        &session_core::hosts::parse_host(&host, DOMAIN).unwrap(),
+        now(),
+    );
     let request = Request::get("/")
-        .header("host", session_host("api", &SessionId::generate(), DOMAIN))
-        .header("x-amzn-oidc-data", signer.token(ALB_ARN, OWNER))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .header("host", host)
         .body(Full::new(Bytes::new()))
         .unwrap();
     let answer = send(gateway.proxy_addr(), request).await;
@@ -831,7 +873,7 @@ async fn an_unreachable_service_is_502_a_silent_one_504_and_a_slow_upload_neithe
     });
     let slow_upload = Request::post("/upload")
         .header("host", h.host("api"))
-        .header("x-amzn-oidc-data", h.token(OWNER))
+        .header("cookie", h.cookie(OWNER, "api"))
         .body(StreamBody::new(chunks))
         .unwrap();
     let started = Instant::now();
@@ -852,7 +894,10 @@ async fn an_unreachable_service_is_502_a_silent_one_504_and_a_slow_upload_neithe
     h.sessions.insert(down.clone(), route);
     let request = Request::get("/")
         .header("host", session_host("api", &down, DOMAIN))
-        .header("x-amzn-oidc-data", h.token(OWNER))
+        .header(
+            "cookie",
+            h.cookie_on(OWNER, &session_host("api", &down, DOMAIN)),
+        )
         .body(Full::new(Bytes::new()))
         .unwrap();
     let answer = send(h.addr(), request).await;
@@ -887,9 +932,9 @@ async fn shutdown_lets_a_request_in_flight_finish_and_accepts_no_more() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
     let head = format!(
-        "POST /slow-body HTTP/1.1\r\nHost: {}\r\nx-amzn-oidc-data: {}\r\nContent-Length: 3\r\n\r\n",
+        "POST /slow-body HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nContent-Length: 3\r\n\r\n",
         h.host("api"),
-        h.token(OWNER)
+        h.cookie(OWNER, "api")
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream
@@ -969,12 +1014,13 @@ async fn each_request_logs_one_line_without_tokens_cookies_or_the_user_id() {
     let _default = tracing::subscriber::set_default(subscriber);
     let h = Harness::start().await;
     let token = h.token(OWNER);
+    let sign_in = h.cookie(OWNER, "suv_ui");
     let request = Request::post("/x")
         .header("host", h.host("suv_ui"))
         .header("x-amzn-oidc-data", token.as_str())
         .header(
             "cookie",
-            "AWSELBAuthSessionCookie-0=alb-secret; app=app-secret",
+            format!("AWSELBAuthSessionCookie-0=alb-secret; app=app-secret; {sign_in}"),
         )
         .body(Full::new(Bytes::from_static(b"12345")))
         .unwrap();
@@ -1012,8 +1058,10 @@ async fn each_request_logs_one_line_without_tokens_cookies_or_the_user_id() {
     let refused = &lines[1]["fields"];
     assert_eq!(refused["status"], 404);
     assert_eq!(refused["refused"], "another user's session");
+    let sign_in_value = sign_in.split_once('=').unwrap().1;
     for secret in [
         token.as_str(),
+        sign_in_value,
         "alb-secret",
         "app-secret",
         OWNER,

@@ -185,7 +185,8 @@ async fn a_browser_signs_in_at_the_login_host_and_reaches_only_its_own_session_h
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_a_valid_identity_token_nothing_reaches_the_session() {
+async fn only_the_load_balancers_genuine_token_at_the_login_host_signs_in_and_nothing_else_reaches_the_session(
+) {
     let (stack, pump) = gateway_stack().await;
     let session = running_session(&stack, "cy").await;
     let gateway = gateway(&stack);
@@ -230,14 +231,32 @@ async fn without_a_valid_identity_token_nothing_reaches_the_session() {
         }),
         ("not a token at all", "dev:cy".to_owned()),
     ];
+    // Straight to the gateway, as only the load balancer can on AWS.
+    let login_host = format!("login.{}", gateway.domain);
+    let authorize = gateway::signin::login_redirect("http", &gateway.domain, host, "/");
+    let authorize = &authorize[authorize.find("/_gateway/").unwrap()..];
     for (what, token) in &tokens {
         let (status, body) = gateway
-            .request_to_gateway("GET", "/", &[("host", host), ("x-amzn-oidc-data", token)])
+            .request_to_gateway(
+                "GET",
+                authorize,
+                &[("host", &login_host), ("x-amzn-oidc-data", token)],
+            )
             .await;
         assert_eq!(status, 401, "a token {what}: {body}");
     }
-    // The same request with the load balancer's genuine token is let through.
+    // The load balancer's genuine token gets the ticket page at the login host...
     let genuine = signer.token(LOCAL_ALB_ARN, "cy");
+    let (status, page) = gateway
+        .request_to_gateway(
+            "GET",
+            authorize,
+            &[("host", &login_host), ("x-amzn-oidc-data", &genuine)],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("name=\"ticket\""), "{page}");
+    // ...and is no sign-in on a session host, where only the gateway's cookie is.
     let (status, _) = gateway
         .request_to_gateway(
             "GET",
@@ -245,7 +264,11 @@ async fn without_a_valid_identity_token_nothing_reaches_the_session() {
             &[("host", host), ("x-amzn-oidc-data", &genuine)],
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 302);
+    assert_eq!(
+        gateway.request("GET", api, Some("dev:cy"), &[]).await.0,
+        200
+    );
     pump.abort();
 }
 

@@ -21,7 +21,7 @@ use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use session_core::hosts::{login_host, session_host};
+use session_core::hosts::{login_host, parse_host, session_host};
 use session_core::session::SessionId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -171,13 +171,47 @@ impl Harness {
             .to_owned()
     }
 
-    /// A GET to `url_key` of the session as `user` (no identity if `None`).
+    /// The sign-in cookie (`name=value`) of `user` on the service `url_key` of the
+    /// session, as the session host sets it at the end of a sign-in (made here with the
+    /// gateway's key; [`Self::sign_in`] goes through the whole flow).
+    pub fn cookie(&self, user: &str, url_key: &str) -> String {
+        self.cookie_on(user, &self.host(url_key))
+    }
+
+    /// The sign-in cookie of `user` on any session host `host` of the domain.
+    pub fn cookie_on(&self, user: &str, host: &str) -> String {
+        let sign_in = gateway::signin::SignIn::new(
+            gateway::signin::SignInKey::new(SIGN_IN_KEY.to_vec()).unwrap(),
+            Duration::from_secs(3600),
+        );
+        let host = parse_host(host, DOMAIN).unwrap();
+        let set_cookie = sign_in.set_cookie(user, &host, gateway::testing::now());
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+
+    /// A GET to `url_key` of the session as `user` signed in there (not signed in if
+    /// `None`).
     pub async fn get(&self, url_key: &str, path: &str, user: Option<&str>) -> Answer {
         let mut request = Request::get(path).header("host", self.host(url_key));
         if let Some(user) = user {
-            request = request.header("x-amzn-oidc-data", self.token(user));
+            request = request.header("cookie", self.cookie(user, url_key));
         }
         send(self.addr(), request.body(Full::new(Bytes::new())).unwrap()).await
+    }
+
+    /// The login host's authorize request for the session's api, with `token` as the
+    /// load balancer's `x-amzn-oidc-data` (none if `None`).
+    pub fn authorize(&self, token: Option<&str>) -> Request<Full<Bytes>> {
+        let to = format!("https://{}/", self.host("api"));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("to", &to)
+            .finish();
+        let mut request = Request::get(format!("{}?{query}", gateway::signin::AUTHORIZE_PATH))
+            .header("host", login_host(DOMAIN));
+        if let Some(token) = token {
+            request = request.header("x-amzn-oidc-data", token);
+        }
+        request.body(Full::new(Bytes::new())).unwrap()
     }
 }
 

@@ -4,8 +4,9 @@
 //! The same load generator — keep-alive HTTP/1.1 connections, one hyper client
 //! connection per Tokio task — calls the fake session service (`task_services`)
 //! directly, then through the real `gateway` binary (straight to the gateway's
-//! listener, with a valid `x-amzn-oidc-data` token and the session's Host: the local
-//! load balancer is not part of what is measured). Prints:
+//! listener, with the session host's sign-in cookie, got once through the local load
+//! balancer and the login host as a browser gets it, and the session's Host: the load
+//! balancer is not part of what is measured). Prints:
 //!
 //! - throughput at [`CONNECTIONS`] connections, closed loop (as fast as answers come),
 //!   direct and through the gateway, with the gateway's CPU time per request;
@@ -26,7 +27,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -38,7 +39,6 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use session_core::hosts::session_host;
 use session_core::session::SessionId;
-use session_tests::load_balancer::LOCAL_ALB_ARN;
 use session_tests::task_services::TaskServices;
 use session_tests::{Stack, StackOptions, Tools};
 
@@ -66,8 +66,8 @@ struct Target {
     name: &'static str,
     address: SocketAddr,
     host: HeaderValue,
-    /// The load balancer's token, refreshed well before it expires (gateway only).
-    token: Option<Arc<RwLock<HeaderValue>>>,
+    /// The session host's sign-in cookie (gateway only).
+    cookie: Option<HeaderValue>,
 }
 
 impl Target {
@@ -75,9 +75,8 @@ impl Target {
         let mut request = Request::get("/bench?q=1")
             .header(HOST, self.host.clone())
             .header("accept", "application/json");
-        if let Some(token) = &self.token {
-            let token = token.read().unwrap_or_else(|e| e.into_inner()).clone();
-            request = request.header("x-amzn-oidc-data", token);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie.clone());
         }
         request.body(Empty::new()).expect("a valid request")
     }
@@ -419,32 +418,21 @@ async fn main() {
         .await
         .expect("put the session item");
 
-    let token_value = |signer: &gateway::testing::AlbSigner| {
-        HeaderValue::from_str(&signer.token(LOCAL_ALB_ARN, USER)).expect("a header value")
-    };
-    let token = Arc::new(RwLock::new(token_value(&gateway.signer)));
-    // Tokens live two minutes: a fresh one every 30 s, as the load balancer re-signs.
-    let refresher = tokio::spawn({
-        let (token, signer) = (Arc::clone(&token), Arc::clone(&gateway.signer));
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                *token.write().unwrap_or_else(|e| e.into_inner()) = token_value(&signer);
-            }
-        }
-    });
     let domain = &stack.function_env()["SESSION_DOMAIN"];
+    let host = session_host("api", &session_id, domain);
+    // Signed in once, as a browser is; the cookie outlasts the run (SIGN_IN_TTL_S).
+    let cookie = gateway.sign_in(&format!("dev:{USER}"), &host).await;
     let direct = Arc::new(Target {
         name: "direct",
         address: SocketAddr::new(IpAddr::V4(UPSTREAM_IP), upstream_port),
         host: HeaderValue::from_str(&format!("{UPSTREAM_IP}:{upstream_port}")).unwrap(),
-        token: None,
+        cookie: None,
     });
     let through = Arc::new(Target {
         name: "through gateway",
         address: gateway.address,
-        host: HeaderValue::from_str(&session_host("api", &session_id, domain)).unwrap(),
-        token: Some(token),
+        host: HeaderValue::from_str(&host).unwrap(),
+        cookie: Some(HeaderValue::from_str(&cookie).expect("a header value")),
     });
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -500,7 +488,7 @@ async fn main() {
         let gateway_cpu = cpu_time(&pid.to_string()) - gateway_cpu;
         let own_cpu = cpu_time("self") - own_cpu;
         let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / outcome.ok.max(1) as f64;
-        let cpu = if target.token.is_some() {
+        let cpu = if target.cookie.is_some() {
             format!(
                 "; CPU per request: gateway {:.0} µs, load generator + fake service {:.0} µs; sessions-table reads {}",
                 per_request(gateway_cpu),
@@ -623,5 +611,4 @@ async fn main() {
         "gateway benchmark took {:.1} s end to end (stack start included)",
         began.elapsed().as_secs_f64()
     );
-    refresher.abort();
 }
