@@ -501,9 +501,15 @@ module "reaper" {
 
   statements = [
     {
-      sid       = "ReadSessionsAndUsers"
+      sid       = "ReadSessions"
       actions   = ["dynamodb:GetItem"]
-      resources = [aws_dynamodb_table.sessions.arn, aws_dynamodb_table.users.arn]
+      resources = [aws_dynamodb_table.sessions.arn]
+    },
+    {
+      # The active sessions' users, 100 a call.
+      sid       = "ReadUsers"
+      actions   = ["dynamodb:BatchGetItem"]
+      resources = [aws_dynamodb_table.users.arn]
     },
     {
       sid       = "ReadActiveSessions"

@@ -146,6 +146,10 @@ pub struct StackOptions {
     pub gateway: bool,
     /// The load balancer's port in gateway mode; a free one when not given.
     pub load_balancer_port: Option<u16>,
+    /// The network the emulator gives tasks their private addresses from, for a test
+    /// of more tasks than a /24 holds whose tasks serve nothing (no pump); by default
+    /// a loopback /24 of the stack's own, where the pump can serve each task's ports.
+    pub task_network: Option<String>,
 }
 
 pub struct Stack {
@@ -238,7 +242,12 @@ impl Stack {
             .arg("--fault-file")
             .arg(&fault_file)
             .arg("--task-addresses")
-            .arg(task_addresses(address_block_port))
+            .arg(
+                options
+                    .task_network
+                    .clone()
+                    .unwrap_or_else(|| task_addresses(address_block_port)),
+            )
             .stdout(Stdio::piped())
             .stderr(log_file(dir.path(), "moto"))
             .spawn()

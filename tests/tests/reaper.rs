@@ -422,3 +422,245 @@ async fn the_reaper_reads_only_active_sessions_among_ten_thousand_finished_ones(
         "only the active index was read: {report}"
     );
 }
+
+/// Active sessions of the scale test, each with its own running task.
+const AT_SCALE: usize = 2_000;
+/// Their users: ten sessions each, read in batches of 100.
+const AT_SCALE_USERS: usize = 200;
+
+fn scale_user(i: usize) -> String {
+    format!("scale-user-{:03}", i % AT_SCALE_USERS)
+}
+
+/// Starts a task of the stack's cluster for `started_by`, as Launch does.
+async fn run_task(stack: &Stack, definition: &str, started_by: &str) -> String {
+    let out = stack
+        .ecs
+        .run_task()
+        .cluster(&stack.info.cluster)
+        .task_definition(definition)
+        .started_by(started_by)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(
+            aws_sdk_ecs::types::NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                        .subnets(&stack.info.subnets[0])
+                        .security_groups(&stack.info.security_group)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("RunTask for {started_by}: {e:?}"));
+    out.tasks()[0].task_arn().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_reaper_run_judges_two_thousand_active_sessions_through_throttled_calls() {
+    use futures::stream::{self, StreamExt};
+    use session_tests::faults;
+
+    let stack = Stack::start_with(StackOptions {
+        env: vec![
+            ("ORPHAN_GRACE_S", "0".into()),
+            ("IDLE_TIMEOUT_S", (4 * 3600).to_string()),
+        ],
+        // More tasks than a loopback /24 holds; none of them serves anything.
+        task_network: Some("10.64.0.0/20".into()),
+        ..Default::default()
+    })
+    .await;
+    let definition = stack
+        .ecs
+        .register_task_definition()
+        .family("scale-sessions")
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("api")
+                .image("api:latest")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+
+    // The users: two of them stop idle sessions after an hour (the rest after the
+    // stack's four), which only a run that read them can know.
+    for i in 0..AT_SCALE_USERS {
+        stack.put_user(&scale_user(i), true, None).await;
+    }
+    for i in 0..2 {
+        stack
+            .set_user(
+                &scale_user(i),
+                "idle_timeout_s",
+                AttributeValue::N("3600".into()),
+            )
+            .await;
+    }
+    // Every session with its task, as Launch and task-events leave a running one.
+    let ids: Vec<String> = (0..AT_SCALE)
+        .map(|i| format!("sess-scale-{i:04}"))
+        .collect();
+    let tasks: Vec<String> = stream::iter(ids.iter())
+        .map(|id| run_task(&stack, &definition, id))
+        .buffered(16)
+        .collect()
+        .await;
+    let at = |ago: chrono::Duration| session_core::session::timestamp(chrono::Utc::now() - ago);
+    let (created, active) = (
+        at(chrono::Duration::minutes(150)),
+        at(chrono::Duration::minutes(120)),
+    );
+    let items: Vec<WriteRequest> = ids
+        .iter()
+        .zip(&tasks)
+        .enumerate()
+        .map(|(i, (id, task))| {
+            let item = [
+                ("session_id", AttributeValue::S(id.clone())),
+                ("user_id", AttributeValue::S(scale_user(i))),
+                ("active_user_id", AttributeValue::S(scale_user(i))),
+                ("version", AttributeValue::S("latest".into())),
+                ("status", AttributeValue::S("running".into())),
+                ("created_at", AttributeValue::S(created.clone())),
+                ("status_changed_at", AttributeValue::S(active.clone())),
+                ("started_at", AttributeValue::S(active.clone())),
+                ("last_activity_at", AttributeValue::S(active.clone())),
+                ("task_arn", AttributeValue::S(task.clone())),
+            ];
+            let put = PutRequest::builder()
+                .set_item(Some(
+                    item.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                ))
+                .build()
+                .unwrap();
+            WriteRequest::builder().put_request(put).build()
+        })
+        .collect();
+    for batch in items.chunks(25) {
+        stack
+            .ddb
+            .batch_write_item()
+            .request_items(&stack.info.sessions_table, batch.to_vec())
+            .send()
+            .await
+            .unwrap();
+    }
+    // Ten sessions lose their task without an event reaching us; five tasks belong to
+    // no session at all.
+    let lost: Vec<String> = ids[1010..1020].to_vec();
+    for task in &tasks[1010..1020] {
+        stack
+            .ecs
+            .stop_task()
+            .cluster(&stack.info.cluster)
+            .task(task)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut orphans = Vec::new();
+    for k in 0..5 {
+        orphans.push(run_task(&stack, &definition, &format!("sess-orphan-{k}")).await);
+    }
+    let idle: Vec<String> = (0..AT_SCALE)
+        .filter(|i| i % AT_SCALE_USERS < 2)
+        .map(|i| ids[i].clone())
+        .collect();
+
+    // In the middle of the run, AWS throttles: the 11th DescribeTasks (of 20) and the
+    // second BatchGetItem (of 2), each twice, and the SDK's third attempt passes.
+    for (service, action, after) in [
+        ("ecs", "DescribeTasks", 10),
+        ("dynamodb", "BatchGetItem", 1),
+    ] {
+        let mut throttle = faults::throttled(service, action, 2);
+        throttle["after"] = json!(after);
+        stack.inject_fault(throttle);
+    }
+    let calls = [
+        ("ecs", "ListTasks"),
+        ("ecs", "DescribeTasks"),
+        ("ecs", "StopTask"),
+        ("dynamodb", "Scan"),
+        ("dynamodb", "BatchGetItem"),
+        ("dynamodb", "GetItem"),
+        ("dynamodb", "UpdateItem"),
+        ("dynamodb", "TransactWriteItems"),
+        ("stepfunctions", "SendTaskSuccess"),
+        ("stepfunctions", "SendTaskFailure"),
+        ("stepfunctions", "DescribeExecution"),
+    ];
+    for (service, action) in calls {
+        stack.inject_fault(faults::count(service, action));
+    }
+    let started = std::time::Instant::now();
+    let report = stack.reap().await;
+    let took = started.elapsed();
+
+    assert_eq!(report["active_sessions"], json!(AT_SCALE), "{report}");
+    assert_eq!(
+        report["judged"],
+        json!(AT_SCALE),
+        "every session decided: {report}"
+    );
+    assert_eq!(report["errors"], json!(0), "{report}");
+    // The index is read in its own order: compare as sets.
+    let sorted = |key: &str| {
+        let mut ids: Vec<String> = serde_json::from_value(report[key].clone()).unwrap();
+        ids.sort();
+        ids
+    };
+    orphans.sort();
+    assert_eq!(sorted("idle"), idle, "{report}");
+    assert_eq!(sorted("lost"), lost, "{report}");
+    assert_eq!(sorted("orphans"), orphans, "{report}");
+    let faults = stack.injected_faults();
+    for action in ["DescribeTasks", "BatchGetItem"] {
+        let throttle =
+            faults::find(&faults, action, Some("ThrottlingException")).expect("the throttle");
+        assert_eq!(
+            throttle["fired"],
+            json!(2),
+            "{action} was throttled: {throttle}"
+        );
+    }
+    for id in idle.iter().chain(&lost) {
+        let session = stack.session(&SessionId::parse(id).unwrap()).await.unwrap();
+        assert_eq!(session.status, Status::Stopping, "{id}");
+    }
+
+    println!(
+        "one reaper run over {AT_SCALE} active sessions ({AT_SCALE_USERS} users, {} tasks): {:.2} s; \
+         idle {}, lost {}, orphans {}, errors {}",
+        AT_SCALE + orphans.len() - lost.len(),
+        took.as_secs_f64(),
+        idle.len(),
+        lost.len(),
+        orphans.len(),
+        report["errors"]
+    );
+    println!("AWS calls of the run (the emulator's count, retries included):");
+    for (service, action) in calls {
+        let seen = faults
+            .iter()
+            .filter(|f| f["service"] == service && f["action"] == action && f["code"].is_null())
+            .map(|f| f["seen"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        println!("  {service:<14} {action:<20} {seen}");
+    }
+    println!("  (DescribeTasks and BatchGetItem each throttled twice, and retried by the SDK)");
+}

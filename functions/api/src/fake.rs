@@ -2,7 +2,7 @@
 //! sessions and counts user reads, and a workflow and registry that must not be
 //! reached. A route that writes is out of their reach and fails the test loudly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -125,6 +125,14 @@ impl SessionStore for ReadOnlyStore {
     async fn user(&self, user_id: &str) -> Result<Option<User>> {
         self.user_reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.users.get(user_id).cloned())
+    }
+
+    async fn users(&self, user_ids: &BTreeSet<String>) -> Result<BTreeMap<String, User>> {
+        self.user_reads.fetch_add(user_ids.len(), Ordering::SeqCst);
+        Ok(user_ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), self.users.get(id)?.clone())))
+            .collect())
     }
 
     async fn open(&self, _: &Session, _: u32) -> Result<()> {

@@ -95,6 +95,13 @@ pub enum Change {
 pub trait SessionStore: Send + Sync {
     fn user(&self, user_id: &str) -> impl Future<Output = Result<Option<User>>> + Send;
 
+    /// The users of `user_ids` that have an item, read in batches (the reaper's one
+    /// read of every active session's user). Each id once; missing ones are absent.
+    fn users(
+        &self,
+        user_ids: &BTreeSet<String>,
+    ) -> impl Future<Output = Result<BTreeMap<String, User>>> + Send;
+
     /// Creates the session in `starting` and takes one of the user's slots, atomically.
     /// A repeat for the same session and user succeeds without a second slot.
     fn open(&self, session: &Session, max_sessions: u32)

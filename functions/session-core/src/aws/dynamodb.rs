@@ -2,10 +2,12 @@
 //! statuses the transition function allows, so duplicate or late writers can never
 //! move a session backwards.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 
 use crate::config::Tables;
@@ -40,6 +42,11 @@ fn n(value: impl ToString) -> AttributeValue {
 fn session_key(id: &SessionId) -> HashMap<String, AttributeValue> {
     HashMap::from([("session_id".to_owned(), s(id.as_str()))])
 }
+
+/// The most keys one BatchGetItem takes.
+const BATCH_GET_KEYS: usize = 100;
+/// How often keys left unprocessed are asked again (50 ms doubling: 3 s in all).
+const BATCH_GET_RETRIES: u32 = 5;
 
 fn user_key(user_id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("user_id".to_owned(), s(user_id))])
@@ -267,6 +274,60 @@ impl SessionStore for DynamoStore {
             .await
             .map_err(|e| Error::from_sdk("GetItem", e))?;
         out.item.map(|item| decode("GetItem", item)).transpose()
+    }
+
+    async fn users(&self, user_ids: &BTreeSet<String>) -> Result<BTreeMap<String, User>> {
+        let mut found = BTreeMap::new();
+        let ids: Vec<&String> = user_ids.iter().collect();
+        for batch in ids.chunks(BATCH_GET_KEYS) {
+            let mut keys: Vec<_> = batch.iter().map(|id| user_key(id)).collect();
+            // Keys DynamoDB left unprocessed (throughput, or the 16 MB answer limit) are
+            // asked again after a pause, as AWS advises; the SDK itself retries throttles.
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .build()
+                    .map_err(|e| Error::Aws {
+                        operation: "BatchGetItem",
+                        message: e.to_string(),
+                    })?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.users, request)
+                    .send()
+                    .await
+                    .map_err(|e| Error::from_sdk("BatchGetItem", e))?;
+                let items = out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.tables.users))
+                    .unwrap_or_default();
+                for item in items {
+                    let user: User = decode("BatchGetItem", item)?;
+                    found.insert(user.user_id.clone(), user);
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.users))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    attempt += 1;
+                    if attempt > BATCH_GET_RETRIES {
+                        return Err(Error::Aws {
+                            operation: "BatchGetItem",
+                            message: format!(
+                                "{} keys still unprocessed after {attempt} attempts",
+                                keys.len()
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn open(&self, session: &Session, max_sessions: u32) -> Result<()> {
@@ -831,6 +892,72 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "session limit of 1 reached; active: sess-active"
+        );
+    }
+
+    #[tokio::test]
+    async fn users_are_read_a_hundred_a_call_and_unprocessed_keys_asked_again() {
+        use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
+        let keys = |r: &BatchGetItemInput| -> Vec<String> {
+            r.request_items().unwrap()["users"]
+                .keys()
+                .iter()
+                .map(|k| k["user_id"].as_s().unwrap().clone())
+                .collect()
+        };
+        let found = |ids: &[String]| -> Vec<HashMap<String, AttributeValue>> {
+            ids.iter()
+                .map(|id| HashMap::from([("user_id".to_owned(), s(id))]))
+                .collect()
+        };
+        // The first call of 100 keys: user-000 is left unprocessed and asked again.
+        let first = mock!(aws_sdk_dynamodb::Client::batch_get_item)
+            .match_requests(move |r| keys(r).len() == 100 && keys(r)[0] == "user-000")
+            .then_output(move || {
+                let ids: Vec<String> = (1..100).map(|i| format!("user-{i:03}")).collect();
+                BatchGetItemOutput::builder()
+                    .responses("users", found(&ids))
+                    .unprocessed_keys(
+                        "users",
+                        KeysAndAttributes::builder()
+                            .keys(user_key("user-000"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            });
+        let again = mock!(aws_sdk_dynamodb::Client::batch_get_item)
+            .match_requests(move |r| keys(r) == ["user-000"])
+            .then_output(move || {
+                BatchGetItemOutput::builder()
+                    .responses("users", found(&["user-000".to_owned()]))
+                    .build()
+            });
+        // The rest: user-249 has no item.
+        let rest = mock!(aws_sdk_dynamodb::Client::batch_get_item)
+            .match_requests(move |r| keys(r).len() <= 100 && keys(r)[0] != "user-000")
+            .then_output(move || {
+                let ids: Vec<String> = (100..249).map(|i| format!("user-{i:03}")).collect();
+                BatchGetItemOutput::builder()
+                    .responses("users", found(&ids))
+                    .build()
+            });
+        let store = DynamoStore::new(
+            mock_client!(
+                aws_sdk_dynamodb,
+                RuleMode::MatchAny,
+                [&first, &again, &rest]
+            ),
+            tables(),
+        );
+        let ids: BTreeSet<String> = (0..250).map(|i| format!("user-{i:03}")).collect();
+        let users = store.users(&ids).await.unwrap();
+        assert_eq!(users.len(), 249);
+        assert!(users.contains_key("user-000") && !users.contains_key("user-249"));
+        assert_eq!(
+            (first.num_calls(), again.num_calls(), rest.num_calls()),
+            (1, 1, 2),
+            "250 users: three calls of at most 100 keys, and one for the key left over"
         );
     }
 

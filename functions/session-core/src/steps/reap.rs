@@ -2,7 +2,10 @@
 //! lifetime, and reconciles what the events may have missed: tasks of ours with no
 //! active session (orphans), sessions whose task or execution is gone, and sessions
 //! stuck on their way in or out (all three lost). It reads only the active sessions,
-//! so its cost grows with them, never with history.
+//! so its cost grows with them, never with history, and it reads them and their users
+//! in batches (a Scan of the active index, one BatchGetItem per 100 users), its tasks
+//! in pages (ListTasks, DescribeTasks per 100): the AWS calls of a run that finds
+//! nothing to do grow with the active sessions divided by 100.
 //!
 //! Each session is judged on its own: a failing call for one (a throttled
 //! DescribeExecution, a StopTask) is logged with its session id and counted in
@@ -24,7 +27,7 @@
 //! (the reaper's stop finds the token closed), or its user stops it (it then stays
 //! `stopping`, and is checked once that lasts).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -42,6 +45,8 @@ pub struct ReapReport {
     /// Items DynamoDB read to find the active sessions.
     pub sessions_read: u64,
     pub active_sessions: usize,
+    /// Active sessions judged (acted on or found fine); the others are in `errors`.
+    pub judged: usize,
     pub idle: Vec<String>,
     pub max_lifetime: Vec<String>,
     pub lost: Vec<String>,
@@ -135,12 +140,18 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             ..Default::default()
         };
         let running_tasks: BTreeSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
-        let mut users: HashMap<String, Option<User>> = HashMap::new();
+        let user_ids: BTreeSet<String> =
+            active.sessions.iter().map(|s| s.user_id.clone()).collect();
+        let users = self.store.users(&user_ids).await?;
 
         for session in &active.sessions {
             // Each session on its own: one failing AWS call (a throttled DescribeExecution,
             // a StopTask) must not leave the others unreaped; the next run tries again.
-            match self.judge(session, now, &running_tasks, &mut users).await {
+            let judged = self.judge(session, now, &running_tasks, &users).await;
+            if judged.is_ok() {
+                report.judged += 1;
+            }
+            match judged {
                 Ok(Some(Verdict::Idle)) => report.idle.push(session.session_id.to_string()),
                 Ok(Some(Verdict::MaxLifetime)) => {
                     report.max_lifetime.push(session.session_id.to_string())
@@ -189,13 +200,9 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         session: &Session,
         now: DateTime<Utc>,
         running_tasks: &BTreeSet<&str>,
-        users: &mut HashMap<String, Option<User>>,
+        users: &BTreeMap<String, User>,
     ) -> Result<Option<Verdict>> {
-        if !users.contains_key(&session.user_id) {
-            let user = self.store.user(&session.user_id).await?;
-            users.insert(session.user_id.clone(), user);
-        }
-        let user = users[&session.user_id].as_ref();
+        let user = users.get(&session.user_id);
         let id = &session.session_id;
 
         let created = parse_time(Some(&session.created_at)).unwrap_or(now);
@@ -395,6 +402,8 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::session::{timestamp, Version};
 
@@ -504,7 +513,7 @@ mod tests {
     }
 
     mod run {
-        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
         use aws_sdk_dynamodb::operation::scan::ScanOutput;
         use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
         use aws_sdk_dynamodb::types::AttributeValue;
@@ -579,12 +588,21 @@ mod tests {
                     .scanned_count(5)
                     .build()
             });
-            let user = mock!(aws_sdk_dynamodb::Client::get_item)
-                .match_requests(|r| r.table_name() == Some("users"))
+            let user = mock!(aws_sdk_dynamodb::Client::batch_get_item)
+                .match_requests(|r| {
+                    r.request_items()
+                        .and_then(|items| items.get("users"))
+                        .is_some_and(|k| k.keys().len() == 1)
+                })
                 .then_output(|| {
-                    GetItemOutput::builder()
-                        .item("user_id", AttributeValue::S("u".into()))
-                        .item("authorized", AttributeValue::Bool(true))
+                    BatchGetItemOutput::builder()
+                        .responses(
+                            "users",
+                            vec![HashMap::from([
+                                ("user_id".to_owned(), AttributeValue::S("u".into())),
+                                ("authorized".to_owned(), AttributeValue::Bool(true)),
+                            ])],
+                        )
                         .build()
                 });
             let stopping = move |mut s: Session| {
@@ -680,6 +698,12 @@ mod tests {
             assert_eq!(report.idle, vec!["sess-b".to_owned(), "sess-e".to_owned()]);
             assert!(report.lost.is_empty(), "{report:?}");
             assert_eq!(report.errors, 1, "C's lookup failed, and only it");
+            assert_eq!(report.judged, 4, "{report:?}");
+            assert_eq!(
+                user.num_calls(),
+                1,
+                "one read for the one user of five sessions"
+            );
             assert!(throttled.num_calls() >= 1);
             assert_eq!(
                 describe_d.num_calls(),
