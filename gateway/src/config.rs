@@ -335,6 +335,22 @@ mod tests {
     }
 
     #[test]
+    fn docs_gateway_md_documents_every_variable_and_no_other() {
+        let doc = include_str!("../../docs/gateway.md");
+        let section = doc
+            .split("### The gateway's configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n### ").next())
+            .expect("docs/gateway.md has the section");
+        let documented: std::collections::BTreeSet<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+            .collect();
+        let read: std::collections::BTreeSet<&str> = Config::VARS.iter().copied().collect();
+        assert_eq!(documented, read);
+    }
+
+    #[test]
     fn vars_lists_every_variable_read() {
         let source = include_str!("config.rs");
         let read: std::collections::BTreeSet<&str> = source

@@ -79,6 +79,9 @@ pub struct ProviderSchema {
     pub provider: BlockSchema,
     pub resources: BTreeMap<String, TypeSchema>,
     pub data_sources: BTreeMap<String, TypeSchema>,
+    /// `ephemeral` blocks' types (`aws_secretsmanager_random_password`): the bindings
+    /// spell them as data sources, on `cdktn.TerraformEphemeralResource`.
+    pub ephemeral_resources: BTreeMap<String, TypeSchema>,
 }
 
 impl ProviderSchema {
@@ -141,6 +144,7 @@ impl ProviderSchema {
             let kind = match base {
                 "cdktn.TerraformResource" => Kind::Resource,
                 "cdktn.TerraformDataSource" => Kind::DataSource,
+                "cdktn.TerraformEphemeralResource" => Kind::Ephemeral,
                 "cdktn.TerraformProvider" => Kind::Provider,
                 _ => continue,
             };
@@ -168,10 +172,11 @@ impl ProviderSchema {
                     schema.version = version.to_owned();
                     schema.provider = body;
                 }
-                Kind::Resource | Kind::DataSource => {
+                Kind::Resource | Kind::DataSource | Kind::Ephemeral => {
                     let attributes = assembly.attributes(ty, config)?;
                     let types = match kind {
                         Kind::Resource => &mut schema.resources,
+                        Kind::Ephemeral => &mut schema.ephemeral_resources,
                         _ => &mut schema.data_sources,
                     };
                     types.insert(name.to_owned(), TypeSchema { body, attributes });
@@ -188,6 +193,7 @@ impl ProviderSchema {
 enum Kind {
     Resource,
     DataSource,
+    Ephemeral,
     Provider,
 }
 
@@ -497,6 +503,15 @@ mod tests {
                 format!("{p}.dataAwsTable.DataAwsTableConfig"): {"properties": [
                     arg("name", "data-sources/table", "name", false),
                 ]},
+                format!("{p}.ephemeralAwsSecret.EphemeralAwsSecret"): class(
+                    "cdktn.TerraformEphemeralResource",
+                    "https://registry.terraform.io/providers/hashicorp/aws/6.66.0/docs/ephemeral-resources/secret aws_secret",
+                    &format!("{p}.ephemeralAwsSecret.EphemeralAwsSecretConfig"),
+                    &["value"],
+                ),
+                format!("{p}.ephemeralAwsSecret.EphemeralAwsSecretConfig"): {"properties": [
+                    arg("length", "ephemeral-resources/secret", "length", true),
+                ]},
                 format!("{p}.provider.AwsProvider"): class(
                     "cdktn.TerraformProvider",
                     "https://registry.terraform.io/providers/hashicorp/aws/6.66.0/docs aws",
@@ -573,6 +588,15 @@ mod tests {
         let data = &schema.data_sources["aws_table"];
         assert_eq!(data.body.arguments, BTreeMap::from([("name".into(), true)]));
         assert!(schema.data_sources.len() == 1 && schema.resources.len() == 1);
+
+        let ephemeral = &schema.ephemeral_resources["aws_secret"];
+        assert_eq!(
+            ephemeral.body.arguments,
+            BTreeMap::from([("length".into(), false)]),
+            "an ephemeral resource is read as a data source is, and kept apart"
+        );
+        assert!(ephemeral.attributes.contains("value"));
+        assert_eq!(schema.ephemeral_resources.len(), 1);
     }
 
     #[test]

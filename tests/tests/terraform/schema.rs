@@ -7,9 +7,7 @@
 //! type exports; `count`, `each` and `self` only where they exist; an ephemeral value
 //! only in a write-only argument (`*_wo`) of a resource, as Terraform requires.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use hcl::{Block, Body, Expression, TraversalOperator};
@@ -30,63 +28,6 @@ pub struct Schemas {
 /// The npm packages (tools/npm) whose `.jsii` holds each provider's schema.
 const PROVIDER_PACKAGES: &[&str] = &["@cdktn/provider-aws", "@cdktn/provider-random"];
 
-/// The ephemeral resource types of a provider package's `.jsii`. The bindings spell
-/// them as they spell data sources, with `cdktn.TerraformEphemeralResource` for a base:
-/// read as data sources by the same reader (`ProviderSchema::from_jsii`) in a copy of
-/// the assembly where only they have a data source's base. Kept, once read, in
-/// `cache`, as the reader keeps its schemas.
-fn ephemeral_types(
-    package_dir: &Path,
-    schema: &ProviderSchema,
-    cache: &Path,
-) -> Result<BTreeMap<String, TypeSchema>, String> {
-    const BASES: [(&str, &str); 3] = [
-        (
-            "\"cdktn.TerraformResource\"",
-            "\"cdktn.TerraformResource (not read)\"",
-        ),
-        (
-            "\"cdktn.TerraformDataSource\"",
-            "\"cdktn.TerraformDataSource (not read)\"",
-        ),
-        (
-            "\"cdktn.TerraformEphemeralResource\"",
-            "\"cdktn.TerraformDataSource\"",
-        ),
-    ];
-    let mut hasher = DefaultHasher::new();
-    include_str!("../../src/provider_schema.rs").hash(&mut hasher);
-    BASES.hash(&mut hasher);
-    let file = cache.join(format!(
-        "{}-{}-{:016x}.json",
-        schema.name,
-        schema.version,
-        hasher.finish()
-    ));
-    if let Some(types) = std::fs::read_to_string(&file)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-    {
-        return Ok(types);
-    }
-    let jsii = package_dir.join(".jsii");
-    let mut text =
-        std::fs::read_to_string(&jsii).map_err(|e| format!("{}: {e}", jsii.display()))?;
-    for (from, to) in BASES {
-        text = text.replace(from, to);
-    }
-    let types = ProviderSchema::from_jsii(&text)
-        .map_err(|e| format!("{}: {e}", jsii.display()))?
-        .data_sources;
-    // Written aside and renamed, so that tests reading it meanwhile never see half.
-    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
-    let partial = file.with_extension(format!("{}.partial", std::process::id()));
-    std::fs::write(&partial, serde_json::to_string(&types).unwrap())
-        .and_then(|()| std::fs::rename(&partial, &file))
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    Ok(types)
-}
-
 impl Schemas {
     pub fn load(tools: &Path) -> Self {
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("provider-schemas");
@@ -95,15 +36,10 @@ impl Schemas {
             .iter()
             .map(|package| {
                 let dir = tools.join("npm/node_modules").join(package);
-                let schema = ProviderSchema::load(&dir, &cache)
-                    .and_then(|schema| {
-                        let ephemeral_cache = cache.with_file_name("provider-ephemeral-schemas");
-                        ephemeral.extend(ephemeral_types(&dir, &schema, &ephemeral_cache)?);
-                        Ok(schema)
-                    })
-                    .unwrap_or_else(|e| {
-                        panic!("{package}: {e} (run `make tools`, which installs tools/npm)")
-                    });
+                let schema = ProviderSchema::load(&dir, &cache).unwrap_or_else(|e| {
+                    panic!("{package}: {e} (run `make tools`, which installs tools/npm)")
+                });
+                ephemeral.extend(schema.ephemeral_resources.clone());
                 (schema.name.clone(), schema)
             })
             .collect();
