@@ -43,11 +43,14 @@ release:
 ## Orchestration overhead (task RUNNING -> session running) and state transitions of a
 ## lifecycle, on the local stack with the release functions. The latency the session
 ## gateway adds at 200 connections, its throughput and its peak memory, with the release
-## gateway (GATEWAY_BENCH_SECONDS, default 10).
+## gateway (GATEWAY_BENCH_SECONDS, default 10). The 9 a.m. storm: STORM_SESSIONS users
+## (default 300) starting at once under AWS's rate limits (scaled by STORM_SCALE,
+## default 0.1), then all stopped; fails if a session failed or anything was left.
 bench: tools release build
 	cargo bench --locked -p coldstart-bench --bench coldstart
 	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/overhead-bench
 	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/gateway-bench
+	SESSION_FUNCTIONS_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/debug/storm-bench
 
 ## Minutes of mixed traffic against the local stack while function processes are
 ## killed; then every session must have ended, no task run, no slot be held, and every

@@ -13,12 +13,13 @@ locals {
     "GET /sessions/{id}",
     "DELETE /sessions/{id}",
     "POST /sessions/{id}/heartbeat",
+    "GET /versions",
   ]
 }
 
 resource "aws_apigatewayv2_api" "sessions" {
   name          = var.name
-  description   = "Session provisioner API: start, stop, status, list, heartbeat."
+  description   = "Session provisioner API: start, stop, status, list, heartbeat, versions."
   protocol_type = "HTTP"
 }
 

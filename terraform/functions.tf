@@ -76,8 +76,8 @@ locals {
   api_user_attributes    = ["user_id", "active_sessions"]
   launch_user_attributes = ["user_id", "efs_access_point_id", "task_role_arn", "task_definitions"]
 
-  # The image check (Authorize, and the API admitting a start) asks the registry of
-  # its own account and region.
+  # The image check (Authorize, and the API admitting a start and listing the versions
+  # of GET /versions) asks the registry of its own account and region.
   checked_repository_arns = [
     for r in local.session_repositories : "arn:${local.partition}:ecr:${local.region}:${local.account}:repository/${r}"
   ]
@@ -122,8 +122,9 @@ module "authorize" {
   ]
 }
 
-# The image check (Authorize, and the API admitting a start) looks in its own account
-# and region: another registry would make every session fail with ImageNotFound.
+# The image check (Authorize, and the API admitting a start and listing versions) looks
+# in its own account and region: another registry would make every session fail with
+# ImageNotFound. With the check off, the API lists no versions and never asks ECR.
 resource "terraform_data" "image_check_registry" {
   lifecycle {
     precondition {
@@ -144,7 +145,7 @@ resource "random_password" "cursor_key" {
 module "api" {
   source             = "./modules/function"
   crate              = "api"
-  description        = "The public API behind API Gateway: start (admitted as Authorize does), list, read, stop and heartbeat sessions."
+  description        = "The public API behind API Gateway: start (admitted as Authorize does), list, read, stop and heartbeat sessions; list versions."
   name_prefix        = var.name
   packages_dir       = local.packages_dir
   architecture       = var.function_architecture
@@ -194,7 +195,8 @@ module "api" {
       resources = [aws_dynamodb_table.sessions.arn]
     },
     {
-      sid       = "CheckImagesExist"
+      # A start's image check, and the tags of GET /versions (only with check_images).
+      sid       = "CheckImagesAndListVersions"
       actions   = ["ecr:DescribeImages"]
       resources = local.checked_repository_arns
     },

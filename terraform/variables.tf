@@ -88,7 +88,7 @@ variable "max_sessions_per_user" {
 }
 
 variable "check_images" {
-  description = "Whether Authorize checks that every versioned image of the template exists before a session starts. It looks in the registry of this account and region, so image_registry must be that registry while it is on."
+  description = "Whether Authorize checks that every versioned image of the template exists before a session starts, and the API lists the versions present for every image (GET /versions; when off, it lists none and any valid tag may be started). It looks in the registry of this account and region, so image_registry must be that registry while it is on."
   type        = bool
   default     = true
 }

@@ -33,7 +33,8 @@ TASK_LOG_GROUP = "/ecs/sessions"
 EVENT_BUS = "sessions"
 TASK_ROLE_PATH = "/sessions/users/"
 # The versioned repositories of the default session template and the tags the
-# fixtures push, as a release pipeline would.
+# fixtures push, as a release pipeline would: one image of each repository carries them
+# all (`latest` is 1.0.0).
 REPOSITORIES = ["api_service", "frontend", "suv_ui"]
 IMAGE_TAGS = ["latest", "1.0.0"]
 TEMPLATE_PORTS = [8000, 3000, 3030]
@@ -94,15 +95,17 @@ def images(ecr) -> str:
     for repo in REPOSITORIES:
         uri = ecr.create_repository(repositoryName=repo)["repository"]["repositoryUri"]
         registry = uri.rsplit("/", 1)[0]
+        # moto derives an image's digest from its layers' digests alone.
+        layer = "sha256:" + hashlib.sha256(f"{repo}:layer".encode()).hexdigest()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"digest": "sha256:" + hashlib.sha256(repo.encode()).hexdigest()},
+                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": 1}],
+            }
+        )
         for tag in IMAGE_TAGS:
-            manifest = json.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                    "config": {"digest": "sha256:" + hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()},
-                    "layers": [],
-                }
-            )
             ecr.put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag)
     return registry
 

@@ -87,6 +87,7 @@ fn route_key(method: &str, path: &str) -> Option<(String, Option<String>)> {
         ["sessions"] => ("/sessions", None),
         ["sessions", id] => ("/sessions/{id}", Some(*id)),
         ["sessions", id, "heartbeat"] => ("/sessions/{id}/heartbeat", Some(*id)),
+        ["versions"] => ("/versions", None),
         _ => return None,
     };
     let key = format!("{method} {template}");
@@ -463,7 +464,12 @@ mod tests {
             route_key("GET", "/sessions/sess-1"),
             Some(("GET /sessions/{id}".into(), Some("sess-1".into())))
         );
+        assert_eq!(
+            route_key("GET", "/versions"),
+            Some(("GET /versions".into(), None))
+        );
         assert_eq!(route_key("PUT", "/sessions/sess-1"), None);
+        assert_eq!(route_key("POST", "/versions"), None);
         assert_eq!(route_key("GET", "/admin"), None);
     }
 

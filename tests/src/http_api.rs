@@ -165,6 +165,7 @@ fn route_template(method: &str, path: &str) -> Option<String> {
         ["sessions"] => "/sessions",
         ["sessions", _] => "/sessions/{id}",
         ["sessions", _, "heartbeat"] => "/sessions/{id}/heartbeat",
+        ["versions"] => "/versions",
         _ => return None,
     };
     Some(format!("{method} {template}"))

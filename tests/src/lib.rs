@@ -13,6 +13,7 @@ pub mod load_balancer;
 pub mod provider_schema;
 pub mod pump;
 pub mod rate_limits;
+pub mod storm;
 pub mod task_services;
 
 use std::collections::HashMap;
@@ -41,7 +42,8 @@ pub const FUNCTIONS: [&str; 8] = [
     "task-events",
     "reaper",
 ];
-/// Instances of each function, so that concurrent executions really run concurrently.
+/// Instances of each function by default, so that concurrent executions really run
+/// concurrently.
 const INSTANCES: usize = 2;
 /// The SDK app name of the harness's own AWS calls (the pump playing Fargate and
 /// EventBridge, the tests looking at the state): the emulator's rate limits never
@@ -150,6 +152,9 @@ pub struct StackOptions {
     /// of more tasks than a /24 holds whose tasks serve nothing (no pump); by default
     /// a loopback /24 of the stack's own, where the pump can serve each task's ports.
     pub task_network: Option<String>,
+    /// Processes (Lambda's execution environments) of each function; two when not
+    /// given, so that concurrent executions really run concurrently.
+    pub instances: Option<usize>,
 }
 
 pub struct Stack {
@@ -176,6 +181,7 @@ pub struct Stack {
     moto: Mutex<Option<Child>>,
     /// Held while the stack lives: its port number names the stack's task addresses.
     _address_block: TcpListener,
+    instances: usize,
 }
 
 impl Stack {
@@ -315,6 +321,7 @@ impl Stack {
             lambda,
             moto: Mutex::new(Some(moto)),
             _address_block: address_block,
+            instances: options.instances.unwrap_or(INSTANCES),
         };
         let mut stack = stack;
         if let Some(listener) = load_balancer_listener {
@@ -328,6 +335,11 @@ impl Stack {
             stack.start_function(function);
         }
         stack
+    }
+
+    /// The emulator's process id, while it runs.
+    pub fn moto_pid(&self) -> Option<u32> {
+        self.moto.lock().unwrap().as_ref().map(Child::id)
     }
 
     /// The environment every function runs with: the stack's, then the test's own.
@@ -348,7 +360,7 @@ impl Stack {
             lambda::FunctionSpec {
                 binary: self.tools.functions_dir.join(function),
                 env,
-                instances: INSTANCES,
+                instances: self.instances,
             },
         );
     }

@@ -347,6 +347,16 @@ async fn bad_input_is_a_4xx_with_a_json_error_code() {
             405,
             "method_not_allowed",
         ),
+        (
+            Call::new("GET", "/versions", "alice").query("newest", "1"),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            Call::new("POST", "/versions", "alice"),
+            405,
+            "method_not_allowed",
+        ),
         (Call::new("GET", "/admin", "alice"), 404, "route_not_found"),
     ];
     for (request, status, code) in &cases {
@@ -924,6 +934,100 @@ async fn a_heartbeat_is_written_at_most_once_per_interval_and_only_while_running
         assert_eq!(again.body["last_activity_at"].as_str(), written.as_deref());
     }
     assert_eq!(stack.session(&id).await.unwrap().last_activity_at, written);
+}
+
+/// The default template's versioned repositories.
+const REPOSITORIES: [&str; 3] = ["api_service", "frontend", "suv_ui"];
+
+/// Pushes the image `build` of `repository` under `tag`: the same build of a repository
+/// is the same image (moto derives the digest from the layers).
+async fn push(ecr: &aws_sdk_ecr::Client, repository: &str, build: &str, tag: &str) {
+    let name: String = format!("{repository}:{build}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let layer = format!("sha256:{name}");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"digest": layer, "size": 1},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": 1}],
+    });
+    ecr.put_image()
+        .repository_name(repository)
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("push {repository}:{tag}: {e:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_are_the_tags_of_every_image_newest_first_with_latest_marked() {
+    // The stack's repositories hold 1.0.0, tagged `latest` too.
+    let stack = Stack::start().await;
+    let ecr = aws_sdk_ecr::Client::new(&stack.sdk);
+    for repository in REPOSITORIES {
+        push(&ecr, repository, "2.0.0", "2.0.0").await;
+    }
+    // moto records push times in whole seconds: what follows is a second newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A hotfix of an older line, pushed after 2.0.0: newer, though a lower version.
+    for repository in REPOSITORIES {
+        push(&ecr, repository, "1.9.1", "1.9.1").await;
+    }
+    // 3.0.0 has no suv_ui image: it cannot be started.
+    for repository in ["api_service", "frontend"] {
+        push(&ecr, repository, "3.0.0", "3.0.0").await;
+    }
+    // The release moves `latest` to 2.0.0.
+    for repository in REPOSITORIES {
+        push(&ecr, repository, "2.0.0", "latest").await;
+    }
+
+    let (status, body, headers) = stack
+        .http("GET", "/versions", Some("dev:alice"), None, &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body["listed"], true, "{body}");
+    let versions = body["versions"].as_array().expect("a versions array");
+    let listed: Vec<(&str, bool)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap(),
+                v["latest"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("1.9.1", false), ("2.0.0", true), ("1.0.0", false)],
+        "{body}"
+    );
+    let pushed: Vec<chrono::DateTime<chrono::Utc>> = versions
+        .iter()
+        .map(|v| v["pushed_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(pushed[0] > pushed[1] && pushed[1] >= pushed[2], "{body}");
+
+    // A start agrees: the version missing an image is refused.
+    stack.put_user("alice", true, None).await;
+    let (status, refused, _) = stack
+        .http(
+            "POST",
+            "/sessions",
+            Some("dev:alice"),
+            Some(json!({"version": "3.0.0"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("image_not_found")),
+        "{refused}"
+    );
 }
 
 mod fuzz {

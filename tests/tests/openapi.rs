@@ -476,6 +476,25 @@ fn the_schemas_refuse_what_the_api_never_answers() {
     assert!(!schema("GET /sessions/{id}", 404)
         .is_valid(&json!({"error": {"code": "session_not_found"}})));
     assert!(!schema("GET /sessions", 200).is_valid(&json!({"sessions": [], "next_token": 3})));
+
+    let versions = schema("GET /versions", 200);
+    let version =
+        json!({"version": "1.0.0", "pushed_at": "2026-11-26T10:00:00.000Z", "latest": true});
+    assert!(versions.is_valid(&json!({"listed": true, "versions": [version.clone()]})));
+    assert!(versions.is_valid(&json!({"listed": false, "versions": []})));
+    assert!(!versions.is_valid(&json!({"versions": [version.clone()]})));
+    for (member, value) in [
+        ("version", json!("-x")),
+        ("pushed_at", json!("yesterday")),
+        ("latest", json!("yes")),
+    ] {
+        let mut drifted = version.clone();
+        drifted[member] = value;
+        assert!(
+            !versions.is_valid(&json!({"listed": true, "versions": [drifted]})),
+            "{member}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -640,6 +659,18 @@ async fn every_documented_answer_is_answered_and_every_answer_is_documented() {
         ),
         refuses(
             Call::new("GET", "/sessions", "alice").anonymous(),
+            401,
+            "unauthenticated",
+        ),
+        // Versions.
+        answers(Call::new("GET", "/versions", "alice"), 200),
+        refuses(
+            Call::new("GET", "/versions", "alice").query("limit", "1"),
+            400,
+            "invalid_parameter",
+        ),
+        refuses(
+            Call::new("GET", "/versions", "alice").anonymous(),
             401,
             "unauthenticated",
         ),
@@ -858,9 +889,21 @@ async fn every_documented_answer_is_answered_and_every_answer_is_documented() {
             .await;
     }
 
+    // The versions read the registry, not the tables: out of reach, then refusing the
+    // api's role (a permission missing from the deployment).
+    let versions = || Call::new("GET", "/versions", "alice");
+    spec.run(&unreachable, refuses(versions(), 503, "unavailable"))
+        .await;
+    stack.inject_fault(json!({
+        "service": "ecr", "action": "DescribeImages", "times": 1, "status": 400,
+        "code": "AccessDeniedException",
+        "message": "User is not authorized to perform: ecr:DescribeImages",
+    }));
+    spec.run(&api, refuses(versions(), 500, "internal")).await;
+
     // No token: API Gateway answers before the function (the stack's stand-in for it
     // answers as AWS documents).
-    for request in every_route() {
+    for request in every_route().into_iter().chain([versions()]) {
         spec.run_without_token(&stack, answers(request, 401)).await;
     }
 

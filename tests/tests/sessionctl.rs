@@ -352,3 +352,33 @@ async fn an_api_url_where_nothing_listens_exits_8_naming_the_url() {
     );
     assert!(unreachable.stdout.is_empty(), "{}", shown(&unreachable));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_lists_the_stacks_release_with_latest_marked() {
+    // Every repository of the stack holds one image tagged 1.0.0 and latest.
+    let stack = Stack::start().await;
+    let api = stack.api_gateway.url();
+
+    let table = run(sessionctl(&api, "dev:alice", &["versions"])).await;
+    assert_eq!(table.status.code(), Some(0), "{}", shown(&table));
+    let rows: Vec<Vec<String>> = text(&table.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", shown(&table));
+    assert_eq!(rows[0], ["VERSION", "PUSHED_AT", "LATEST"]);
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][2].as_str()),
+        ("1.0.0", "yes"),
+        "{}",
+        shown(&table)
+    );
+
+    let json = run(sessionctl(&api, "dev:alice", &["versions", "-o", "json"])).await;
+    assert_eq!(json.status.code(), Some(0), "{}", shown(&json));
+    let answer: Value = serde_json::from_slice(&json.stdout).expect("versions prints JSON");
+    assert_eq!(answer["listed"], true, "{answer}");
+    assert_eq!(answer["versions"][0]["version"], "1.0.0", "{answer}");
+    assert_eq!(answer["versions"][0]["pushed_at"], rows[1][1].as_str());
+    assert_eq!(answer["versions"].as_array().map(Vec::len), Some(1));
+}

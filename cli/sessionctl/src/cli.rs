@@ -14,10 +14,11 @@ const ABOUT: &str = "Start, watch, list, heartbeat and stop your sessions of the
 const LONG_ABOUT: &str = "\
 Start, watch, list, heartbeat and stop your sessions of the session API.
 
-A session is your own environment (api, frontend and suv_ui) of an image version.
-`sessionctl start --wait` asks for one and shows its progress on stderr until it
-runs, then prints its URLs. Output goes to stdout: a table for people, or with
---output json the API's JSON objects for scripts. Messages and progress go to stderr.";
+A session is your own environment (api, frontend and suv_ui) of an image version;
+`sessionctl versions` lists the versions you can start. `sessionctl start --wait`
+asks for one and shows its progress on stderr until it runs, then prints its URLs.
+Output goes to stdout: a table for people, or with --output json the API's JSON
+objects for scripts. Messages and progress go to stderr.";
 
 const AFTER_HELP: &str = "\
 Environment:
@@ -25,6 +26,7 @@ Environment:
   SESSIONCTL_TOKEN    the bearer token, as --token; never printed
 
 Examples:
+  sessionctl versions
   sessionctl start --version 1.0.0 --wait
   sessionctl list --limit 5
   sessionctl status sess-0123456789abcdef0123456789abcdef --output json
@@ -140,6 +142,8 @@ pub enum Command {
     },
     /// Tell the API a running session is in use, so that it is not stopped as idle
     Heartbeat { session_id: String },
+    /// List the image versions a session can run, newest first, `latest` marked
+    Versions,
 }
 
 /// What a run needs, checked: the URL and token are present and usable.
@@ -302,6 +306,14 @@ mod tests {
         .unwrap();
         assert_eq!(s.command, Command::List { limit: None });
         assert_eq!(s.output, Output::Json);
+    }
+
+    #[test]
+    fn versions_takes_no_argument() {
+        let s = settings(&with_base(&["versions", "-o", "json"])).unwrap();
+        assert_eq!((s.command, s.output), (Command::Versions, Output::Json));
+        let err = settings(&with_base(&["versions", "1.0.0"])).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub trait SessionsApi {
     fn heartbeat(&self, id: &str) -> Result<Value, Error>;
     /// `GET /sessions?limit=&next_token=`: one page, newest first.
     fn list_page(&self, limit: Option<u32>, next_token: Option<&str>) -> Result<Value, Error>;
+    /// `GET /versions`: the versions a session may run, newest first.
+    fn versions(&self) -> Result<Value, Error>;
 }
 
 pub struct HttpApi {
@@ -169,6 +171,10 @@ impl SessionsApi for HttpApi {
         };
         self.get(&path)
     }
+
+    fn versions(&self) -> Result<Value, Error> {
+        self.get("/versions")
+    }
 }
 
 /// Percent-encodes all but RFC 3986's unreserved characters, so that whatever a user
@@ -242,6 +248,20 @@ mod tests {
         );
         assert!(
             request.contains("authorization: bearer dev:alice\r\n"),
+            "{request}"
+        );
+    }
+
+    #[test]
+    fn versions_are_asked_of_their_route() {
+        let (base, server) = serve_once(Some(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 30\r\n\r\n{\"listed\":false,\"versions\":[]}",
+        ));
+        let versions = api(&base, Duration::from_secs(5)).versions().unwrap();
+        assert_eq!(versions["listed"], false);
+        let request = server.join().unwrap().to_ascii_lowercase();
+        assert!(
+            request.starts_with("get /versions http/1.1\r\n"),
             "{request}"
         );
     }

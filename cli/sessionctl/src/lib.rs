@@ -109,6 +109,7 @@ pub fn run(
         Command::Heartbeat { session_id } => {
             emit(out, output, &api.heartbeat(session_id)?, render::heartbeat)
         }
+        Command::Versions => emit(out, output, &api.versions()?, render::versions),
         Command::List { limit } => {
             let listed = list(api, *limit)?;
             emit(out, output, &listed, |listed| {
@@ -194,6 +195,7 @@ mod tests {
         sessions: RefCell<VecDeque<Result<Value, Error>>>,
         stops: RefCell<VecDeque<Result<Value, Error>>>,
         pages: RefCell<VecDeque<Result<Value, Error>>>,
+        versions: RefCell<VecDeque<Result<Value, Error>>>,
         calls: RefCell<Vec<String>>,
     }
 
@@ -231,6 +233,10 @@ mod tests {
                 .borrow_mut()
                 .push(format!("list {limit:?} {token:?}"));
             next(&self.pages, "list")
+        }
+        fn versions(&self) -> Result<Value, Error> {
+            self.calls.borrow_mut().push("versions".to_owned());
+            next(&self.versions, "versions")
         }
     }
 
@@ -488,6 +494,36 @@ mod tests {
             out,
             "heartbeat recorded for session sess-1; last activity 2026-11-26T10:05:00.000Z\n"
         );
+    }
+
+    #[test]
+    fn versions_prints_the_apis_list_newest_first_with_latest_marked() {
+        let api = FakeApi::default();
+        let answer = json!({"listed": true, "versions": [
+            {"version": "1.9.1", "pushed_at": "2026-11-26T10:00:00.000Z", "latest": false},
+            {"version": "2.0.0", "pushed_at": "2026-11-20T10:00:00.000Z", "latest": true},
+        ]});
+        api.versions
+            .borrow_mut()
+            .extend([Ok(answer.clone()), Ok(answer.clone())]);
+        let (result, out, _) = execute(&api, &settings(Output::Table, Command::Versions));
+        result.unwrap();
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["VERSION", "PUSHED_AT", "LATEST"],
+                vec!["1.9.1", "2026-11-26T10:00:00.000Z"],
+                vec!["2.0.0", "2026-11-20T10:00:00.000Z", "yes"],
+            ]
+        );
+        let (result, out, _) = execute(&api, &settings(Output::Json, Command::Versions));
+        result.unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), answer);
+        assert_eq!(*api.calls.borrow(), ["versions", "versions"]);
     }
 
     #[test]

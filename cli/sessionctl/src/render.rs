@@ -102,6 +102,36 @@ pub fn session_table(sessions: &[Value]) -> String {
     align(&std::iter::once(header).chain(rows).collect::<Vec<_>>())
 }
 
+/// The versions a session can run, newest first, the one `latest` names marked; or why
+/// there is no list.
+pub fn versions(answer: &Value) -> String {
+    if answer["listed"] == Value::Bool(false) {
+        return "this deployment lists no versions (its image check is off): start takes any \
+                version tag, `latest` by default"
+            .to_owned();
+    }
+    let versions = answer["versions"].as_array().map_or(&[][..], Vec::as_slice);
+    if versions.is_empty() {
+        return "no versions: no tag is on every image of the session template".to_owned();
+    }
+    let header = ["VERSION", "PUSHED_AT", "LATEST"]
+        .map(str::to_owned)
+        .to_vec();
+    let rows = versions.iter().map(|v| {
+        let latest = if v["latest"] == Value::Bool(true) {
+            "yes"
+        } else {
+            ""
+        };
+        vec![
+            text(&v["version"]),
+            text(&v["pushed_at"]),
+            latest.to_owned(),
+        ]
+    });
+    align(&std::iter::once(header).chain(rows).collect::<Vec<_>>())
+}
+
 /// The answer to a heartbeat.
 pub fn heartbeat(answer: &Value) -> String {
     let id = text(&answer["session_id"]);
@@ -203,6 +233,24 @@ sess-0122   stopped  1.0.0    2026-11-26T10:00:00.000Z  idle"
         let mut repeated = answer;
         repeated["recorded"] = json!(false);
         assert!(heartbeat(&repeated).contains("already had a heartbeat"));
+    }
+
+    #[test]
+    fn versions_are_listed_as_given_with_latest_marked() {
+        let answer = json!({"listed": true, "versions": [
+            {"version": "1.9.1", "pushed_at": "2026-11-26T10:00:00.000Z", "latest": false},
+            {"version": "2.0.0", "pushed_at": "2026-11-20T10:00:00.000Z", "latest": true},
+        ]});
+        assert_eq!(
+            versions(&answer),
+            "\
+VERSION  PUSHED_AT                 LATEST
+1.9.1    2026-11-26T10:00:00.000Z
+2.0.0    2026-11-20T10:00:00.000Z  yes"
+        );
+        assert!(versions(&json!({"listed": true, "versions": []})).starts_with("no versions"));
+        assert!(versions(&json!({"listed": false, "versions": []}))
+            .contains("lists no versions (its image check is off)"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! In-memory ports for the handler's unit tests: a store that serves users and
-//! sessions and counts user reads, and a workflow and registry that must not be
-//! reached. A route that writes is out of their reach and fails the test loudly.
+//! sessions and counts user reads, a registry of images by repository, and a workflow
+//! and registry that must not be reached. A route that writes is out of their reach and
+//! fails the test loudly.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use session_core::config::{AdmissionSettings, ApiSettings, Secret};
 use session_core::ports::{
     ActiveSessions, Change, Delivery, PageCursor, Registry, SessionPage, SessionStore, SystemClock,
-    TaskObservation, User, Workflow,
+    TaggedImage, TaskObservation, User, Workflow,
 };
 use session_core::session::{Reason, Session, SessionId, Version};
 use session_core::Result;
@@ -55,6 +56,15 @@ impl ReadOnlyStore {
 }
 
 pub fn api(store: ReadOnlyStore) -> Api<ReadOnlyStore, Unreached, Unreached, SystemClock> {
+    api_with(store, Unreached, &[])
+}
+
+/// The api with `registry` and, beside the required settings, `env`.
+pub fn api_with<R: Registry>(
+    store: ReadOnlyStore,
+    registry: R,
+    env: &[(&str, &str)],
+) -> Api<ReadOnlyStore, Unreached, R, SystemClock> {
     let env: HashMap<String, String> = [
         (
             "STATE_MACHINE_ARN",
@@ -62,15 +72,16 @@ pub fn api(store: ReadOnlyStore) -> Api<ReadOnlyStore, Unreached, Unreached, Sys
         ),
         ("CURSOR_KEY", CURSOR_KEY),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .iter()
+    .chain(env)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     Api {
         settings: ApiSettings::from_source(&env).expect("api settings"),
         admission: AdmissionSettings::from_source(&env).expect("admission settings"),
         store,
         workflow: Unreached,
-        registry: Unreached,
+        registry,
         clock: SystemClock,
     }
 }
@@ -239,5 +250,40 @@ impl Workflow for Unreached {
 impl Registry for Unreached {
     async fn image_exists(&self, _: &str, _: &str) -> Result<bool> {
         unreachable!("{WRITES}")
+    }
+
+    async fn tagged_images(&self, _: &str) -> Result<Vec<TaggedImage>> {
+        unreachable!("this registry must not be asked")
+    }
+}
+
+/// A registry's tagged images by repository; a repository it has no images of does not
+/// exist.
+#[derive(Default)]
+pub struct Images(pub BTreeMap<String, Vec<TaggedImage>>);
+
+impl Images {
+    /// Adds an image of `repository` with `tags`, pushed at `pushed_at` (RFC 3339).
+    pub fn with(mut self, repository: &str, digest: &str, tags: &[&str], pushed_at: &str) -> Self {
+        let image = TaggedImage {
+            digest: digest.into(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            pushed_at: pushed_at.parse().expect("an RFC 3339 time"),
+        };
+        self.0.entry(repository.into()).or_default().push(image);
+        self
+    }
+}
+
+impl Registry for Images {
+    async fn image_exists(&self, repository: &str, tag: &str) -> Result<bool> {
+        Ok(self
+            .0
+            .get(repository)
+            .is_some_and(|images| images.iter().any(|i| i.tags.iter().any(|t| t == tag))))
+    }
+
+    async fn tagged_images(&self, repository: &str) -> Result<Vec<TaggedImage>> {
+        Ok(self.0.get(repository).cloned().unwrap_or_default())
     }
 }

@@ -1,13 +1,15 @@
 //! A session as the API shows it: the seed's field names (`session_id`, `status`,
 //! `urls.api`, ...) plus timestamps and why it ended. Task tokens, the execution and
 //! failure internals stay inside; every documented field is always present (null when
-//! not known yet), so clients can rely on the shape.
+//! not known yet), so clients can rely on the shape. And the versions a session may
+//! run, as `GET /versions` shows them.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
-use session_core::session::{Reason, Session, Status};
+use session_core::session::{timestamp, Reason, Session, Status};
+use session_core::versions::AvailableVersion;
 
 #[derive(Debug, Serialize)]
 pub struct SessionView<'a> {
@@ -52,6 +54,49 @@ impl<'a> SessionView<'a> {
             stop_reason: session.stop_reason,
             stop_code: session.stop_code.as_deref(),
             stopped_reason: session.stopped_reason.as_deref(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The answer of `GET /versions`.
+#[derive(Debug, Serialize)]
+pub struct VersionsView<'a> {
+    /// Whether the versions come from the registry: false where the deployment does
+    /// not check images (`CHECK_IMAGES=false`), and then `versions` is empty.
+    pub listed: bool,
+    pub versions: Vec<VersionView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VersionView<'a> {
+    pub version: &'a str,
+    pub pushed_at: String,
+    pub latest: bool,
+}
+
+impl<'a> VersionsView<'a> {
+    pub fn listed(versions: &'a [AvailableVersion]) -> Self {
+        Self {
+            listed: true,
+            versions: versions
+                .iter()
+                .map(|v| VersionView {
+                    version: v.version.as_str(),
+                    pushed_at: timestamp(v.pushed_at),
+                    latest: v.latest,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn not_listed() -> Self {
+        Self {
+            listed: false,
+            versions: Vec::new(),
         }
     }
 

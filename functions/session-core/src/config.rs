@@ -377,10 +377,11 @@ impl ReaperSettings {
     /// Twice WaitForIp's `TimeoutSeconds` (600). The longest a healthy session spends
     /// in one of these statuses is Authorize and Launch with all their retries in
     /// `starting` (6 attempts each of at most 30 s and 60 s, plus 31 s of backoff each:
-    /// 602 s; or, throttled, 21 attempts that each fail within the SDK's own retries,
-    /// plus at most 271 s of backoff each: 1 + 2 + 4 + 8 + 16 × 16, about half that
+    /// 602 s; or, throttled, 41 attempts that each fail within the SDK's own retries,
+    /// plus at most 591 s of backoff each: 1 + 2 + 4 + 8 + 16 × 36, about half that
     /// with the full jitter), or WaitForIp's 600 s and its retries in `provisioning`;
-    /// 1200 s leaves room for either and for the reaper's schedule.
+    /// 1200 s leaves room for either and for the reaper's schedule (only both steps
+    /// throttled to their last attempt, each waiting its longest, would pass it).
     pub const DEFAULT_TRANSITION_DEADLINE_S: u64 = 2 * 600;
 
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {

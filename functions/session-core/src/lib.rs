@@ -12,6 +12,7 @@ pub mod ports;
 pub mod session;
 pub mod steps;
 pub mod template;
+pub mod versions;
 
 pub use error::{Error, InvalidInput, Result};
 

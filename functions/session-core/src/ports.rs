@@ -302,6 +302,16 @@ pub trait TaskRoles: Send + Sync {
     ) -> impl Future<Output = Result<String>> + Send;
 }
 
+/// An image of a repository that carries at least one tag.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaggedImage {
+    /// The image's manifest digest (`sha256:...`): two tags name the same image
+    /// exactly when their digests are equal.
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub pushed_at: DateTime<Utc>,
+}
+
 /// The image registry (ECR).
 pub trait Registry: Send + Sync {
     fn image_exists(
@@ -309,6 +319,13 @@ pub trait Registry: Send + Sync {
         repository: &str,
         tag: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Every tagged image of the repository (untagged ones are left out); none when the
+    /// repository does not exist.
+    fn tagged_images(
+        &self,
+        repository: &str,
+    ) -> impl Future<Output = Result<Vec<TaggedImage>>> + Send;
 }
 
 /// Network interfaces (EC2).

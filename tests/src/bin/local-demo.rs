@@ -257,7 +257,8 @@ async fn main() {
         println!(
             "the stack is up: API http://127.0.0.1:{API_PORT} (Authorization: Bearer \
              {TOKEN}), session URLs http://{{service}}--{{session_id}}.localhost:{LOAD_BALANCER_PORT} \
-             (the same token), AWS endpoint http://127.0.0.1:{MOTO_PORT}; stop it with \
+             (signed in at http://login.localhost:{LOAD_BALANCER_PORT} with the same \
+             token: the README's curl steps), AWS endpoint http://127.0.0.1:{MOTO_PORT}; stop it with \
              `make local-down` or Ctrl-C"
         );
         wait_for_shutdown().await;

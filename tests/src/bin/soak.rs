@@ -318,45 +318,6 @@ async fn chaos(stack: Arc<Stack>, seed: u64, until: Instant, figures: Arc<Mutex<
     }
 }
 
-async fn all_sessions(stack: &Stack) -> Vec<Value> {
-    let mut sessions = Vec::new();
-    let mut start = None;
-    loop {
-        let page = stack
-            .ddb
-            .scan()
-            .table_name(&stack.info.sessions_table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan sessions");
-        for item in page.items() {
-            let status = match item.get("status") {
-                Some(AttributeValue::S(s)) => s.clone(),
-                _ => String::new(),
-            };
-            let id = match item.get("session_id") {
-                Some(AttributeValue::S(s)) => s.clone(),
-                _ => String::new(),
-            };
-            let user = match item.get("user_id") {
-                Some(AttributeValue::S(s)) => s.clone(),
-                _ => String::new(),
-            };
-            sessions.push(json!({ "id": id, "status": status, "user": user }));
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return sessions;
-        }
-    }
-}
-
-fn terminal(status: &str) -> bool {
-    matches!(status, "stopped" | "failed")
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -431,12 +392,9 @@ async fn main() {
 
     // Stop whatever is still active, as its owner, then let the stack settle.
     let drain_begun = Instant::now();
-    for session in all_sessions(&stack).await {
-        if !terminal(session["status"].as_str().unwrap_or_default()) {
-            let (id, owner) = (
-                session["id"].as_str().unwrap(),
-                session["user"].as_str().unwrap(),
-            );
+    for session in stack.all_sessions().await.into_values() {
+        if !session.status.is_terminal() {
+            let (id, owner) = (&session.session_id, &session.user_id);
             stack
                 .http(
                     "DELETE",
@@ -449,12 +407,12 @@ async fn main() {
         }
     }
     let settle_until = Instant::now() + Duration::from_secs(150);
-    let mut sessions = all_sessions(&stack).await;
+    let mut sessions = stack.all_sessions().await;
     while Instant::now() < settle_until {
-        sessions = all_sessions(&stack).await;
+        sessions = stack.all_sessions().await;
         let open = sessions
-            .iter()
-            .filter(|s| !terminal(s["status"].as_str().unwrap_or_default()))
+            .values()
+            .filter(|s| !s.status.is_terminal())
             .count();
         if open == 0 && stack.running_tasks().await.is_empty() {
             break;
@@ -462,9 +420,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let drained = drain_begun.elapsed();
-    let stuck: Vec<&Value> = sessions
-        .iter()
-        .filter(|s| !terminal(s["status"].as_str().unwrap_or_default()))
+    let stuck: Vec<_> = sessions
+        .values()
+        .filter(|s| !s.status.is_terminal())
+        .map(|s| (s.session_id.as_str(), s.status))
         .collect();
     let running_tasks = stack.running_tasks().await.len();
     let mut held_slots = 0;
@@ -483,9 +442,8 @@ async fn main() {
     let figures = figures.lock().unwrap();
     let mut latencies = figures.latencies_ms.clone();
     latencies.sort_by(f64::total_cmp);
-    let ended: BTreeMap<String, usize> = sessions.iter().fold(BTreeMap::new(), |mut m, s| {
-        *m.entry(s["status"].as_str().unwrap_or_default().to_owned())
-            .or_default() += 1;
+    let ended: BTreeMap<String, usize> = sessions.values().fold(BTreeMap::new(), |mut m, s| {
+        *m.entry(s.status.to_string()).or_default() += 1;
         m
     });
     println!("requests by status:      {:?}", figures.statuses);
