@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod framing;
 pub mod headers;
 pub mod identity;

@@ -32,6 +32,7 @@ use session_core::hosts::{is_login_host, login_host, parse_host, service_label, 
 
 use crate::body::{Counted, RequestLog, ResponseBody};
 use crate::config::Config;
+use crate::console;
 use crate::framing::{Tracker, Verdict};
 use crate::headers::{is_upgrade, remove_credentials, remove_hop_by_hop, safe_path, set_forwarded};
 use crate::identity::{Verifier, OIDC_DATA_HEADER};
@@ -369,9 +370,23 @@ async fn login<L: SessionLookup>(
         Err(refusal) => return refusal.respond(log, upgrade),
     };
     log.user_key = Some(session_core::template::user_key(&user_id));
-    let known = matches!(*req.method(), Method::GET | Method::HEAD)
-        && req.uri().path() == signin::AUTHORIZE_PATH;
-    if !known {
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    let path = req.uri().path();
+    if read && !upgrade {
+        if let Some(asset) = console::asset(path) {
+            return own_answer(
+                asset.body.to_owned(),
+                asset.content_type,
+                console::POLICY,
+                log,
+            );
+        }
+        if path == console::WHOAMI_PATH {
+            let body = console::whoami(&user_id);
+            return own_answer(body, "application/json", console::POLICY, log);
+        }
+    }
+    if !(read && path == signin::AUTHORIZE_PATH) {
         return Refusal::NotFound("nothing here on the login host").respond(log, upgrade);
     }
     let scheme = &shared.config.url_scheme;
@@ -385,16 +400,24 @@ async fn login<L: SessionLookup>(
         .ticket(&user_id, &target.session_host, unix_now());
     let page = signin::ticket_page(scheme, &target, &ticket);
     let policy = signin::ticket_page_policy(scheme, &target);
+    own_answer(page, "text/html; charset=utf-8", &policy, log)
+}
+
+/// A 200 the gateway answers itself on the login host: never cached (it is one
+/// user's), no referrer, and the page's content security policy.
+fn own_answer(
+    body: String,
+    content_type: &'static str,
+    policy: &str,
+    mut log: RequestLog,
+) -> Response<ResponseBody> {
     log.status = StatusCode::OK.as_u16();
-    let mut response = Response::new(ResponseBody::page(page, log));
+    let mut response = Response::new(ResponseBody::page(body, log));
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
+    if let Ok(policy) = HeaderValue::from_str(policy) {
         headers.insert(CONTENT_SECURITY_POLICY, policy);
     }
     response

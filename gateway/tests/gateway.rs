@@ -396,8 +396,60 @@ async fn the_login_host_answers_only_its_authorize_page_to_signed_in_users_for_o
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url}");
         assert!(!answer.text().contains("ticket"), "{url}");
     }
-    let elsewhere = send(h.addr(), login("/", Some(OWNER))).await;
+    let elsewhere = send(h.addr(), login("/elsewhere", Some(OWNER))).await;
     assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.upstream.reached(), (0, 0));
+}
+
+#[tokio::test]
+async fn the_login_host_serves_the_console_and_who_is_signed_in_to_signed_in_users_only() {
+    let h = Harness::start().await;
+    let login = |method: &str, path: &str, user: Option<&str>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("login.{DOMAIN}"));
+        if let Some(user) = user {
+            request = request.header("x-amzn-oidc-data", h.token(user));
+        }
+        request.body(Full::new(Bytes::new())).unwrap()
+    };
+    let page = send(h.addr(), login("GET", "/", Some(OWNER))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let policy = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains("script-src 'self'") && !policy.contains("unsafe"),
+        "{policy}"
+    );
+    assert!(page.text().contains("/_console/console.js"));
+    for (path, kind) in [
+        ("/_console/console.js", "text/javascript; charset=utf-8"),
+        ("/_console/console.css", "text/css; charset=utf-8"),
+    ] {
+        let file = send(h.addr(), login("GET", path, Some(OWNER))).await;
+        assert_eq!(file.status, StatusCode::OK, "{path}");
+        assert_eq!(file.headers["content-type"], kind, "{path}");
+    }
+    let me = send(h.addr(), login("GET", "/_gateway/whoami", Some(OWNER))).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let me: serde_json::Value = serde_json::from_str(&me.text()).unwrap();
+    assert_eq!(me["user_id"], OWNER);
+
+    // Not signed in, or not a read: none of it.
+    for (method, path, user) in [
+        ("GET", "/", None),
+        ("GET", "/_console/console.js", None),
+        ("GET", "/_gateway/whoami", None),
+    ] {
+        let answer = send(h.addr(), login(method, path, user)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    for path in ["/", "/_gateway/whoami"] {
+        let answer = send(h.addr(), login("POST", path, Some(OWNER))).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "POST {path}");
+    }
     assert_eq!(h.upstream.reached(), (0, 0));
 }
 
