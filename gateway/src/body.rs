@@ -113,10 +113,11 @@ impl ResponseBody {
         }
     }
 
-    /// A page the gateway made (the login host's).
-    pub fn page(text: String, log: RequestLog) -> Self {
+    /// A whole body the gateway holds: a page it made on the login host, or the API's
+    /// answer to the console, read before it is passed on.
+    pub fn page(body: impl Into<Bytes>, log: RequestLog) -> Self {
         Self {
-            inner: Either::Left(Full::new(Bytes::from(text))),
+            inner: Either::Left(Full::new(body.into())),
             log: Some(log),
             bytes_out: 0,
         }

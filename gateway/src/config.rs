@@ -47,6 +47,9 @@ pub struct Config {
     /// The scheme of the URLs users see: `https` behind the load balancer, `http` on
     /// the local stack. The functions' variable of the same name.
     pub url_scheme: String,
+    /// The HTTP API's base URL, without a trailing `/`, that the console's
+    /// `/_gateway/api/*` is forwarded to (`console_api.rs`); `None` answers those 404.
+    pub api_url: Option<String>,
 }
 
 impl Config {
@@ -69,6 +72,7 @@ impl Config {
         "SIGN_IN_KEY",
         "SIGN_IN_TTL_S",
         "SESSION_URL_SCHEME",
+        "API_URL",
     ];
 
     /// Sign-in cookies last 8 hours by default (a working day), and a week at most.
@@ -167,6 +171,22 @@ impl Config {
                 message: format!("must be https or http, got {url_scheme:?}"),
             });
         }
+        let api_url = env
+            .get("API_URL")
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty());
+        if let Some(url) = &api_url {
+            if !valid_api_url(url) {
+                return Err(ConfigError::Invalid {
+                    name: "API_URL",
+                    message: format!(
+                        "must be an absolute http(s) URL without credentials, query or \
+                         fragment, such as https://abc123.execute-api.eu-west-1.amazonaws.com, \
+                         got {url:?}"
+                    ),
+                });
+            }
+        }
         Ok(Self {
             listen: env.parsed("GATEWAY_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             health_listen: env.parsed(
@@ -198,6 +218,7 @@ impl Config {
             sign_in_key,
             sign_in_ttl: Duration::from_secs(sign_in_ttl_s),
             url_scheme,
+            api_url,
         })
     }
 }
@@ -211,6 +232,19 @@ fn positive(env: &impl Source, name: &'static str, default: u64) -> Result<u64, 
         });
     }
     Ok(value)
+}
+
+/// An `http` or `https` URL with a host, to which a path can be appended as is: no
+/// user info (it would be sent, and logged, with every call), query or fragment.
+fn valid_api_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    let scheme_ok = matches!(uri.scheme_str(), Some("https" | "http"));
+    let host_ok = uri
+        .authority()
+        .is_some_and(|a| !a.host().is_empty() && !a.as_str().contains('@'));
+    scheme_ok && host_ok && uri.query().is_none() && !url.contains('#')
 }
 
 /// `[a-z0-9-]` labels joined by dots, with an optional `:port`.
@@ -274,6 +308,7 @@ mod tests {
         assert!(config.header_read_timeout > Duration::from_secs(60));
         assert_eq!(config.sign_in_ttl, Duration::from_secs(8 * 3600));
         assert_eq!(config.url_scheme, "https");
+        assert_eq!(config.api_url, None);
     }
 
     #[test]
@@ -296,6 +331,13 @@ mod tests {
             ("SIGN_IN_TTL_S", "0"),
             ("SIGN_IN_TTL_S", "604801"),
             ("SESSION_URL_SCHEME", "ftp"),
+            ("API_URL", "abc123.execute-api.eu-west-1.amazonaws.com"),
+            ("API_URL", "ftp://api.example.com"),
+            ("API_URL", "https://"),
+            ("API_URL", "https://api.example.com/?stage=prod"),
+            ("API_URL", "https://api.example.com/#x"),
+            ("API_URL", "https://user:secret@api.example.com"),
+            ("API_URL", "https://api.example.com/a b"),
         ] {
             let err = Config::from_source(&env(&[(name, value)])).unwrap_err();
             assert!(
@@ -332,6 +374,26 @@ mod tests {
         assert_eq!(config.alb_public_keys_url, "http://127.0.0.1:9999");
         assert_eq!(config.session_domain, "localhost:9080");
         assert_eq!(config.session_cache_ttl, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn the_api_url_is_kept_without_its_trailing_slash_and_may_be_plain_http_or_unset() {
+        for (given, kept) in [
+            (
+                "https://abc123.execute-api.eu-west-1.amazonaws.com/",
+                "https://abc123.execute-api.eu-west-1.amazonaws.com",
+            ),
+            (
+                " https://api.example.com/prod ",
+                "https://api.example.com/prod",
+            ),
+            ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+        ] {
+            let config = Config::from_source(&env(&[("API_URL", given)])).unwrap();
+            assert_eq!(config.api_url.as_deref(), Some(kept), "{given}");
+        }
+        let blank = Config::from_source(&env(&[("API_URL", " ")])).unwrap();
+        assert_eq!(blank.api_url, None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod body;
 pub mod config;
 pub mod console;
+pub mod console_api;
 pub mod framing;
 pub mod headers;
 pub mod identity;

@@ -2,7 +2,8 @@
 //! caller, authorize them for the session named by the host, and forward to the
 //! session's service, streaming both ways (WebSocket upgrades included). On the login
 //! host, and at a session host's ticket path, the gateway answers itself: the sign-in
-//! of `signin.rs`.
+//! of `signin.rs`, and on the login host the console (`console.rs`) and its calls to
+//! the API (`console_api.rs`).
 //!
 //! Who calls: on the login host, the load balancer's signed token (the load balancer
 //! authenticates that host only); on a session host, the gateway's sign-in cookie for
@@ -33,6 +34,7 @@ use session_core::hosts::{is_login_host, login_host, parse_host, service_label, 
 use crate::body::{Counted, RequestLog, ResponseBody};
 use crate::config::Config;
 use crate::console;
+use crate::console_api::{self, ConsoleApi};
 use crate::framing::{Tracker, Verdict};
 use crate::headers::{is_upgrade, remove_credentials, remove_hop_by_hop, safe_path, set_forwarded};
 use crate::identity::{Verifier, OIDC_DATA_HEADER};
@@ -49,6 +51,8 @@ pub struct Shared<L> {
     pub sign_in: SignIn,
     pub sessions: CachedLookup<L>,
     pub client: Client<HttpConnector, UpstreamBody>,
+    /// The console's calls to the API, on the login host.
+    pub console_api: ConsoleApi,
     /// Tracks the WebSocket tunnels, so that shutdown waits for them too.
     pub tunnels: tokio::sync::mpsc::Sender<()>,
 }
@@ -163,7 +167,7 @@ pub async fn handle<L: SessionLookup>(
         Err(refusal) => return refusal.respond(log, upgrade),
     };
     let named = match checked.place {
-        Place::Login => return login(shared, &req, log).await,
+        Place::Login => return login(shared, req, log).await,
         Place::Session(named) => named,
     };
     log.service = Some(named.label.clone());
@@ -356,20 +360,26 @@ fn check_origin<L: SessionLookup>(
 }
 
 /// The login host: `GET /_gateway/authorize?to={session URL}` answers the page that
-/// posts a ticket for the signed-in user to that session host. The load balancer signs
-/// in every request here, so a missing or bad token is refused as anywhere.
+/// posts a ticket for the signed-in user to that session host; the console's files,
+/// who is signed in, and the console's calls to the API (`console_api.rs`) are
+/// answered too. The load balancer signs in every request here, so a missing or bad
+/// token is refused as anywhere.
 async fn login<L: SessionLookup>(
     shared: &Shared<L>,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
     mut log: RequestLog,
 ) -> Response<ResponseBody> {
     let upgrade = is_upgrade(req.headers());
-    let user_id = match token_user(shared, req).await {
+    let user_id = match token_user(shared, &req).await {
         Ok(Some(user_id)) => user_id,
         Ok(None) => return Refusal::SignIn("no identity token").respond(log, upgrade),
         Err(refusal) => return refusal.respond(log, upgrade),
     };
     log.user_key = Some(session_core::template::user_key(&user_id));
+    if req.uri().path().starts_with(console_api::PREFIX) {
+        let origin = login_origin(&shared.config);
+        return shared.console_api.answer(req, &origin, log).await;
+    }
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     let path = req.uri().path();
     if read && !upgrade {
@@ -403,8 +413,21 @@ async fn login<L: SessionLookup>(
     own_answer(page, "text/html; charset=utf-8", &policy, log)
 }
 
+/// The login host's origin, the only one of its pages (`{scheme}://login.{domain}`).
+fn login_origin(config: &Config) -> String {
+    format!(
+        "{}://{}",
+        config.url_scheme,
+        login_host(&config.session_domain)
+    )
+}
+
 /// A 200 the gateway answers itself on the login host: never cached (it is one
-/// user's), no referrer, and the page's content security policy.
+/// user's), the page's content security policy, and a referrer of the login host's
+/// origin only (`strict-origin`: never the path, which may carry `?to=`). Not
+/// `no-referrer`: under it a browser sends `Origin: null` with the ticket page's
+/// POST to the session host (and with the console's own POSTs), which the gateway
+/// must refuse, as it cannot tell the login host's page from any other.
 fn own_answer(
     body: String,
     content_type: &'static str,
@@ -416,7 +439,7 @@ fn own_answer(
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("strict-origin"));
     if let Ok(policy) = HeaderValue::from_str(policy) {
         headers.insert(CONTENT_SECURITY_POLICY, policy);
     }
@@ -435,11 +458,7 @@ async fn redeem<L: SessionLookup>(
     if req.method() != Method::POST {
         return Refusal::NotFound("the ticket path takes POST").respond(log, upgrade);
     }
-    let login_origin = format!(
-        "{}://{}",
-        shared.config.url_scheme,
-        login_host(&shared.config.session_domain)
-    );
+    let login_origin = login_origin(&shared.config);
     let from_login = req.headers().get(ORIGIN).is_none_or(|origin| {
         origin
             .as_bytes()

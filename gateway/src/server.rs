@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::body::ResponseBody;
 use crate::config::Config;
+use crate::console_api::ConsoleApi;
 use crate::framing::{Framing, Tracker};
 use crate::identity::{PublicKeys, Verifier};
 use crate::proxy::{self, Shared};
@@ -88,6 +89,7 @@ pub async fn serve<L: SessionLookup>(
         sign_in: SignIn::new(config.sign_in_key.clone(), config.sign_in_ttl),
         sessions: CachedLookup::new(lookup, config.session_cache_ttl),
         client: proxy::client(&config),
+        console_api: ConsoleApi::new(config.api_url.clone()),
         tunnels: in_flight.clone(),
         config,
     });

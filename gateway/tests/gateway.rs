@@ -373,7 +373,7 @@ async fn the_login_host_answers_only_its_authorize_page_to_signed_in_users_for_o
     let page = send(h.addr(), login(&ours, Some(OWNER))).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
-    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers["referrer-policy"], "strict-origin");
     assert_eq!(page.headers["cache-control"], "no-store");
     let policy = page.headers["content-security-policy"].to_str().unwrap();
     assert!(
@@ -1038,32 +1038,9 @@ async fn hyper_alone_reads_content_length_with_transfer_encoding_as_chunked() {
     // And `raw` returned: hyper closed the connection after it.
 }
 
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn each_request_logs_one_line_without_tokens_cookies_or_the_user_id() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _capturing) = capture_logs();
     let h = Harness::start().await;
     let token = h.token(OWNER);
     let sign_in = h.cookie(OWNER, "suv_ui");

@@ -71,6 +71,8 @@ pub fn repo_root() -> PathBuf {
 /// Where the pinned tools and the function binaries are.
 #[derive(Clone, Debug)]
 pub struct Tools {
+    /// `SESSION_TOOLS_DIR`: what `tools/install.sh` installed.
+    pub dir: PathBuf,
     pub python: PathBuf,
     pub functions_dir: PathBuf,
 }
@@ -93,6 +95,7 @@ impl Tools {
             });
         let tools = Self {
             python: tools_dir.join("venv/bin/python"),
+            dir: tools_dir,
             functions_dir,
         };
         assert!(
@@ -1224,6 +1227,9 @@ impl LocalGateway {
             .env("SIGN_IN_KEY", "the local stack's sign-in key, not a secret")
             .env("ALB_ARN", load_balancer::LOCAL_ALB_ARN)
             .env("ALB_PUBLIC_KEYS_URL", keys.url())
+            // The web console's calls go to the local HTTP API, with the load
+            // balancer's access token (`dev:<user>`) as their bearer token.
+            .env("API_URL", stack.api_gateway.url())
             .envs(
                 [
                     "AWS_REGION",

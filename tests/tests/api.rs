@@ -932,8 +932,79 @@ async fn a_heartbeat_is_written_at_most_once_per_interval_and_only_while_running
             (200, &json!(false))
         );
         assert_eq!(again.body["last_activity_at"].as_str(), written.as_deref());
+        assert_eq!(again.body["idle_stop_at"], first.body["idle_stop_at"]);
     }
     assert_eq!(stack.session(&id).await.unwrap().last_activity_at, written);
+}
+
+/// `at` plus `s` seconds, as the API writes timestamps.
+fn later(at: &Value, s: i64) -> Value {
+    let at = chrono::DateTime::parse_from_rfc3339(at.as_str().expect("a timestamp"))
+        .expect("RFC 3339")
+        .with_timezone(&chrono::Utc);
+    json!(session_core::session::timestamp(
+        at + chrono::Duration::seconds(s)
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_session_shows_when_its_users_own_limits_stop_it_and_a_heartbeat_moves_the_idle_stop(
+) {
+    let stack = Stack::start().await;
+    stack.put_user("ines", true, None).await;
+    for (limit, s) in [("idle_timeout_s", "900"), ("max_lifetime_s", "7200")] {
+        stack
+            .set_user("ines", limit, AttributeValue::N(s.into()))
+            .await;
+    }
+    let api = live_api(&stack);
+    let started = call(&api, &Call::new("POST", "/sessions", "ines")).await;
+    assert_eq!(
+        (&started.body["idle_stop_at"], &started.body["ends_at"]),
+        (&Value::Null, &Value::Null),
+        "not running yet: {}",
+        started.body
+    );
+    let id = session_id(&started.body);
+    stack.bring_task_up(&id).await;
+    stack
+        .session_where(&id, "running", |s| s.status == Status::Running)
+        .await;
+    let get = Call::new("GET", &format!("/sessions/{id}"), "ines");
+
+    let before = call(&api, &get).await;
+    assert_eq!(before.body["last_activity_at"], Value::Null);
+    assert_eq!(
+        before.body["idle_stop_at"],
+        later(&before.body["started_at"], 900),
+        "{}",
+        before.body
+    );
+    assert_eq!(
+        before.body["ends_at"],
+        later(&before.body["created_at"], 7200)
+    );
+
+    let beat = call(
+        &api,
+        &Call::new("POST", &format!("/sessions/{id}/heartbeat"), "ines"),
+    )
+    .await;
+    assert_eq!((beat.status, &beat.body["recorded"]), (200, &json!(true)));
+    assert_eq!(
+        beat.body["idle_stop_at"],
+        later(&beat.body["last_activity_at"], 900),
+        "{}",
+        beat.body
+    );
+    assert_eq!(beat.body["ends_at"], before.body["ends_at"]);
+    let after = call(&api, &get).await;
+    assert_eq!(after.body["idle_stop_at"], beat.body["idle_stop_at"]);
+    let listed = call(&api, &Call::new("GET", "/sessions", "ines")).await;
+    assert_eq!(
+        listed.body["sessions"][0]["idle_stop_at"],
+        beat.body["idle_stop_at"]
+    );
 }
 
 /// The default template's versioned repositories.

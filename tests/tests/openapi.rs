@@ -431,6 +431,8 @@ fn the_schemas_refuse_what_the_api_never_answers() {
         "stop_reason": null,
         "stop_code": null,
         "stopped_reason": null,
+        "idle_stop_at": "2026-11-26T10:30:41.000Z",
+        "ends_at": "2026-11-26T18:00:00.000Z",
     });
     let get = schema("GET /sessions/{id}", 200);
     assert!(get.is_valid(&session), "the example itself is valid");
@@ -441,15 +443,18 @@ fn the_schemas_refuse_what_the_api_never_answers() {
         ("stop_reason", json!("bored")),
         ("session_id", json!("a b")),
         ("task_arn", json!(7)),
+        ("idle_stop_at", json!("in half an hour")),
     ];
     for (member, value) in drifts {
         let mut drifted = session.clone();
         drifted[member] = value;
         assert!(!get.is_valid(&drifted), "{member} = {}", drifted[member]);
     }
-    let mut missing = session.clone();
-    missing.as_object_mut().unwrap().remove("urls");
-    assert!(!get.is_valid(&missing));
+    for member in ["urls", "idle_stop_at", "ends_at"] {
+        let mut missing = session.clone();
+        missing.as_object_mut().unwrap().remove(member);
+        assert!(!get.is_valid(&missing), "without {member}");
+    }
     let mut start = session.clone();
     start["status_url"] = json!("/sessions/sess-0192f0c2a1b27c3d8e9f0a1b2c3d4e5f");
     assert!(!get.is_valid(&start), "a session has no status_url");

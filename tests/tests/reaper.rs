@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_sfn::types::ExecutionStatus;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use session_core::session::{Reason, SessionId, Status};
 use session_tests::{Stack, StackOptions};
@@ -62,6 +63,61 @@ async fn an_idle_session_is_stopped_and_a_recently_active_one_is_untouched() {
     let busy_session = stack.session(&busy).await.unwrap();
     assert_eq!(busy_session.status, Status::Running);
     assert_eq!(stack.task(&busy_task).await.last_status(), Some("RUNNING"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reaper_stops_a_session_as_idle_from_the_idle_stop_at_the_api_shows_and_not_before() {
+    let stack = Stack::start_with(StackOptions {
+        // Every heartbeat written, so that a short idle timeout is a valid one.
+        env: vec![("HEARTBEAT_INTERVAL_S", "0".into())],
+        ..Default::default()
+    })
+    .await;
+    stack.put_user("shown", true, None).await;
+    // Long enough for a reaper run to end well before it.
+    stack
+        .set_user("shown", "idle_timeout_s", AttributeValue::N("10".into()))
+        .await;
+    let (id, execution, task) = stack.running_session(json!({"user_id": "shown"})).await;
+    let (status, beat, _) = stack
+        .http(
+            "POST",
+            &format!("/sessions/{id}/heartbeat"),
+            Some("dev:shown"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!((status, &beat["recorded"]), (200, &json!(true)), "{beat}");
+    let (status, shown, _) = stack
+        .http(
+            "GET",
+            &format!("/sessions/{id}"),
+            Some("dev:shown"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["idle_stop_at"], beat["idle_stop_at"]);
+    let idle_stop_at: DateTime<Utc> = shown["idle_stop_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("an idle_stop_at: {shown}"));
+
+    let report = stack.reap().await;
+    assert!(
+        Utc::now() < idle_stop_at,
+        "the run ended after {idle_stop_at}: nothing is proven"
+    );
+    assert_eq!(report["idle"], json!([]), "{report}");
+    assert_eq!(stack.session(&id).await.unwrap().status, Status::Running);
+
+    let wait = (idle_stop_at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let report = stack.reap().await;
+    assert_eq!(report["idle"], json!([id.to_string()]), "{report}");
+    assert_stopped(&stack, &id, &execution, &task, Reason::Idle).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

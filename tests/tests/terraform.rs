@@ -3983,6 +3983,34 @@ fn the_gateway_container_gets_only_variables_its_configuration_reads() {
     assert_eq!(env["SESSION_DOMAIN"], "sessions.example.com");
 }
 
+#[test]
+fn the_console_calls_the_api_through_the_gateway_with_the_load_balancers_access_tokens() {
+    let config = Module::load(&terraform_dir());
+    let gateway = plan::Plan::new(&config, &gateway_mode());
+    let (env, _) = container_variables(&gateway_container(&gateway)).unwrap();
+    assert_eq!(
+        env.get("API_URL").map(String::as_str),
+        Some("aws_apigatewayv2_api.sessions.api_endpoint"),
+        "the gateway forwards the console's calls to this API"
+    );
+    let audience = |plan: &plan::Plan| {
+        let authorizer = only(plan, "aws_apigatewayv2_authorizer", "jwt");
+        let audience = argument(
+            plan,
+            "aws_apigatewayv2_authorizer",
+            "jwt",
+            authorizer,
+            &["jwt_configuration", "audience"],
+        )
+        .expect("jwt_configuration.audience");
+        strings_of(&audience)
+    };
+    // The load balancer's client gets the access tokens the gateway passes on.
+    assert_eq!(audience(&gateway), ["client", "gateway-client"]);
+    let direct = plan::Plan::new(&config, &direct_mode());
+    assert_eq!(audience(&direct), ["client"]);
+}
+
 /// A statement's actions, and its resources as written.
 type Grant = (Vec<String>, Vec<String>);
 

@@ -55,7 +55,10 @@ impl ReadOnlyStore {
     }
 }
 
-pub fn api(store: ReadOnlyStore) -> Api<ReadOnlyStore, Unreached, Unreached, SystemClock> {
+/// The api the handler's unit tests call, with no registry to ask.
+pub type FakeApi = Api<ReadOnlyStore, Unreached, Unreached, SystemClock>;
+
+pub fn api(store: ReadOnlyStore) -> FakeApi {
     api_with(store, Unreached, &[])
 }
 

@@ -12,6 +12,8 @@ mod fake;
 pub mod identity;
 pub mod view;
 
+use std::collections::BTreeMap;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -23,6 +25,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use session_core::config::{AdmissionSettings, ApiSettings, Secret};
+use session_core::limits::UserLimits;
 use session_core::ports::{Clock, PageCursor, Registry, SessionStore, Workflow};
 use session_core::session::{timestamp, Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
 use session_core::steps::authorize::{
@@ -33,7 +36,7 @@ use session_core::versions::available_versions;
 
 pub use error::ApiError;
 pub use identity::{Caller, Token};
-use view::{SessionView, VersionsView};
+use view::{HeartbeatView, SessionView, VersionsView};
 
 /// Bodies are a few fields; anything larger is refused before it is parsed.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -370,15 +373,46 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             Route::List => self.list(&caller, req).await,
             Route::Get(id) => {
                 let session = self.visible(&caller, id).await?;
-                Ok(json_response(
-                    StatusCode::OK,
-                    &SessionView::of(&session).json(),
-                ))
+                Ok(json_response(StatusCode::OK, &self.view(&session).await?))
             }
             Route::Stop(id) => self.stop(&caller, id).await,
             Route::Heartbeat(id) => self.heartbeat(&caller, id).await,
             Route::Versions => self.versions(req).await,
         }
+    }
+
+    /// The limits the owners of running sessions among `sessions` are held to. Each
+    /// owner's item is read once per answer (a listing is one owner's), and only when
+    /// one of their sessions runs: only a running session shows when it would stop.
+    async fn limits_of(
+        &self,
+        sessions: &[Session],
+    ) -> Result<BTreeMap<String, UserLimits>, ApiError> {
+        let mut limits = BTreeMap::new();
+        for session in sessions.iter().filter(|s| s.status == Status::Running) {
+            if !limits.contains_key(&session.user_id) {
+                let owner = self.store.user(&session.user_id).await?;
+                limits.insert(
+                    session.user_id.clone(),
+                    self.settings.limits.of_user(owner.as_ref()),
+                );
+            }
+        }
+        Ok(limits)
+    }
+
+    /// The views of `sessions`, each running one with when the reaper would stop it.
+    async fn views(&self, sessions: &[Session]) -> Result<Vec<Value>, ApiError> {
+        let limits = self.limits_of(sessions).await?;
+        Ok(sessions
+            .iter()
+            .map(|s| SessionView::of(s, limits.get(&s.user_id)).json())
+            .collect())
+    }
+
+    async fn view(&self, session: &Session) -> Result<Value, ApiError> {
+        let mut views = self.views(std::slice::from_ref(session)).await?;
+        Ok(views.pop().unwrap_or(Value::Null))
     }
 
     /// A session the caller may see; anyone else's is indistinguishable from none.
@@ -457,7 +491,7 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             return Err(idempotency_key_reused(&session));
         }
         tracing::info!(session_id = %id, replayed = replay.is_some(), "session start accepted");
-        let mut body = SessionView::of(&session).json();
+        let mut body = self.view(&session).await?;
         let status_url = format!("/sessions/{id}");
         body["status_url"] = json!(status_url);
         let mut response = json_response(StatusCode::ACCEPTED, &body);
@@ -497,7 +531,7 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             StopRequest::AlreadyEnded { .. } => StatusCode::OK,
         };
         let now = self.store.session(id).await?.unwrap_or(session);
-        let mut body = SessionView::of(&now).json();
+        let mut body = self.view(&now).await?;
         body["message"] = json!(match now.status {
             Status::Stopping => "the session is stopping",
             Status::Stopped => "the session has ended",
@@ -518,25 +552,23 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
         }
         let now = self.clock.now();
         let interval = chrono::Duration::seconds(
-            i64::try_from(self.settings.heartbeat_interval_s).unwrap_or(i64::MAX / 1000),
+            i64::try_from(self.settings.limits.heartbeat_interval_s).unwrap_or(i64::MAX / 1000),
         );
+        let mut session = session;
         let recorded = self
             .store
             .touch(&session.session_id, &session.user_id, now, interval)
             .await?;
-        let last_activity_at = if recorded {
-            Some(session_core::session::timestamp(now))
-        } else {
-            session.last_activity_at.clone()
-        };
+        if recorded {
+            session.last_activity_at = Some(timestamp(now));
+        }
+        // Read after the beat is written, so that a failed read cannot cost the user
+        // the activity it records.
+        let owner = self.store.user(&session.user_id).await?;
+        let limits = self.settings.limits.of_user(owner.as_ref());
         Ok(json_response(
             StatusCode::OK,
-            &json!({
-                "session_id": session.session_id,
-                "status": session.status,
-                "recorded": recorded,
-                "last_activity_at": last_activity_at,
-            }),
+            &HeartbeatView::of(&session, recorded, &limits).json(),
         ))
     }
 
@@ -585,11 +617,7 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             .store
             .sessions_of_user(&user_id, limit, cursor.as_ref())
             .await?;
-        let sessions: Vec<Value> = page
-            .sessions
-            .iter()
-            .map(|s| SessionView::of(s).json())
-            .collect();
+        let sessions = self.views(&page.sessions).await?;
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -946,6 +974,99 @@ mod tests {
             fake::answer(api.handle(list("alice", &tampered)).await).0,
             400
         );
+    }
+
+    /// Alice with her own 10-minute idle timeout, a session of hers running since
+    /// 10:01 and one starting; `page` lists both, the running one first.
+    fn alice_running_and_starting() -> fake::ReadOnlyStore {
+        let mut store = fake::ReadOnlyStore::default()
+            .with_user("alice", false)
+            .with_session("sess-running", "alice")
+            .with_session("sess-starting", "alice");
+        store.users.get_mut("alice").unwrap().idle_timeout_s = Some(600);
+        let running = store
+            .sessions
+            .get_mut(&SessionId::parse("sess-running").unwrap())
+            .unwrap();
+        running.status = Status::Running;
+        running.started_at = Some("2026-11-26T10:01:00.000Z".into());
+        store.page.sessions = store.sessions.values().cloned().collect();
+        store
+            .page
+            .sessions
+            .sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        store
+    }
+
+    fn user_reads(api: &fake::FakeApi) -> usize {
+        api.store
+            .user_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_listing_reads_the_owners_item_once_and_shows_the_stop_times_of_running_sessions() {
+        let mut store = alice_running_and_starting();
+        let mut another = store.page.sessions[0].clone();
+        another.session_id = SessionId::parse("sess-running-too").unwrap();
+        another.last_activity_at = Some("2026-11-26T10:30:00.000Z".into());
+        store.page.sessions.insert(1, another);
+        let api = fake::api(store);
+        let list = fake::request("GET", "/sessions", "", alice(json!({})), None);
+        let (status, body) = fake::answer(api.handle(list).await);
+        assert_eq!(status, 200, "{body}");
+        let stops: Vec<(&str, &Value, &Value)> = body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["status"].as_str().unwrap(),
+                    &s["idle_stop_at"],
+                    &s["ends_at"],
+                )
+            })
+            .collect();
+        assert_eq!(
+            stops,
+            [
+                (
+                    "running",
+                    &json!("2026-11-26T10:11:00.000Z"),
+                    &json!("2026-11-26T18:00:00.000Z")
+                ),
+                (
+                    "running",
+                    &json!("2026-11-26T10:40:00.000Z"),
+                    &json!("2026-11-26T18:00:00.000Z")
+                ),
+                ("starting", &Value::Null, &Value::Null),
+            ]
+        );
+        assert_eq!(user_reads(&api), 1);
+    }
+
+    #[tokio::test]
+    async fn reading_a_session_reads_its_owners_item_only_while_it_runs() {
+        let api = fake::api(alice_running_and_starting());
+        let get = |id: &str| {
+            fake::request(
+                "GET",
+                &format!("/sessions/{id}"),
+                "",
+                alice(json!({})),
+                None,
+            )
+        };
+        let (status, starting) = fake::answer(api.handle(get("sess-starting")).await);
+        assert_eq!((status, &starting["idle_stop_at"]), (200, &Value::Null));
+        assert_eq!(user_reads(&api), 0);
+        let (status, running) = fake::answer(api.handle(get("sess-running")).await);
+        assert_eq!(
+            (status, &running["idle_stop_at"]),
+            (200, &json!("2026-11-26T10:11:00.000Z"))
+        );
+        assert_eq!(user_reads(&api), 1);
     }
 
     /// The template's versioned repositories (the default template's).

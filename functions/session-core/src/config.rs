@@ -349,20 +349,59 @@ pub fn min_idle_timeout_s(heartbeat_interval_s: u64) -> u64 {
     heartbeat_interval_s.saturating_mul(2)
 }
 
-/// The reaper's limits; a user's own `idle_timeout_s` / `max_lifetime_s` override the
-/// first two.
+/// Seconds without activity before a running session is stopped as idle, unless
+/// configured: thirty minutes.
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 30 * 60;
+
+/// The deployment's limits on a session, which a user's item may set for their own
+/// (`idle_timeout_s`, `max_lifetime_s`; [`crate::limits`] applies them). The reaper
+/// acts on them and the api shows when they will stop a session, so both read them
+/// from the same variables, through [`session_limits_from`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Seconds without activity before a running session is stopped as idle.
+    pub idle_timeout_s: u64,
+    /// Seconds from a session's admission before it is stopped for its max lifetime.
+    pub max_lifetime_s: u64,
+    /// A session's `last_activity_at` is written at most once per this many seconds:
+    /// an idle timeout must leave room for it.
+    pub heartbeat_interval_s: u64,
+}
+
+/// Reads the [`SessionLimits`] (`IDLE_TIMEOUT_S`, `MAX_LIFETIME_S`,
+/// `HEARTBEAT_INTERVAL_S`) for the groups that hold them. An idle timeout shorter than
+/// twice the heartbeat interval is refused.
+pub fn session_limits_from(env: &impl Source) -> Result<SessionLimits, ConfigError> {
+    let heartbeat_interval_s = env.parsed("HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S)?;
+    let idle_timeout_s = env.parsed("IDLE_TIMEOUT_S", DEFAULT_IDLE_TIMEOUT_S)?;
+    if idle_timeout_s < min_idle_timeout_s(heartbeat_interval_s) {
+        return Err(ConfigError::Invalid {
+            name: "IDLE_TIMEOUT_S",
+            message: format!(
+                "must be at least twice HEARTBEAT_INTERVAL_S ({heartbeat_interval_s} s): \
+                 heartbeats are written at most once per interval, so a shorter \
+                 timeout stops users who are active"
+            ),
+        });
+    }
+    Ok(SessionLimits {
+        idle_timeout_s,
+        max_lifetime_s: env.parsed("MAX_LIFETIME_S", DEFAULT_MAX_LIFETIME_S)?,
+        heartbeat_interval_s,
+    })
+}
+
+/// The reaper's settings: the limits it stops sessions for, and when it judges a
+/// task an orphan or a session stuck.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReaperSettings {
-    pub idle_timeout_s: u64,
-    pub max_lifetime_s: u64,
+    pub limits: SessionLimits,
     /// A task younger than this is never called an orphan: its session may not have
     /// reached the (eventually consistent) active index yet.
     pub orphan_grace_s: u64,
     /// A session `starting`, `provisioning` or `stopping` for longer than this is stuck
     /// (its execution runs but can no longer progress) and is ended as lost.
     pub transition_deadline_s: u64,
-    /// The api's heartbeat write interval: an idle timeout must leave room for it.
-    pub heartbeat_interval_s: u64,
 }
 
 impl ReaperSettings {
@@ -393,25 +432,10 @@ impl ReaperSettings {
                 message: "must be at least 1: 0 would end every session that is starting".into(),
             });
         }
-        let heartbeat_interval_s =
-            env.parsed("HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S)?;
-        let idle_timeout_s = env.parsed("IDLE_TIMEOUT_S", 30 * 60)?;
-        if idle_timeout_s < min_idle_timeout_s(heartbeat_interval_s) {
-            return Err(ConfigError::Invalid {
-                name: "IDLE_TIMEOUT_S",
-                message: format!(
-                    "must be at least twice HEARTBEAT_INTERVAL_S ({heartbeat_interval_s} s): \
-                     heartbeats are written at most once per interval, so a shorter \
-                     timeout stops users who are active"
-                ),
-            });
-        }
         Ok(Self {
-            idle_timeout_s,
-            max_lifetime_s: env.parsed("MAX_LIFETIME_S", DEFAULT_MAX_LIFETIME_S)?,
+            limits: session_limits_from(env)?,
             orphan_grace_s: env.parsed("ORPHAN_GRACE_S", 5 * 60)?,
             transition_deadline_s,
-            heartbeat_interval_s,
         })
     }
 }
@@ -540,7 +564,7 @@ impl std::fmt::Debug for Secret {
 pub const IDENTITY_CLAIM: &str = "sub";
 
 /// The public API's settings: where starts go, whose claims identify the caller, and
-/// how often a session's heartbeat may be written.
+/// the limits it shows sessions are held to (and writes heartbeats by).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiSettings {
     pub state_machine_arn: String,
@@ -549,8 +573,9 @@ pub struct ApiSettings {
     /// The OAuth scope a caller needs, besides `admin` on their user item, to act for
     /// other users.
     pub admin_scope: String,
-    /// A session's `last_activity_at` is written at most once per this many seconds.
-    pub heartbeat_interval_s: u64,
+    /// The reaper's limits: the api writes heartbeats by their interval and shows when
+    /// a running session would be stopped (`idle_stop_at`, `ends_at`).
+    pub limits: SessionLimits,
     /// Signs the `next_token` of listings, so a token is accepted only from the user
     /// it was given to and exactly as it was given.
     pub cursor_key: Secret,
@@ -561,6 +586,8 @@ impl ApiSettings {
         "STATE_MACHINE_ARN",
         "IDENTITY_CLAIM",
         "ADMIN_SCOPE",
+        "IDLE_TIMEOUT_S",
+        "MAX_LIFETIME_S",
         "HEARTBEAT_INTERVAL_S",
         "CURSOR_KEY",
     ];
@@ -602,8 +629,7 @@ impl ApiSettings {
             state_machine_arn,
             identity_claim,
             admin_scope: env.parsed("ADMIN_SCOPE", "sessions/admin".to_owned())?,
-            heartbeat_interval_s: env
-                .parsed("HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S)?,
+            limits: session_limits_from(env)?,
             cursor_key: Secret::new(cursor_key),
         })
     }
@@ -781,8 +807,37 @@ mod tests {
             ("HEARTBEAT_INTERVAL_S", "60"),
         ]))
         .unwrap();
-        assert_eq!(settings.heartbeat_interval_s, 60);
+        assert_eq!(settings.limits.heartbeat_interval_s, 60);
         assert!(ReaperSettings::from_source(&env(&[])).is_ok());
+    }
+
+    #[test]
+    fn the_api_reads_the_limits_the_reaper_reads_and_refuses_what_it_refuses() {
+        let api = |pairs: &[(&str, &str)]| {
+            let mut all = env(&[
+                ("STATE_MACHINE_ARN", STATE_MACHINE_ARN),
+                ("CURSOR_KEY", CURSOR_KEY),
+            ]);
+            all.extend(env(pairs));
+            ApiSettings::from_source(&all)
+        };
+        for pairs in [
+            &[][..],
+            &[
+                ("IDLE_TIMEOUT_S", "600"),
+                ("MAX_LIFETIME_S", "7200"),
+                ("HEARTBEAT_INTERVAL_S", "30"),
+            ][..],
+        ] {
+            assert_eq!(
+                api(pairs).unwrap().limits,
+                ReaperSettings::from_source(&env(pairs)).unwrap().limits,
+                "{pairs:?}"
+            );
+        }
+        let short = [("IDLE_TIMEOUT_S", "100"), ("HEARTBEAT_INTERVAL_S", "60")];
+        let err = api(&short).unwrap_err();
+        assert!(err.to_string().contains("IDLE_TIMEOUT_S"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod hosts;
+pub mod limits;
 pub mod metrics;
 pub mod ports;
 pub mod session;

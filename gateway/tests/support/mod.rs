@@ -65,6 +65,7 @@ pub fn config(keys_url: &str) -> Config {
         sign_in_key: gateway::signin::SignInKey::new(SIGN_IN_KEY.to_vec()).unwrap(),
         sign_in_ttl: Duration::from_secs(3600),
         url_scheme: "https".into(),
+        api_url: None,
     }
 }
 
@@ -281,6 +282,60 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// The JSON log lines written so far.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Keeps this thread's log capture on while it lives.
+pub struct Capturing {
+    _default: tracing::subscriber::DefaultGuard,
+    _second: tracing::Dispatch,
+}
+
+/// Captures the JSON log lines of this thread, and so of a gateway on this test's
+/// runtime, while the guard lives.
+pub fn capture_logs() -> (Captured, Capturing) {
+    // tracing caches whether a call site is enabled once, globally. With one scoped
+    // subscriber registered, it asks the subscriber of whichever thread gets to a call
+    // site first: another test's thread, which has none, would turn the call site off
+    // for this one too. A second registered dispatcher makes it ask them all.
+    let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    let guard = Capturing {
+        _default: tracing::subscriber::set_default(subscriber),
+        _second: second,
+    };
+    (captured, guard)
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

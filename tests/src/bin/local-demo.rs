@@ -255,6 +255,10 @@ async fn main() {
             }
         }
         println!(
+            "the web console: http://login.localhost:{LOAD_BALANCER_PORT}/ (sign in with any \
+             user name, e.g. {DEMO_USER})"
+        );
+        println!(
             "the stack is up: API http://127.0.0.1:{API_PORT} (Authorization: Bearer \
              {TOKEN}), session URLs http://{{service}}--{{session_id}}.localhost:{LOAD_BALANCER_PORT} \
              (signed in at http://login.localhost:{LOAD_BALANCER_PORT} with the same \

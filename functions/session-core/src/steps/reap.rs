@@ -1,5 +1,5 @@
 //! The reaper, run on a schedule: stops sessions that are idle or past their maximum
-//! lifetime, and reconciles what the events may have missed: tasks of ours with no
+//! lifetime (by [`crate::limits`], the rule the api shows users), and reconciles what the events may have missed: tasks of ours with no
 //! active session (orphans), sessions whose task or execution is gone, and sessions
 //! stuck on their way in or out (all three lost). It reads only the active sessions,
 //! so its cost grows with them, never with history, and it reads them and their users
@@ -32,8 +32,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::config::{min_idle_timeout_s, ReaperSettings};
+use crate::config::ReaperSettings;
 use crate::error::Result;
+use crate::limits::{parse_time, seconds};
 use crate::ports::{Change, Clock, Compute, SessionStore, TaskSummary, User, Workflow};
 use crate::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
 use crate::steps::request_stop::{request_stop, StopRequest};
@@ -91,29 +92,25 @@ pub struct Reaper<'a, S, C, W, K> {
     pub clock: &'a K,
 }
 
-fn parse_time(raw: Option<&str>) -> Option<DateTime<Utc>> {
-    raw.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn seconds(s: u64) -> Duration {
-    Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
-}
-
 /// When the session entered its current status. An item written before
 /// `status_changed_at` existed is judged by the latest time it is known to have been
 /// alive, never by its creation alone.
 fn entered_status_at(session: &Session) -> Option<DateTime<Utc>> {
-    parse_time(session.status_changed_at.as_deref()).or_else(|| {
-        [
-            Some(session.created_at.as_str()),
-            session.started_at.as_deref(),
-            session.last_activity_at.as_deref(),
-        ]
-        .into_iter()
-        .filter_map(parse_time)
-        .max()
-    })
+    session
+        .status_changed_at
+        .as_deref()
+        .and_then(parse_time)
+        .or_else(|| {
+            [
+                Some(session.created_at.as_str()),
+                session.started_at.as_deref(),
+                session.last_activity_at.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(parse_time)
+            .max()
+        })
 }
 
 /// Whether the session has been `starting`, `provisioning` or `stopping` for longer
@@ -205,7 +202,7 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         let user = users.get(&session.user_id);
         let id = &session.session_id;
 
-        let created = parse_time(Some(&session.created_at)).unwrap_or(now);
+        let created = parse_time(&session.created_at).unwrap_or(now);
         // The API records a session (with its execution's ARN) just before it starts
         // the execution: a young session's execution may not exist yet.
         let settled = now - created > seconds(self.settings.orphan_grace_s);
@@ -221,11 +218,8 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         if stuck_in_transition(session, now, deadline) {
             return Ok(self.close_stuck(session).await?.then_some(Verdict::Lost));
         }
-        let max_lifetime = seconds(
-            user.and_then(|u| u.max_lifetime_s)
-                .unwrap_or(self.settings.max_lifetime_s),
-        );
-        if now - created > max_lifetime {
+        let limits = self.settings.limits.of_user(user);
+        if limits.is_past_max_lifetime(session, now) {
             return self
                 .stop_for(session, Reason::MaxLifetime, Verdict::MaxLifetime)
                 .await;
@@ -240,28 +234,15 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         {
             return self.stop_for(session, Reason::Lost, Verdict::Lost).await;
         }
-        let configured = user
-            .and_then(|u| u.idle_timeout_s)
-            .unwrap_or(self.settings.idle_timeout_s);
-        let floor = min_idle_timeout_s(self.settings.heartbeat_interval_s);
-        if configured < floor {
+        if let Some(asked) = limits.raised_idle_timeout_s {
             tracing::warn!(
                 session_id = %id,
-                idle_timeout_s = configured,
-                applied_s = floor,
+                idle_timeout_s = asked,
+                applied_s = limits.idle_timeout_s,
                 "the user's idle_timeout_s is shorter than twice the heartbeat interval: the longer one applies"
             );
         }
-        let idle_timeout = seconds(configured.max(floor));
-        let last_activity = [
-            session.last_activity_at.as_deref(),
-            session.started_at.as_deref(),
-        ]
-        .into_iter()
-        .filter_map(|t| parse_time(t))
-        .max()
-        .unwrap_or(created);
-        if now - last_activity > idle_timeout {
+        if limits.is_idle(session, now) {
             return self.stop_for(session, Reason::Idle, Verdict::Idle).await;
         }
         Ok(None)
