@@ -129,9 +129,10 @@ fn dev_user(req: &Request<Incoming>) -> Option<String> {
     valid_user(&user).then_some(user)
 }
 
-/// A user id the stand-in passes on in headers: 1 to 128 visible ASCII characters.
+/// A user id the stand-in passes on in headers: 1 to 128 printable ASCII characters
+/// (spaces too, as some providers' ids have; a header value takes no other).
 fn valid_user(user: &str) -> bool {
-    (1..=128).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_graphic())
+    (1..=128).contains(&user.len()) && user.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
 }
 
 fn identity_cookie(headers: &hyper::HeaderMap) -> Option<String> {
@@ -199,7 +200,7 @@ async fn sign_in_form(req: Request<Incoming>) -> Response<Body> {
         if !valid_user(&user) {
             return plain(
                 StatusCode::BAD_REQUEST,
-                "a user name is 1 to 128 visible ASCII characters\n",
+                "a user name is 1 to 128 printable ASCII characters\n",
             );
         }
         let value: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();

@@ -4,7 +4,7 @@
 //! (the local load balancer's stand-in for the provider's page), start a session and
 //! watch it come up, open its `api`, stop it. Each state the page shows is checked
 //! with axe-core (pinned in tools/browser) and the running and refused states are
-//! saved as screenshots under the target directory.
+//! saved as screenshots under the target directory (and the running one on a phone).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -363,11 +363,26 @@ async fn an_open_page_keeps_its_session_from_the_idle_stop_and_closing_it_lets_t
         .await;
 
     let driver = Driver::start();
-    let ivy = driver.browser(false).await;
+    // On a phone's screen: each session a card, nothing wider than the screen.
+    let ivy = driver.browser(true).await;
     sign_in(&ivy, &stack, "ivy").await;
     let row = format!("#session-{id}");
     let shown = wait_for_text(&ivy, &row, "Stops as idle at").await;
     println!("the page shows: {shown}");
+    let widths = ivy
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (page, screen): (u64, u64) = serde_json::from_value(widths).unwrap();
+    assert!(
+        page <= screen,
+        "the page is {page} px wide on a {screen} px screen"
+    );
+    screenshot(&ivy, "phone-running").await;
+    assert_accessible(&ivy, "phone, running").await;
     // Longer than the idle timeout with the page open and visible: its heartbeats
     // keep the session.
     tokio::time::sleep(Duration::from_secs(15)).await;

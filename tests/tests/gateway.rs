@@ -59,6 +59,27 @@ fn host(url: &str) -> &str {
     url.strip_prefix("http://").unwrap().trim_end_matches('/')
 }
 
+/// Ids as identity providers give them (a bar, an at, spaces) sign in at the login
+/// host and reach their session like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_whose_id_has_a_bar_an_at_and_spaces_signs_in_and_reaches_the_session() {
+    let (stack, pump) = gateway_stack().await;
+    let user = "auth0|ada lovelace@example.com";
+    let session = running_session(&stack, user).await;
+    let (status, body) = gateway(&stack)
+        .request(
+            "GET",
+            url(&session, "api"),
+            Some(&format!("dev:{user}")),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["service"], "api", "{echo}");
+    pump.abort();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_owner_reaches_each_service_and_a_websocket_echo_through_the_gateway() {
     let (stack, pump) = gateway_stack().await;

@@ -1,4 +1,5 @@
-//! The state machine definitions: valid ASL, and naming only functions that exist.
+//! The state machine definitions: valid ASL, naming only functions that exist and
+//! only error names the functions report.
 
 use std::process::Command;
 
@@ -104,4 +105,67 @@ fn every_task_retries_throttling_longest_with_full_jitter() {
             }
         }
     }
+}
+
+/// Every error name a definition's Retry or Catch matches, with its state.
+fn matched_error_names(definition: &serde_json::Value) -> Vec<(String, String)> {
+    let mut names = Vec::new();
+    let states = definition["States"].as_object().expect("States");
+    for (state, body) in states {
+        for field in ["Retry", "Catch"] {
+            for rule in body[field].as_array().into_iter().flatten() {
+                for name in rule["ErrorEquals"].as_array().into_iter().flatten() {
+                    names.push((state.clone(), name.as_str().unwrap_or_default().to_owned()));
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The definitions match only names the code reports (the one list of
+/// `session_core::error::ErrorName`), Step Functions' own (`States.*`) and the Lambda
+/// service's (`Lambda.*`): a misspelt or retired name would never match, silently.
+#[test]
+fn every_error_name_the_state_machine_matches_is_one_the_code_reports_or_an_aws_one() {
+    use session_core::error::ErrorName;
+    for file in definitions(&repo_root()) {
+        let names = matched_error_names(&read(&file));
+        assert!(!names.is_empty(), "{}: matches no error", file.display());
+        let unknown: Vec<_> = names
+            .iter()
+            .filter(|(_, name)| {
+                !(name.starts_with("States.")
+                    || name.starts_with("Lambda.")
+                    || ErrorName::parse(name).is_some())
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{}: names no function reports: {unknown:?}",
+            file.display()
+        );
+        // What the lifecycle depends on: a stop requested mid-step goes to Stop.
+        assert!(
+            names
+                .iter()
+                .any(|(_, name)| name == ErrorName::StopRequested.as_str()),
+            "{}: StopRequested is caught nowhere",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn the_error_name_check_finds_a_name_in_a_catch_and_a_retry() {
+    let definition = serde_json::json!({"States": {
+        "A": {"Type": "Task", "Retry": [{"ErrorEquals": ["Throttled", "Transient"]}],
+              "Catch": [{"ErrorEquals": ["Misspelt"], "Next": "B"}]},
+        "B": {"Type": "Succeed"}
+    }});
+    let names: Vec<String> = matched_error_names(&definition)
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect();
+    assert_eq!(names, ["Throttled", "Transient", "Misspelt"]);
 }

@@ -1388,6 +1388,68 @@ fn a_skip_without_a_reason_is_found() {
 // ---------------------------------------------------------------------------------
 // 3. Consistency between the code and the infrastructure.
 
+/// The crates under `functions/` are the one list of the functions; every other list
+/// of them (the Makefile's, the test harness's, the emulator's fixtures, the cold-start
+/// bench's, Terraform's output) names exactly those, so that none is forgotten.
+#[test]
+fn every_list_of_the_functions_names_exactly_the_function_crates() {
+    let root = repo_root();
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let crates = function_crates(&root);
+    let makefile: BTreeSet<String> = read("Makefile")
+        .lines()
+        .find_map(|l| l.strip_prefix("FUNCTIONS :="))
+        .expect("the Makefile's FUNCTIONS")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let harness: BTreeSet<String> = session_tests::FUNCTIONS.map(str::to_owned).into();
+    // `("name", &["dynamodb", ...]),`: the first string of each entry.
+    let bench: BTreeSet<String> = read("tests/coldstart/benches/coldstart.rs")
+        .lines()
+        .skip_while(|l| !l.starts_with("const FUNCTIONS"))
+        .take_while(|l| *l != "];")
+        .filter_map(|l| l.trim_start().strip_prefix("(\"")?.split('"').next())
+        .map(str::to_owned)
+        .collect();
+    let outputs = read("terraform/outputs.tf");
+    let output: BTreeSet<String> = outputs
+        .split("output \"function_names\"")
+        .nth(1)
+        .expect("the function_names output")
+        .lines()
+        .take_while(|l| l.trim() != "}")
+        .filter_map(|l| {
+            l.split_once("= module.")
+                .map(|(key, _)| key.trim().trim_matches('"').to_owned())
+        })
+        .collect();
+    // The emulator registers the functions moto's Step Functions and EventBridge
+    // invoke; the api is reached through the local HTTP API, never through moto.
+    let mut fixtures: BTreeSet<String> = read("tests/harness/provision.py")
+        .lines()
+        .find_map(|l| l.strip_prefix("FUNCTIONS = ["))
+        .expect("provision.py's FUNCTIONS, on one line")
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    fixtures.insert("api".to_owned());
+    for (list, names) in [
+        ("Makefile FUNCTIONS", makefile),
+        ("session_tests::FUNCTIONS", harness),
+        ("the cold-start bench's FUNCTIONS", bench),
+        ("terraform/outputs.tf function_names", output),
+        (
+            "tests/harness/provision.py FUNCTIONS, and the api",
+            fixtures,
+        ),
+    ] {
+        assert_eq!(names, crates, "{list} against functions/*");
+    }
+}
+
 #[test]
 fn each_function_crate_is_exactly_one_lambda_and_each_lambda_a_crate() {
     let root = repo_root();
@@ -1490,6 +1552,115 @@ fn each_function_gets_exactly_the_environment_its_config_reads() {
         problems.is_empty(),
         "environment of the functions:\n{}",
         problems.join("\n")
+    );
+}
+
+/// The README's configuration table: for each row, the variables of its first column
+/// and the functions of its second (`all`: every function).
+fn readme_configuration(
+    readme: &str,
+    functions: &BTreeSet<String>,
+) -> Vec<(Vec<String>, BTreeSet<String>)> {
+    let section = readme
+        .split("\n### Configuration\n")
+        .nth(1)
+        .expect("the README has a Configuration section");
+    let section = section.split("\n#").next().unwrap_or_default();
+    let backticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let readers = match cells[2] {
+                "all" => functions.clone(),
+                list => list.split(',').map(|f| f.trim().to_owned()).collect(),
+            };
+            (backticked(cells[1]), readers)
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_configuration_table_names_each_variable_with_exactly_its_readers() {
+    let root = repo_root();
+    let config = Module::load(&terraform_dir());
+    let code = Config::load(&root);
+    let mut read: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut functions = BTreeSet::new();
+    for call in config.function_calls() {
+        let name = call.crate_name().unwrap().to_owned();
+        let main = parse_rust(&root.join("functions").join(&name).join("src/main.rs"));
+        for var in code.read_by(&main).into_iter().filter(|v| !is_dev_auth(v)) {
+            read.entry(var).or_default().insert(name.clone());
+        }
+        functions.insert(name);
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (vars, readers) in readme_configuration(&readme, &functions) {
+        let unknown: Vec<_> = readers.difference(&functions).collect();
+        assert!(
+            unknown.is_empty(),
+            "{vars:?} read by no such function {unknown:?}"
+        );
+        for var in vars {
+            documented
+                .entry(var)
+                .or_default()
+                .extend(readers.iter().cloned());
+        }
+    }
+    assert_eq!(
+        documented, read,
+        "README's configuration table (left) against what each function reads (right)"
+    );
+}
+
+#[test]
+fn the_readme_function_table_lists_exactly_the_functions() {
+    let config = Module::load(&terraform_dir());
+    let functions: BTreeSet<String> = config
+        .function_calls()
+        .iter()
+        .map(|call| call.crate_name().unwrap().to_owned())
+        .collect();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let table = readme
+        .split("| function | state | what it does |")
+        .nth(1)
+        .expect("the README's function table");
+    let listed: BTreeSet<String> = table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|line| line.split('`').nth(1).map(str::to_owned))
+        .collect();
+    assert_eq!(listed, functions);
+}
+
+#[test]
+fn the_readme_table_reader_takes_each_row_and_all() {
+    let functions: BTreeSet<String> = ["api", "reaper", "stop"].map(String::from).into();
+    let readme = "intro\n### Configuration\n\n| variable | read by | meaning |\n|---|---|---|\n\
+                  | `A`, `B` | api, stop | two (`NOT_A_VAR` here) |\n| `C` | all | three |\n\n\
+                  ### Next\n| `D` | api | not this table |\n";
+    let rows = readme_configuration(readme, &functions);
+    assert_eq!(
+        rows,
+        vec![
+            (
+                vec!["A".into(), "B".into()],
+                ["api", "stop"].map(String::from).into()
+            ),
+            (vec!["C".into()], functions.clone()),
+        ]
     );
 }
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::duration::parse_duration;
 use crate::error::EXIT_STATUS_HELP;
-use crate::wait::{parse_duration, WaitOptions};
+use crate::wait::WaitOptions;
 
 const ABOUT: &str = "Start, watch, list, heartbeat and stop your sessions of the session API.";
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::duration::fmt_duration;
+use crate::goal::Goal;
 use crate::render;
-use crate::wait::{fmt_duration, Goal};
 
 /// Exit statuses.
 pub mod exit {

@@ -4,7 +4,9 @@
 
 pub mod cli;
 pub mod client;
+pub mod duration;
 pub mod error;
+pub mod goal;
 pub mod render;
 pub mod wait;
 
@@ -15,7 +17,8 @@ use serde_json::{json, Value};
 use cli::{Command, Output, Settings};
 use client::SessionsApi;
 use error::Error;
-use wait::{wait_for, Clock, Goal, Progress};
+use goal::Goal;
+use wait::{wait_for, Clock, Progress};
 
 /// The largest page the API serves.
 const MAX_PAGE: u32 = 100;

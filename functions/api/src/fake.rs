@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use session_core::config::{AdmissionSettings, ApiSettings, Secret};
+use session_core::error::ErrorName;
 use session_core::ports::{
     ActiveSessions, Change, Delivery, PageCursor, Registry, SessionPage, SessionStore, SystemClock,
     TaggedImage, TaskObservation, User, Workflow,
@@ -233,7 +234,7 @@ impl Workflow for Unreached {
         unreachable!("{WRITES}")
     }
 
-    async fn fail(&self, _: &str, _: &str, _: &str) -> Result<Delivery> {
+    async fn fail(&self, _: &str, _: ErrorName, _: &str) -> Result<Delivery> {
         unreachable!("{WRITES}")
     }
 

@@ -1,5 +1,6 @@
-//! Errors of the lifecycle functions. Each variant has a stable `error_type`: the name
-//! the state machine's Retry and Catch match (see `statemachine/session.asl.json`), so
+//! Errors of the lifecycle functions. Each variant has a stable name ([`ErrorName`]):
+//! the `errorType` Step Functions sees, which the state machine's Retry and Catch match
+//! (see `statemachine/session.asl.json`) and RecordFailed turns into a stop reason, so
 //! these strings are part of the contract and never derived from Rust type names.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -23,6 +24,84 @@ impl InvalidInput {
     }
 }
 
+/// The error names of the contract, in one list: what a function reports as its
+/// `errorType` and what a step sends with a task token's failure (`Workflow::fail`).
+/// The state machine matches some of them (tests/tests/statemachine.rs checks it names
+/// no other) and `Reason::from_error_name` gives each its stop reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorName {
+    InvalidInput,
+    InvalidVersion,
+    NotAuthorized,
+    SessionLimitReached,
+    ImageNotFound,
+    CapacityUnavailable,
+    LaunchFailed,
+    /// Direct access: the running task's interface has no public IP.
+    NoPublicIp,
+    /// The task is RUNNING but its health checks fail.
+    Unhealthy,
+    /// The task stopped before it was running (WaitForIp's token).
+    TaskStoppedBeforeRunning,
+    /// A stop was requested while a step ran or waited.
+    StopRequested,
+    SessionNotFound,
+    Throttled,
+    Transient,
+    AwsError,
+}
+
+impl ErrorName {
+    pub const ALL: [ErrorName; 15] = [
+        Self::InvalidInput,
+        Self::InvalidVersion,
+        Self::NotAuthorized,
+        Self::SessionLimitReached,
+        Self::ImageNotFound,
+        Self::CapacityUnavailable,
+        Self::LaunchFailed,
+        Self::NoPublicIp,
+        Self::Unhealthy,
+        Self::TaskStoppedBeforeRunning,
+        Self::StopRequested,
+        Self::SessionNotFound,
+        Self::Throttled,
+        Self::Transient,
+        Self::AwsError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "InvalidInput",
+            Self::InvalidVersion => "InvalidVersion",
+            Self::NotAuthorized => "NotAuthorized",
+            Self::SessionLimitReached => "SessionLimitReached",
+            Self::ImageNotFound => "ImageNotFound",
+            Self::CapacityUnavailable => "CapacityUnavailable",
+            Self::LaunchFailed => "LaunchFailed",
+            Self::NoPublicIp => "NoPublicIp",
+            Self::Unhealthy => "Unhealthy",
+            Self::TaskStoppedBeforeRunning => "TaskStoppedBeforeRunning",
+            Self::StopRequested => "StopRequested",
+            Self::SessionNotFound => "SessionNotFound",
+            Self::Throttled => "Throttled",
+            Self::Transient => "Transient",
+            Self::AwsError => "AwsError",
+        }
+    }
+
+    /// The name of the contract spelled `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ErrorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -43,8 +122,6 @@ pub enum Error {
     /// registers a fresh one; escaping Launch, it is a launch failure.
     #[error("task definition is inactive: {0}")]
     TaskDefinitionInactive(String),
-    #[error("task stopped before it was running: {0}")]
-    TaskStoppedBeforeRunning(String),
     /// A stop was requested while this step ran: the state machine goes straight to
     /// Stop instead of on to the next step.
     #[error("a stop was requested ({0})")]
@@ -80,23 +157,27 @@ const THROTTLING_CODES: &[&str] = &[
 ];
 
 impl Error {
+    /// The name of the contract this error is reported under.
+    pub fn name(&self) -> ErrorName {
+        match self {
+            Error::InvalidInput(_) => ErrorName::InvalidInput,
+            Error::InvalidVersion(_) => ErrorName::InvalidVersion,
+            Error::NotAuthorized => ErrorName::NotAuthorized,
+            Error::SessionLimitReached { .. } => ErrorName::SessionLimitReached,
+            Error::ImageNotFound { .. } => ErrorName::ImageNotFound,
+            Error::CapacityUnavailable(_) => ErrorName::CapacityUnavailable,
+            Error::LaunchFailed(_) | Error::TaskDefinitionInactive(_) => ErrorName::LaunchFailed,
+            Error::StopRequested(_) => ErrorName::StopRequested,
+            Error::SessionNotFound(_) => ErrorName::SessionNotFound,
+            Error::Throttled { .. } => ErrorName::Throttled,
+            Error::Transient { .. } => ErrorName::Transient,
+            Error::Aws { .. } => ErrorName::AwsError,
+        }
+    }
+
     /// The `error_type` reported to Lambda, which Step Functions exposes as `Error`.
     pub fn error_type(&self) -> &'static str {
-        match self {
-            Error::InvalidInput(_) => "InvalidInput",
-            Error::InvalidVersion(_) => "InvalidVersion",
-            Error::NotAuthorized => "NotAuthorized",
-            Error::SessionLimitReached { .. } => "SessionLimitReached",
-            Error::ImageNotFound { .. } => "ImageNotFound",
-            Error::CapacityUnavailable(_) => "CapacityUnavailable",
-            Error::LaunchFailed(_) | Error::TaskDefinitionInactive(_) => "LaunchFailed",
-            Error::TaskStoppedBeforeRunning(_) => "TaskStoppedBeforeRunning",
-            Error::StopRequested(_) => "StopRequested",
-            Error::SessionNotFound(_) => "SessionNotFound",
-            Error::Throttled { .. } => "Throttled",
-            Error::Transient { .. } => "Transient",
-            Error::Aws { .. } => "AwsError",
-        }
+        self.name().as_str()
     }
 
     /// Classifies an AWS SDK error: throttling and transport/5xx failures are
@@ -145,6 +226,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_error_name_is_listed_once_and_parses_back() {
+        let mut seen = std::collections::HashSet::new();
+        for name in ErrorName::ALL {
+            assert!(seen.insert(name.as_str()), "{name} listed twice");
+            assert_eq!(ErrorName::parse(name.as_str()), Some(name));
+        }
+        assert_eq!(ErrorName::parse("States.Timeout"), None);
+    }
 
     #[test]
     fn diagnostics_carry_the_names_the_state_machine_matches() {

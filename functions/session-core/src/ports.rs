@@ -7,7 +7,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{ErrorName, Result};
 use crate::session::{Reason, Session, SessionId, Urls};
 use crate::template::TaskDefinitionSpec;
 
@@ -351,7 +351,7 @@ pub trait Workflow: Send + Sync {
     fn fail(
         &self,
         token: &str,
-        error: &str,
+        error: ErrorName,
         cause: &str,
     ) -> impl Future<Output = Result<Delivery>> + Send;
 

@@ -285,17 +285,24 @@ impl Reason {
     /// The failure reason for an error caught by the state machine, from its `Error`
     /// name (our functions' `error_type`, or a `States.*` name).
     pub fn from_error_name(name: &str) -> Reason {
-        match name {
-            "NotAuthorized" => Reason::NotAuthorized,
-            "InvalidInput" => Reason::InvalidInput,
-            "InvalidVersion" => Reason::InvalidVersion,
-            "SessionLimitReached" => Reason::SessionLimit,
-            "ImageNotFound" => Reason::ImageNotFound,
-            "CapacityUnavailable" => Reason::CapacityUnavailable,
-            "LaunchFailed" | "NoPublicIp" | "Unhealthy" => Reason::LaunchFailed,
-            "TaskStoppedBeforeRunning" => Reason::TaskStopped,
-            "States.Timeout" | "States.HeartbeatTimeout" => Reason::Timeout,
-            _ => Reason::Internal,
+        use crate::error::ErrorName as E;
+        match E::parse(name) {
+            Some(E::NotAuthorized) => Reason::NotAuthorized,
+            Some(E::InvalidInput) => Reason::InvalidInput,
+            Some(E::InvalidVersion) => Reason::InvalidVersion,
+            Some(E::SessionLimitReached) => Reason::SessionLimit,
+            Some(E::ImageNotFound) => Reason::ImageNotFound,
+            Some(E::CapacityUnavailable) => Reason::CapacityUnavailable,
+            Some(E::LaunchFailed | E::NoPublicIp | E::Unhealthy) => Reason::LaunchFailed,
+            Some(E::TaskStoppedBeforeRunning) => Reason::TaskStopped,
+            // A stop that came through a failed token ends as the stop's own reason
+            // (RecordStopped); reaching RecordFailed with it is not expected.
+            Some(
+                E::StopRequested | E::SessionNotFound | E::Throttled | E::Transient | E::AwsError,
+            ) => Reason::Internal,
+            // Step Functions' own names.
+            None if matches!(name, "States.Timeout" | "States.HeartbeatTimeout") => Reason::Timeout,
+            None => Reason::Internal,
         }
     }
 }

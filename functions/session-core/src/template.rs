@@ -328,11 +328,6 @@ impl SessionTemplate {
             .any(|c| c.essential && c.health_check.is_some())
     }
 
-    /// The ports the task must accept traffic on.
-    pub fn ports(&self) -> Vec<u16> {
-        self.containers.iter().filter_map(|c| c.port).collect()
-    }
-
     pub fn task_definition(&self, target: &TaskTarget<'_>) -> TaskDefinitionSpec {
         let containers = self
             .containers

@@ -97,12 +97,14 @@ resource "aws_lambda_function" "this" {
   }
 
   # JSON lines and the level come from here, not from the code
-  # (lambda_runtime's default subscriber reads them).
+  # (lambda_runtime's default subscriber reads them). System logs at INFO: Lambda's
+  # platform.report after each invocation (duration, init duration on a cold start)
+  # is the record of cold and warm latency the README's Logs Insights query reads.
   logging_config {
     log_format            = "JSON"
     log_group             = aws_cloudwatch_log_group.this.name
     application_log_level = var.log_level
-    system_log_level      = "WARN"
+    system_log_level      = "INFO"
   }
 
   tracing_config {

@@ -2,7 +2,7 @@
 
 use aws_sdk_sfn::Client;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorName, Result};
 use crate::ports::{Delivery, Workflow};
 
 #[derive(Clone, Debug)]
@@ -47,12 +47,12 @@ impl Workflow for SfnWorkflow {
         }
     }
 
-    async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<Delivery> {
+    async fn fail(&self, token: &str, error: ErrorName, cause: &str) -> Result<Delivery> {
         let result = self
             .client
             .send_task_failure()
             .task_token(token)
-            .error(truncate(error, 256))
+            .error(error.as_str())
             .cause(truncate(cause, 32_768))
             .send()
             .await;

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::Result;
+use crate::error::{ErrorName, Result};
 use crate::ports::{Change, Delivery, SessionStore, Workflow};
 use crate::session::{Reason, SessionId, Status};
 
@@ -50,7 +50,7 @@ pub async fn request_stop(
     } else if let Some(token) = &session.ip_token {
         Some(
             workflow
-                .fail(token, "StopRequested", reason.as_str())
+                .fail(token, ErrorName::StopRequested, reason.as_str())
                 .await?,
         )
     } else {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Access;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorName, Result};
 use crate::ports::{Delivery, Network, SessionStore, Workflow};
 use crate::session::{Session, SessionId, Status};
 use crate::steps::record::NetworkInfo;
@@ -61,7 +61,9 @@ pub async fn complete_wait_for_ip(
     };
     if session.status == Status::Stopping {
         let reason = session.stop_reason.map_or("stop", |r| r.as_str());
-        let delivery = workflow.fail(token, "StopRequested", reason).await?;
+        let delivery = workflow
+            .fail(token, ErrorName::StopRequested, reason)
+            .await?;
         return Ok(Some(delivery));
     }
     if session.status != Status::Provisioning {
@@ -73,7 +75,7 @@ pub async fn complete_wait_for_ip(
             (true, Some(TASK_UNHEALTHY)) => workflow
                 .fail(
                     token,
-                    "Unhealthy",
+                    ErrorName::Unhealthy,
                     "the task is RUNNING but its health checks fail: its services do not answer",
                 )
                 .await?,
@@ -94,7 +96,7 @@ pub async fn complete_wait_for_ip(
             session.stopped_reason.as_deref().unwrap_or_default()
         );
         let delivery = workflow
-            .fail(token, "TaskStoppedBeforeRunning", cause.trim_end())
+            .fail(token, ErrorName::TaskStoppedBeforeRunning, cause.trim_end())
             .await?;
         return Ok(Some(delivery));
     }
@@ -108,7 +110,7 @@ async fn address(
     session: &Session,
     access: &Access,
     network: &impl Network,
-) -> Result<Result<NetworkInfo, (&'static str, &'static str)>> {
+) -> Result<Result<NetworkInfo, (ErrorName, &'static str)>> {
     let private_ip = session.private_ip.clone();
     let eni_id = session.eni_id.clone();
     match access {
@@ -119,7 +121,7 @@ async fn address(
                 eni_id,
             })),
             None => Ok(Err((
-                "LaunchFailed",
+                ErrorName::LaunchFailed,
                 "the running task's events carry no private IPv4 address",
             ))),
         },
@@ -134,7 +136,7 @@ async fn address(
                     eni_id,
                 }),
                 None => Err((
-                    "NoPublicIp",
+                    ErrorName::NoPublicIp,
                     "the task's network interface has no public IP: direct access needs public subnets and assignPublicIp",
                 )),
             })
