@@ -4,7 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
@@ -60,6 +65,24 @@ fn decode<T: serde::de::DeserializeOwned>(
         operation: what,
         message: format!("unreadable item: {e}"),
     })
+}
+
+/// A conditional write's outcome: `Some` of its answer when it was written, `None`
+/// when its condition did not hold (`condition_failed`, the operation error's
+/// `is_conditional_check_failed_exception`), any other failure as the error it is.
+fn conditional<T, E>(
+    operation: &'static str,
+    result: std::result::Result<T, SdkError<E, HttpResponse>>,
+    condition_failed: fn(&E) -> bool,
+) -> Result<Option<T>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(err) if err.as_service_error().is_some_and(condition_failed) => Ok(None),
+        Err(err) => Err(Error::from_sdk(operation, err)),
+    }
 }
 
 /// Collects the parts of one UpdateItem expression.
@@ -157,20 +180,14 @@ impl DynamoStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => out
-                .attributes
-                .map(|item| decode("UpdateItem", item))
-                .transpose(),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
-        }
+        conditional(
+            "UpdateItem",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )?
+        .and_then(|out| out.attributes)
+        .map(|item| decode("UpdateItem", item))
+        .transpose()
     }
 
     fn change_expr(&self, change: Change) -> (Event, UpdateExpr) {
@@ -498,16 +515,13 @@ impl SessionStore for DynamoStore {
             .condition_expression("attribute_not_exists(session_id)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Some(failed)),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(Error::from_sdk("PutItem", err)),
+        match conditional(
+            "PutItem",
+            result,
+            PutItemError::is_conditional_check_failed_exception,
+        )? {
+            Some(_) => Ok(Some(failed)),
+            None => Ok(None),
         }
     }
 
@@ -583,16 +597,13 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":starting", s(Status::Starting.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(Error::from_sdk("DeleteItem", err)),
+        match conditional(
+            "DeleteItem",
+            result,
+            DeleteItemError::is_conditional_check_failed_exception,
+        )? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 
@@ -607,16 +618,13 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":sid", AttributeValue::Ss(vec![id.to_string()]))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        match conditional(
+            "UpdateItem",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )? {
+            Some(_) => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -633,19 +641,18 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":ap", s(access_point_id))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(access_point_id.to_owned()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.user(user_id)
-                    .await?
-                    .and_then(|u| u.efs_access_point_id)
-                    .ok_or(Error::NotAuthorized)
-            }
-            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        match conditional(
+            "UpdateItem",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )? {
+            Some(_) => Ok(access_point_id.to_owned()),
+            // Set already (a concurrent Launch of the same user won): that one is kept.
+            None => self
+                .user(user_id)
+                .await?
+                .and_then(|u| u.efs_access_point_id)
+                .ok_or(Error::NotAuthorized),
         }
     }
 
@@ -662,19 +669,18 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":role", s(role_arn))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(role_arn.to_owned()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.user(user_id)
-                    .await?
-                    .and_then(|u| u.task_role_arn)
-                    .ok_or(Error::NotAuthorized)
-            }
-            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        match conditional(
+            "UpdateItem",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )? {
+            Some(_) => Ok(role_arn.to_owned()),
+            // Set already (a concurrent Launch of the same user won): that one is kept.
+            None => self
+                .user(user_id)
+                .await?
+                .and_then(|u| u.task_role_arn)
+                .ok_or(Error::NotAuthorized),
         }
     }
 
@@ -718,13 +724,14 @@ impl SessionStore for DynamoStore {
                         AttributeValue::M(HashMap::from([(key.to_owned(), s(arn))])),
                     )
             };
-            match request.send().await {
-                Ok(_) => return Ok(()),
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                Err(err) => return Err(Error::from_sdk("UpdateItem", err)),
+            let result = request.send().await;
+            let written = conditional(
+                "UpdateItem",
+                result,
+                UpdateItemError::is_conditional_check_failed_exception,
+            )?;
+            if written.is_some() {
+                return Ok(());
             }
         }
         Err(Error::NotAuthorized)
@@ -819,16 +826,13 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":threshold", s(timestamp(at - min_interval)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(Error::from_sdk("UpdateItem", err)),
+        match conditional(
+            "UpdateItem",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 }
