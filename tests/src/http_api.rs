@@ -4,7 +4,7 @@
 
 use lambda_http::Body;
 use serde_json::{json, Value};
-use session_core::aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sfn::SfnWorkflow};
+use session_aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sfn::SfnWorkflow};
 use session_core::config::{AdmissionSettings, ApiSettings, Tables};
 use session_core::ports::SystemClock;
 

@@ -353,7 +353,7 @@ async fn a_transaction_conflict_at_the_api_is_retried_in_the_request_and_one_tha
     // Held through every attempt of the request: busy, nothing taken.
     stack.clear_faults();
     stack.put_user("toby", true, None).await;
-    let attempts = u64::from(session_core::aws::dynamodb::OPEN_ATTEMPTS);
+    let attempts = u64::from(session_aws::dynamodb::OPEN_ATTEMPTS);
     stack.inject_fault(faults::transaction_conflict(2, 1, attempts));
     let (status, body, headers) = start("toby").await;
     assert_eq!(status, 503, "{body}");

@@ -930,11 +930,11 @@ fn launch_can_create_only_bounded_user_roles_under_the_users_path() {
 
 /// The users-item attributes each `DynamoStore` method's requests name: the key, the
 /// names in its update and condition expressions and its expression attribute names,
-/// read from `functions/session-core/src/aws/dynamodb.rs`. A request is built by one
+/// read from `functions/session-aws/src/dynamodb.rs`. A request is built by one
 /// chain of builder calls, or by several when a method adds to a builder it keeps in a
 /// variable; a chain that names no table belongs to the one table its method names.
 fn users_item_attributes() -> BTreeMap<String, Vec<String>> {
-    let path = repo_root().join("functions/session-core/src/aws/dynamodb.rs");
+    let path = repo_root().join("functions/session-aws/src/dynamodb.rs");
     let file = syn::parse_file(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut methods = BTreeMap::new();
     for item in &file.items {

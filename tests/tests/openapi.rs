@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_config::retry::RetryConfig;
 use jsonschema::{Draft, Registry, Validator};
 use serde_json::{json, Value};
-use session_core::aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sfn::SfnWorkflow};
+use session_aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sfn::SfnWorkflow};
 use session_core::config::Tables;
 use session_core::session::{SessionId, Status};
 use session_tests::http_api::{call, live_api, Call, LiveApi};

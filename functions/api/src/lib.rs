@@ -28,10 +28,9 @@ use session_core::config::{AdmissionSettings, ApiSettings, Secret};
 use session_core::limits::UserLimits;
 use session_core::ports::{Clock, PageCursor, Registry, SessionStore, Workflow};
 use session_core::session::{timestamp, Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
-use session_core::steps::authorize::{
-    authorize, parse_user_id, parse_version, AuthorizeInput, StartRequest,
-};
+use session_core::steps::authorize::{parse_user_id, parse_version};
 use session_core::steps::request_stop::{request_stop, StopRequest};
+use session_core::steps::start::{start, StartSession, Started};
 use session_core::versions::available_versions;
 
 pub use error::ApiError;
@@ -441,56 +440,26 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             Some(key) => idempotent_session_id(&user_id, key)?,
             None => SessionId::generate(),
         };
-        let request = json!({ "user_id": user_id, "version": version });
-
-        let replay = match key {
-            Some(_) => self.store.session(&id).await?,
-            None => None,
+        let started = start(
+            StartSession {
+                session_id: id.clone(),
+                keyed: key.is_some(),
+                user_id,
+                version,
+                execution_arn: self.settings.execution_arn(id.as_str()),
+            },
+            &self.admission,
+            &self.settings.state_machine_arn,
+            &self.store,
+            &self.registry,
+            &self.workflow,
+            &self.clock,
+        )
+        .await?;
+        let session = match started {
+            Started::Accepted { session, .. } => session,
+            Started::KeyReused(first) => return Err(idempotency_key_reused(&first)),
         };
-        if let Some(first) = &replay {
-            if first.version != version {
-                return Err(idempotency_key_reused(first));
-            }
-        } else {
-            authorize(
-                AuthorizeInput {
-                    session_id: id.to_string(),
-                    execution_arn: Some(self.settings.execution_arn(id.as_str())),
-                    request: StartRequest {
-                        user_id: Some(json!(user_id)),
-                        version: Some(json!(version)),
-                    },
-                },
-                &self.admission,
-                &self.store,
-                &self.registry,
-                &self.clock,
-            )
-            .await?;
-        }
-
-        // Starting is idempotent on the execution name, so a replay also finishes a
-        // first attempt that was admitted but never started.
-        let started = self
-            .workflow
-            .start(&self.settings.state_machine_arn, id.as_str(), &request)
-            .await;
-        if let Err(err) = started {
-            if replay.is_none() {
-                self.abandon(&id, &user_id).await;
-            }
-            return Err(err.into());
-        }
-        let session = self
-            .store
-            .session(&id)
-            .await?
-            .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
-        if session.version != version {
-            // Two first requests under one key raced with different versions.
-            return Err(idempotency_key_reused(&session));
-        }
-        tracing::info!(session_id = %id, replayed = replay.is_some(), "session start accepted");
         let mut body = self.view(&session).await?;
         let status_url = format!("/sessions/{id}");
         body["status_url"] = json!(status_url);
@@ -499,26 +468,6 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             response.headers_mut().insert("location", location);
         }
         Ok(response)
-    }
-
-    /// The execution could not be started: the admitted session is removed and its slot
-    /// given back, as if never requested, so that a retry (under the same
-    /// `Idempotency-Key`, or another) starts afresh. Should the execution have started
-    /// after all (an answer lost on the way), its Authorize records the session again
-    /// and a retry under the same key finds it.
-    async fn abandon(&self, id: &SessionId, user_id: &str) {
-        match self.store.discard_unstarted(id).await {
-            Ok(true) => {
-                if let Err(err) = self.store.release_slot(user_id, id).await {
-                    tracing::error!(session_id = %id, error = %err, "could not release the slot");
-                }
-            }
-            // Its execution got to it first: the session lives on as its own.
-            Ok(false) => {}
-            Err(err) => {
-                tracing::error!(session_id = %id, error = %err, "could not discard the unstarted session");
-            }
-        }
     }
 
     async fn stop(&self, caller: &Caller, raw_id: &str) -> Result<Response<Body>, ApiError> {

@@ -1,6 +1,6 @@
 use lambda_http::{lambda_runtime, service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sdk_config, sfn::SfnWorkflow};
+use session_aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sdk_config, sfn::SfnWorkflow};
 use session_core::config::{AdmissionSettings, ApiSettings, ProcessEnv, Tables};
 use session_core::ports::SystemClock;
 

@@ -1,6 +1,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sdk_config};
+use session_aws::lambda::{input, output};
+use session_aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sdk_config};
 use session_core::config::{AdmissionSettings, ProcessEnv, Tables};
 use session_core::ports::SystemClock;
 use session_core::steps::authorize::authorize;
@@ -14,15 +15,8 @@ async fn main() -> Result<(), Error> {
     let store = &DynamoStore::connect(&sdk, tables);
     let registry = &EcrRegistry::connect(&sdk);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let admitted = authorize(
-            session_core::input(event)?,
-            settings,
-            store,
-            registry,
-            &SystemClock,
-        )
-        .await?;
-        session_core::output(&admitted)
+        let admitted = authorize(input(event)?, settings, store, registry, &SystemClock).await?;
+        output(&admitted)
     }))
     .await
 }

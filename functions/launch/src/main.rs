@@ -1,6 +1,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{
+use session_aws::lambda::{input, output};
+use session_aws::{
     dynamodb::DynamoStore, ecs::EcsCompute, efs::EfsStorage, iam::IamTaskRoles, sdk_config,
 };
 use session_core::config::{Cluster, LaunchSettings, ProcessEnv, Tables};
@@ -22,16 +23,8 @@ async fn main() -> Result<(), Error> {
     let storage = &EfsStorage::connect(&sdk, settings.efs_file_system_id.clone());
     let roles = &IamTaskRoles::connect(&sdk, settings.task_roles.clone());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let launched = launch(
-            session_core::input(event)?,
-            settings,
-            store,
-            compute,
-            storage,
-            roles,
-        )
-        .await?;
-        session_core::output(&launched)
+        let launched = launch(input(event)?, settings, store, compute, storage, roles).await?;
+        output(&launched)
     }))
     .await
 }

@@ -1,6 +1,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{dynamodb::DynamoStore, ecs::EcsCompute, sdk_config, sfn::SfnWorkflow};
+use session_aws::lambda::output;
+use session_aws::{dynamodb::DynamoStore, ecs::EcsCompute, sdk_config, sfn::SfnWorkflow};
 use session_core::config::{Cluster, ProcessEnv, ReaperSettings, Tables};
 use session_core::metrics::{self, Unit};
 use session_core::ports::SystemClock;
@@ -48,7 +49,7 @@ async fn main() -> Result<(), Error> {
                 (metrics::REAPER_ERRORS, report.errors as f64, Unit::Count),
             ],
         );
-        session_core::output(&report)
+        output(&report)
     }))
     .await
 }

@@ -1,6 +1,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{
+use session_aws::lambda::{input, output};
+use session_aws::{
     dynamodb::DynamoStore, eventbridge::EventBridgeBus, sdk_config, sfn::SfnWorkflow,
 };
 use session_core::config::{template_from, Access, EventSettings, ProcessEnv, Tables};
@@ -27,8 +28,8 @@ async fn main() -> Result<(), Error> {
         clock: &SystemClock,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let recorded = record(session_core::input(event)?, ctx).await?;
-        session_core::output(&recorded)
+        let recorded = record(input(event)?, ctx).await?;
+        output(&recorded)
     }))
     .await
 }

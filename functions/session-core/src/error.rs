@@ -3,10 +3,6 @@
 //! (see `statemachine/session.asl.json`) and RecordFailed turns into a stop reason, so
 //! these strings are part of the contract and never derived from Rust type names.
 
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use lambda_runtime::Diagnostic;
-
 /// Input that does not have the expected shape or values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field}: {message}")]
@@ -145,17 +141,6 @@ pub enum Error {
     },
 }
 
-/// Service error codes that mean "slow down", across the services we call.
-const THROTTLING_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "ProvisionedThroughputExceededException",
-    "RequestThrottled",
-];
-
 impl Error {
     /// The name of the contract this error is reported under.
     pub fn name(&self) -> ErrorName {
@@ -179,46 +164,6 @@ impl Error {
     pub fn error_type(&self) -> &'static str {
         self.name().as_str()
     }
-
-    /// Classifies an AWS SDK error: throttling and transport/5xx failures are
-    /// retryable by the state machine, everything else is not.
-    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let code = err.code().map(str::to_owned);
-        let message = match (&code, err.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.clone(),
-            _ => aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string(),
-        };
-        let server_error = err
-            .raw_response()
-            .is_some_and(|r| r.status().is_server_error());
-        let transport = matches!(
-            err,
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
-        );
-        if code
-            .as_deref()
-            .is_some_and(|c| THROTTLING_CODES.contains(&c))
-        {
-            Error::Throttled { operation, message }
-        } else if transport || server_error {
-            Error::Transient { operation, message }
-        } else {
-            Error::Aws { operation, message }
-        }
-    }
-}
-
-impl From<Error> for Diagnostic {
-    fn from(err: Error) -> Self {
-        Diagnostic {
-            error_type: err.error_type().to_owned(),
-            error_message: err.to_string(),
-        }
-    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -235,15 +180,5 @@ mod tests {
             assert_eq!(ErrorName::parse(name.as_str()), Some(name));
         }
         assert_eq!(ErrorName::parse("States.Timeout"), None);
-    }
-
-    #[test]
-    fn diagnostics_carry_the_names_the_state_machine_matches() {
-        let d: Diagnostic = Error::CapacityUnavailable("RESOURCE:FARGATE".into()).into();
-        assert_eq!(d.error_type, "CapacityUnavailable");
-        assert_eq!(d.error_message, "no Fargate capacity: RESOURCE:FARGATE");
-        let d: Diagnostic = Error::from(InvalidInput::new("version", "bad")).into();
-        assert_eq!(d.error_type, "InvalidInput");
-        assert_eq!(d.error_message, "invalid version: bad");
     }
 }

@@ -1,6 +1,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{dynamodb::DynamoStore, ecs::EcsCompute, sdk_config};
+use session_aws::lambda::{input, output};
+use session_aws::{dynamodb::DynamoStore, ecs::EcsCompute, sdk_config};
 use session_core::config::{Cluster, ProcessEnv, Tables};
 use session_core::steps::stop::stop;
 
@@ -13,8 +14,8 @@ async fn main() -> Result<(), Error> {
     let store = &DynamoStore::connect(&sdk, tables);
     let compute = &EcsCompute::connect(&sdk, cluster.cluster, None);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let stopped = stop(session_core::input(event)?, store, compute).await?;
-        session_core::output(&stopped)
+        let stopped = stop(input(event)?, store, compute).await?;
+        output(&stopped)
     }))
     .await
 }

@@ -1,6 +1,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use session_core::aws::{dynamodb::DynamoStore, ec2::Ec2Network, sdk_config, sfn::SfnWorkflow};
+use session_aws::lambda::{input, output};
+use session_aws::{dynamodb::DynamoStore, ec2::Ec2Network, sdk_config, sfn::SfnWorkflow};
 use session_core::config::{Access, Cluster, ProcessEnv, Tables};
 use session_core::steps::task_events::on_task_state_change;
 
@@ -15,16 +16,9 @@ async fn main() -> Result<(), Error> {
     let network = &Ec2Network::connect(&sdk);
     let workflow = &SfnWorkflow::connect(&sdk);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let outcome = on_task_state_change(
-            session_core::input(event)?,
-            cluster,
-            access,
-            store,
-            network,
-            workflow,
-        )
-        .await?;
-        session_core::output(&outcome)
+        let outcome =
+            on_task_state_change(input(event)?, cluster, access, store, network, workflow).await?;
+        output(&outcome)
     }))
     .await
 }

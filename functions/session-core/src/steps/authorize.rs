@@ -64,19 +64,22 @@ pub struct SessionRef {
 
 pub fn parse_user_id(raw: Option<&serde_json::Value>) -> Result<String, InvalidInput> {
     match raw {
-        Some(serde_json::Value::String(id))
-            if !id.trim().is_empty()
-                && id.len() <= MAX_USER_ID_LEN
-                && !id.chars().any(char::is_control) =>
-        {
-            Ok(id.clone())
-        }
-        Some(serde_json::Value::String(_)) => Err(InvalidInput::new(
-            "user_id",
-            format!("must be 1 to {MAX_USER_ID_LEN} characters without control characters"),
-        )),
+        Some(serde_json::Value::String(id)) => check_user_id(id).map(|()| id.clone()),
         Some(_) => Err(InvalidInput::new("user_id", "must be a string")),
         None => Err(InvalidInput::new("user_id", "is required")),
+    }
+}
+
+/// Checks a user id that is already a string: the api's start takes one from a body
+/// that only an admin's token lets name someone else, and checks it as Authorize does.
+pub fn check_user_id(id: &str) -> Result<(), InvalidInput> {
+    if !id.trim().is_empty() && id.len() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            "user_id",
+            format!("must be 1 to {MAX_USER_ID_LEN} characters without control characters"),
+        ))
     }
 }
 
@@ -101,7 +104,48 @@ pub async fn authorize(
     let session_id = SessionId::parse(&input.session_id)?;
     let user_id = parse_user_id(input.request.user_id.as_ref())?;
     let version = parse_version(input.request.version.as_ref())?;
+    admit(
+        Admission {
+            session_id,
+            user_id,
+            version,
+            execution_arn: input.execution_arn,
+        },
+        settings,
+        store,
+        registry,
+        clock,
+    )
+    .await
+}
 
+/// A session request whose parts are already checked: Authorize's input once read, or
+/// the api's start ([`crate::steps::start`]), which has them typed and must not send
+/// them through JSON to be read again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Admission {
+    pub session_id: SessionId,
+    /// Checked by [`parse_user_id`] or [`check_user_id`].
+    pub user_id: String,
+    pub version: Version,
+    pub execution_arn: Option<String>,
+}
+
+/// Admits a checked session request: the user must be authorized, the version's images
+/// must exist (when the deployment checks them), and a slot must be free.
+pub async fn admit(
+    request: Admission,
+    settings: &AdmissionSettings,
+    store: &impl SessionStore,
+    registry: &impl Registry,
+    clock: &impl Clock,
+) -> Result<Admitted> {
+    let Admission {
+        session_id,
+        user_id,
+        version,
+        execution_arn,
+    } = request;
     let user = store
         .user(&user_id)
         .await?
@@ -124,7 +168,7 @@ pub async fn authorize(
         version.clone(),
         timestamp(clock.now()),
     );
-    session.execution_arn = input.execution_arn;
+    session.execution_arn = execution_arn;
     let asked = user.max_sessions.unwrap_or(settings.max_sessions);
     let limit = settings.template.session_limit(asked);
     if limit < asked {

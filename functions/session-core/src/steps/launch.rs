@@ -254,23 +254,9 @@ async fn ensure_access_point(
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::AttributeValue;
-    use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
-    use aws_sdk_ecs::operation::run_task::RunTaskOutput;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use aws_smithy_runtime_api::http::Response;
-    use aws_smithy_types::body::SdkBody;
-
     use super::*;
-    use crate::aws::dynamodb::DynamoStore;
-    use crate::aws::ecs::{EcsCompute, Placement};
-    use crate::config::{Capacity, Tables};
-    use crate::session::{SessionId, Version};
+    use crate::session::Version;
     use crate::template::SessionTemplate;
-
-    const OLD: &str = "arn:aws:ecs:eu-west-1:1:task-definition/sessions-u:3";
-    const FRESH: &str = "arn:aws:ecs:eu-west-1:1:task-definition/sessions-u:4";
 
     fn arn(revision: u64) -> String {
         format!("arn:aws:ecs:eu-west-1:1:task-definition/sessions-u:{revision}")
@@ -310,27 +296,6 @@ mod tests {
         assert!(dropped.is_empty(), "{dropped:?}");
     }
 
-    fn store(client: aws_sdk_dynamodb::Client) -> DynamoStore {
-        DynamoStore::new(
-            client,
-            Tables {
-                sessions: "sessions".into(),
-                users: "users".into(),
-                retention_days: 30,
-            },
-        )
-    }
-
-    fn compute(client: aws_sdk_ecs::Client) -> EcsCompute {
-        let placement = Placement {
-            subnets: vec!["subnet-1".into()],
-            security_groups: vec!["sg-1".into()],
-            assign_public_ip: true,
-            capacity: Capacity::Fargate,
-        };
-        EcsCompute::new(client, "sessions".into(), Some(placement))
-    }
-
     fn spec(version: &Version) -> TaskDefinitionSpec {
         SessionTemplate::default().task_definition(&TaskTarget {
             user_id: "u",
@@ -344,167 +309,6 @@ mod tests {
             efs_file_system_id: "fs-1",
             efs_access_point_id: "fsap-1",
         })
-    }
-
-    fn session() -> SessionRef {
-        SessionRef {
-            session_id: SessionId::parse("sess-1").unwrap(),
-            user_id: "u".into(),
-            version: Version::default(),
-        }
-    }
-
-    fn inactive() -> Response {
-        Response::new(
-            400.try_into().unwrap(),
-            SdkBody::from(r#"{"__type":"ClientException","message":"TaskDefinition is inactive"}"#),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_deregistered_cached_revision_is_replaced_by_a_fresh_one_that_runs_the_task() {
-        let refused = mock!(aws_sdk_ecs::Client::run_task)
-            .match_requests(|r| r.task_definition() == Some(OLD))
-            .then_http_response(inactive);
-        let runs = mock!(aws_sdk_ecs::Client::run_task)
-            .match_requests(|r| r.task_definition() == Some(FRESH))
-            .then_output(|| {
-                RunTaskOutput::builder()
-                    .tasks(
-                        aws_sdk_ecs::types::Task::builder()
-                            .task_arn("arn:task/1")
-                            .build(),
-                    )
-                    .build()
-            });
-        let register = mock!(aws_sdk_ecs::Client::register_task_definition).then_output(|| {
-            RegisterTaskDefinitionOutput::builder()
-                .task_definition(
-                    aws_sdk_ecs::types::TaskDefinition::builder()
-                        .task_definition_arn(FRESH)
-                        .build(),
-                )
-                .build()
-        });
-        let recache = mock!(aws_sdk_dynamodb::Client::update_item)
-            .match_requests(|r| {
-                r.update_expression() == Some("SET #defs.#key = :arn")
-                    && r.expression_attribute_values().and_then(|v| v.get(":arn"))
-                        == Some(&AttributeValue::S(FRESH.into()))
-            })
-            .then_output(|| UpdateItemOutput::builder().build());
-        let ecs = compute(mock_client!(
-            aws_sdk_ecs,
-            RuleMode::MatchAny,
-            [&refused, &runs, &register]
-        ));
-        let ddb = store(mock_client!(aws_sdk_dynamodb, [&recache]));
-        let version = Version::default();
-        let spec = spec(&version);
-        let key = format!("{version}:{}", spec.fingerprint());
-        let user = User {
-            user_id: "u".into(),
-            task_definitions: BTreeMap::from([(key.clone(), OLD.to_owned())]),
-            ..Default::default()
-        };
-        let revision = Revision {
-            user: &user,
-            key,
-            spec: &spec,
-        };
-
-        let ran = revision
-            .run_task_on(&session(), OLD.into(), true, &ddb, &ecs)
-            .await
-            .unwrap();
-        assert_eq!(ran, (FRESH.to_owned(), "arn:task/1".to_owned()));
-        assert_eq!(
-            (refused.num_calls(), register.num_calls(), runs.num_calls()),
-            (1, 1, 1)
-        );
-        assert_eq!(recache.num_calls(), 1, "the cache entry is replaced");
-    }
-
-    #[tokio::test]
-    async fn a_revision_registered_just_now_and_refused_is_a_launch_failure_not_a_loop() {
-        let refused = mock!(aws_sdk_ecs::Client::run_task).then_http_response(inactive);
-        let register = mock!(aws_sdk_ecs::Client::register_task_definition)
-            .then_output(|| RegisterTaskDefinitionOutput::builder().build());
-        let ecs = compute(mock_client!(
-            aws_sdk_ecs,
-            RuleMode::MatchAny,
-            [&refused, &register]
-        ));
-        let ddb = store(mock_client!(aws_sdk_dynamodb, []));
-        let version = Version::default();
-        let spec = spec(&version);
-        let user = User::default();
-        let revision = Revision {
-            user: &user,
-            key: "k".into(),
-            spec: &spec,
-        };
-        let err = revision
-            .run_task_on(&session(), FRESH.into(), false, &ddb, &ecs)
-            .await
-            .unwrap_err();
-        assert_eq!(err.error_type(), "LaunchFailed", "{err}");
-        assert_eq!(register.num_calls(), 0);
-    }
-
-    /// Task roles in memory: counts the roles it was asked for.
-    #[derive(Default)]
-    struct Roles(std::sync::Mutex<Vec<(String, String)>>);
-
-    impl TaskRoles for Roles {
-        async fn ensure_task_role(&self, user_id: &str, access_point_id: &str) -> Result<String> {
-            self.0
-                .lock()
-                .unwrap()
-                .push((user_id.to_owned(), access_point_id.to_owned()));
-            Ok(format!("arn:aws:iam::1:role/sessions/users/{user_id}"))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_users_first_launch_makes_their_role_and_stores_it() {
-        let stored = mock!(aws_sdk_dynamodb::Client::update_item)
-            .match_requests(|r| {
-                r.table_name() == Some("users")
-                    && r.update_expression() == Some("SET task_role_arn = :role")
-            })
-            .then_output(|| UpdateItemOutput::builder().build());
-        let ddb = store(mock_client!(aws_sdk_dynamodb, [&stored]));
-        let roles = Roles::default();
-        let user = User {
-            user_id: "u".into(),
-            ..Default::default()
-        };
-        let arn = ensure_task_role(&user, "fsap-1", &ddb, &roles)
-            .await
-            .unwrap();
-        assert_eq!(arn, "arn:aws:iam::1:role/sessions/users/u");
-        assert_eq!(
-            *roles.0.lock().unwrap(),
-            [("u".to_owned(), "fsap-1".to_owned())]
-        );
-        assert_eq!(stored.num_calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn later_launches_take_the_stored_role_without_asking_iam() {
-        let ddb = store(mock_client!(aws_sdk_dynamodb, []));
-        let roles = Roles::default();
-        let user = User {
-            user_id: "u".into(),
-            task_role_arn: Some("arn:aws:iam::1:role/sessions/users/stored".into()),
-            ..Default::default()
-        };
-        let arn = ensure_task_role(&user, "fsap-1", &ddb, &roles)
-            .await
-            .unwrap();
-        assert_eq!(arn, "arn:aws:iam::1:role/sessions/users/stored");
-        assert!(roles.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::config::ReaperSettings;
 use crate::error::Result;
-use crate::limits::{parse_time, seconds};
+use crate::limits::{parse_time, seconds, UserLimits};
 use crate::ports::{Change, Clock, Compute, SessionStore, TaskSummary, User, Workflow};
 use crate::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
 use crate::steps::request_stop::{request_stop, StopRequest};
@@ -59,7 +59,7 @@ pub struct ReapReport {
 
 /// What one session's turn of a run did to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
+enum Outcome {
     Idle,
     MaxLifetime,
     Lost,
@@ -124,6 +124,86 @@ pub fn stuck_in_transition(session: &Session, now: DateTime<Utc>, deadline: Dura
     ) && entered_status_at(session).is_some_and(|at| now - at > deadline)
 }
 
+/// What a run makes of one active session, from what it read: the rules alone, so
+/// that their order and boundaries can be shown without AWS. Acting on it (stopping,
+/// closing) is [`Reaper::run`]'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// `starting`, `provisioning` or `stopping` for longer than
+    /// [`execution_check_after_s`], and created more than `orphan_grace_s` ago: its
+    /// execution should have moved it on. The execution is looked up; if it has ended
+    /// the session is closed as lost, and if it still runs the session is judged
+    /// again, knowing so ([`Execution::Running`]).
+    ExecutionInDoubt,
+    /// In a transitional status for longer than `transition_deadline_s`
+    /// ([`stuck_in_transition`]): its execution runs but cannot move it on, so the
+    /// session is closed as lost. Judged before the maximum lifetime: a session stuck
+    /// `stopping` cannot be stopped again.
+    Stuck,
+    /// At or past its maximum lifetime ([`UserLimits::is_past_max_lifetime`]), whatever
+    /// its status: stopped for it.
+    MaxLifetime,
+    /// Running, but its task is not among the cluster's running tasks: stopped as lost.
+    TaskGone,
+    /// Running and at or past its idle moment ([`UserLimits::is_idle`]): stopped as idle.
+    Idle,
+    /// Nothing calls for the reaper.
+    Fine,
+}
+
+/// What a run knows of a session's execution: Step Functions is asked only about a
+/// session in doubt, never about every active session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Execution {
+    NotLookedUp,
+    /// Looked up for a session in doubt, and still running.
+    Running,
+}
+
+/// The reaper's verdict on `session` at `now`, held to `limits` (its user's), with
+/// `running_tasks` the cluster's tasks listed before the sessions were read. The first
+/// rule that applies wins, in the order of [`Verdict`]'s variants.
+pub fn verdict(
+    session: &Session,
+    limits: &UserLimits,
+    running_tasks: &BTreeSet<&str>,
+    execution: Execution,
+    now: DateTime<Utc>,
+    settings: &ReaperSettings,
+) -> Verdict {
+    let created = parse_time(&session.created_at).unwrap_or(now);
+    // The API records a session (with its execution's ARN) just before it starts
+    // the execution: a young session's execution may not exist yet.
+    let settled = now - created > seconds(settings.orphan_grace_s);
+    let check_after = seconds(execution_check_after_s(settings));
+    if execution == Execution::NotLookedUp
+        && settled
+        && execution_in_doubt(session, now, check_after)
+    {
+        return Verdict::ExecutionInDoubt;
+    }
+    if stuck_in_transition(session, now, seconds(settings.transition_deadline_s)) {
+        return Verdict::Stuck;
+    }
+    if limits.is_past_max_lifetime(session, now) {
+        return Verdict::MaxLifetime;
+    }
+    if session.status != Status::Running {
+        return Verdict::Fine;
+    }
+    if session
+        .task_arn
+        .as_deref()
+        .is_some_and(|t| !running_tasks.contains(t))
+    {
+        return Verdict::TaskGone;
+    }
+    if limits.is_idle(session, now) {
+        return Verdict::Idle;
+    }
+    Verdict::Fine
+}
+
 impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> {
     pub async fn run(&self) -> Result<ReapReport> {
         // Tasks are listed before sessions are read: a task launched after this list
@@ -149,11 +229,11 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
                 report.judged += 1;
             }
             match judged {
-                Ok(Some(Verdict::Idle)) => report.idle.push(session.session_id.to_string()),
-                Ok(Some(Verdict::MaxLifetime)) => {
+                Ok(Some(Outcome::Idle)) => report.idle.push(session.session_id.to_string()),
+                Ok(Some(Outcome::MaxLifetime)) => {
                     report.max_lifetime.push(session.session_id.to_string())
                 }
-                Ok(Some(Verdict::Lost)) => report.lost.push(session.session_id.to_string()),
+                Ok(Some(Outcome::Lost)) => report.lost.push(session.session_id.to_string()),
                 Ok(None) => {}
                 Err(err) => {
                     tracing::error!(
@@ -198,54 +278,52 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         now: DateTime<Utc>,
         running_tasks: &BTreeSet<&str>,
         users: &BTreeMap<String, User>,
-    ) -> Result<Option<Verdict>> {
-        let user = users.get(&session.user_id);
-        let id = &session.session_id;
-
-        let created = parse_time(&session.created_at).unwrap_or(now);
-        // The API records a session (with its execution's ARN) just before it starts
-        // the execution: a young session's execution may not exist yet.
-        let settled = now - created > seconds(self.settings.orphan_grace_s);
-        let check_after = seconds(execution_check_after_s(self.settings));
-        if settled
-            && execution_in_doubt(session, now, check_after)
-            && self.execution_ended(session).await?
-        {
-            return Ok(self.close_lost(session).await?.then_some(Verdict::Lost));
+    ) -> Result<Option<Outcome>> {
+        let limits = self.settings.limits.of_user(users.get(&session.user_id));
+        let judged = match verdict(
+            session,
+            &limits,
+            running_tasks,
+            Execution::NotLookedUp,
+            now,
+            self.settings,
+        ) {
+            Verdict::ExecutionInDoubt if self.execution_ended(session).await? => {
+                return Ok(self.close_lost(session).await?.then_some(Outcome::Lost));
+            }
+            Verdict::ExecutionInDoubt => verdict(
+                session,
+                &limits,
+                running_tasks,
+                Execution::Running,
+                now,
+                self.settings,
+            ),
+            judged => judged,
+        };
+        // Only a running session that got as far as the idle rule is held to the raised
+        // timeout, so only it is worth the warning.
+        if session.status == Status::Running && matches!(judged, Verdict::Idle | Verdict::Fine) {
+            if let Some(asked) = limits.raised_idle_timeout_s {
+                tracing::warn!(
+                    session_id = %session.session_id,
+                    idle_timeout_s = asked,
+                    applied_s = limits.idle_timeout_s,
+                    "the user's idle_timeout_s is shorter than twice the heartbeat interval: the longer one applies"
+                );
+            }
         }
-        // Before max lifetime: a session stuck `stopping` cannot be stopped again.
-        let deadline = seconds(self.settings.transition_deadline_s);
-        if stuck_in_transition(session, now, deadline) {
-            return Ok(self.close_stuck(session).await?.then_some(Verdict::Lost));
+        match judged {
+            Verdict::Stuck => Ok(self.close_stuck(session).await?.then_some(Outcome::Lost)),
+            Verdict::MaxLifetime => {
+                self.stop_for(session, Reason::MaxLifetime, Outcome::MaxLifetime)
+                    .await
+            }
+            Verdict::TaskGone => self.stop_for(session, Reason::Lost, Outcome::Lost).await,
+            Verdict::Idle => self.stop_for(session, Reason::Idle, Outcome::Idle).await,
+            // Judged again knowing its execution runs, a session is never in doubt twice.
+            Verdict::ExecutionInDoubt | Verdict::Fine => Ok(None),
         }
-        let limits = self.settings.limits.of_user(user);
-        if limits.is_past_max_lifetime(session, now) {
-            return self
-                .stop_for(session, Reason::MaxLifetime, Verdict::MaxLifetime)
-                .await;
-        }
-        if session.status != Status::Running {
-            return Ok(None);
-        }
-        if session
-            .task_arn
-            .as_deref()
-            .is_some_and(|t| !running_tasks.contains(t))
-        {
-            return self.stop_for(session, Reason::Lost, Verdict::Lost).await;
-        }
-        if let Some(asked) = limits.raised_idle_timeout_s {
-            tracing::warn!(
-                session_id = %id,
-                idle_timeout_s = asked,
-                applied_s = limits.idle_timeout_s,
-                "the user's idle_timeout_s is shorter than twice the heartbeat interval: the longer one applies"
-            );
-        }
-        if limits.is_idle(session, now) {
-            return self.stop_for(session, Reason::Idle, Verdict::Idle).await;
-        }
-        Ok(None)
     }
 
     /// Stops a task of ours that no active session owns. Returns whether it did.
@@ -289,8 +367,8 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         &self,
         session: &Session,
         reason: Reason,
-        verdict: Verdict,
-    ) -> Result<Option<Verdict>> {
+        outcome: Outcome,
+    ) -> Result<Option<Outcome>> {
         let requested =
             request_stop(&session.session_id, reason, self.store, self.workflow).await?;
         let had_token = session.stop_token.is_some() || session.ip_token.is_some();
@@ -298,9 +376,9 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             StopRequest::Requested { resumed: false }
                 if had_token && self.execution_ended(session).await? =>
             {
-                Ok(self.close_lost(session).await?.then_some(Verdict::Lost))
+                Ok(self.close_lost(session).await?.then_some(Outcome::Lost))
             }
-            StopRequest::Requested { .. } => Ok(Some(verdict)),
+            StopRequest::Requested { .. } => Ok(Some(outcome)),
             _ => Ok(None),
         }
     }
@@ -378,6 +456,240 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         }
         self.store.apply(id, ended).await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+    use crate::config::SessionLimits;
+    use crate::session::{timestamp, Version};
+
+    /// Executions are looked up after 180 s in a transitional status, sessions are
+    /// stuck after 1200 s, idle after 1800 s and ended after eight hours.
+    const SETTINGS: ReaperSettings = ReaperSettings {
+        limits: SessionLimits {
+            idle_timeout_s: 1800,
+            max_lifetime_s: 8 * 3600,
+            heartbeat_interval_s: 60,
+        },
+        orphan_grace_s: 120,
+        transition_deadline_s: 1200,
+    };
+    const TRANSITIONAL: [Status; 3] = [Status::Starting, Status::Provisioning, Status::Stopping];
+    const TASK: &str = "arn:task:1";
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + Duration::seconds(seconds)
+    }
+
+    fn just_before(moment: DateTime<Utc>) -> DateTime<Utc> {
+        moment - Duration::milliseconds(1)
+    }
+
+    fn just_after(moment: DateTime<Utc>) -> DateTime<Utc> {
+        moment + Duration::milliseconds(1)
+    }
+
+    /// A session admitted at second 0 that entered `status` at second `entered`.
+    fn session(status: Status, entered: i64) -> Session {
+        let mut session = Session::new(
+            SessionId::parse("sess-1").unwrap(),
+            "u".into(),
+            Version::default(),
+            timestamp(at(0)),
+        );
+        session.status = status;
+        session.status_changed_at = Some(timestamp(at(entered)));
+        session
+    }
+
+    /// A session running task [`TASK`] since second 60, last active at `active`.
+    fn running(active: i64) -> Session {
+        let mut session = session(Status::Running, 60);
+        session.started_at = Some(timestamp(at(60)));
+        session.last_activity_at = Some(timestamp(at(active)));
+        session.task_arn = Some(TASK.into());
+        session
+    }
+
+    fn judge_with(
+        session: &Session,
+        execution: Execution,
+        now: DateTime<Utc>,
+        settings: &ReaperSettings,
+    ) -> Verdict {
+        let limits = settings.limits.of_user(None);
+        verdict(
+            session,
+            &limits,
+            &BTreeSet::from([TASK]),
+            execution,
+            now,
+            settings,
+        )
+    }
+
+    fn judge(session: &Session, now: DateTime<Utc>) -> Verdict {
+        judge_with(session, Execution::NotLookedUp, now, &SETTINGS)
+    }
+
+    /// Judged after its execution was looked up and found running.
+    fn judge_running(session: &Session, now: DateTime<Utc>) -> Verdict {
+        judge_with(session, Execution::Running, now, &SETTINGS)
+    }
+
+    #[test]
+    fn a_transitional_session_is_in_doubt_only_after_the_execution_check_delay() {
+        for status in TRANSITIONAL {
+            let s = session(status, 0);
+            assert_eq!(judge(&s, just_before(at(180))), Verdict::Fine, "{status}");
+            assert_eq!(judge(&s, at(180)), Verdict::Fine, "{status}: at the delay");
+            assert_eq!(
+                judge(&s, just_after(at(180))),
+                Verdict::ExecutionInDoubt,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_session_younger_than_the_orphan_grace_is_never_in_doubt() {
+        let settings = ReaperSettings {
+            orphan_grace_s: 600,
+            ..SETTINGS
+        };
+        let s = session(Status::Starting, 0);
+        let judge = |now| judge_with(&s, Execution::NotLookedUp, now, &settings);
+        assert_eq!(
+            judge(at(300)),
+            Verdict::Fine,
+            "long in its status, but young"
+        );
+        assert_eq!(judge(at(600)), Verdict::Fine, "at the grace");
+        assert_eq!(judge(just_after(at(600))), Verdict::ExecutionInDoubt);
+    }
+
+    #[test]
+    fn a_session_whose_admission_cannot_be_read_is_never_in_doubt_but_can_be_stuck() {
+        let mut s = session(Status::Starting, 0);
+        s.created_at = "not a time".into();
+        assert_eq!(judge(&s, at(600)), Verdict::Fine);
+        assert_eq!(judge(&s, just_after(at(1200))), Verdict::Stuck);
+    }
+
+    #[test]
+    fn running_and_ended_sessions_are_never_in_doubt_nor_stuck() {
+        for status in [Status::Running, Status::Stopped, Status::Failed] {
+            let mut s = session(status, 0);
+            s.last_activity_at = Some(timestamp(at(7 * 3600)));
+            assert_eq!(judge(&s, at(7 * 3600)), Verdict::Fine, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_transitional_session_whose_execution_runs_is_stuck_only_after_the_deadline() {
+        for status in TRANSITIONAL {
+            let s = session(status, 0);
+            assert_eq!(judge_running(&s, at(600)), Verdict::Fine, "{status}");
+            assert_eq!(
+                judge_running(&s, at(1200)),
+                Verdict::Fine,
+                "{status}: at the deadline"
+            );
+            assert_eq!(
+                judge_running(&s, just_after(at(1200))),
+                Verdict::Stuck,
+                "{status}"
+            );
+            assert_eq!(
+                judge(&s, just_after(at(1200))),
+                Verdict::ExecutionInDoubt,
+                "{status}: its execution is looked up first"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stuck_session_is_closed_rather_than_stopped_for_its_max_lifetime() {
+        let s = session(Status::Stopping, 7 * 3600);
+        assert_eq!(judge_running(&s, at(9 * 3600)), Verdict::Stuck);
+    }
+
+    #[test]
+    fn any_active_session_is_stopped_at_its_max_lifetime_and_not_before() {
+        let end = at(8 * 3600);
+        for status in TRANSITIONAL {
+            // Entered its status a minute before the end: neither stuck nor in doubt.
+            let s = session(status, 8 * 3600 - 60);
+            assert_eq!(judge(&s, just_before(end)), Verdict::Fine, "{status}");
+            assert_eq!(judge(&s, end), Verdict::MaxLifetime, "{status}");
+        }
+        let busy = running(8 * 3600 - 60);
+        assert_eq!(judge(&busy, just_before(end)), Verdict::Fine);
+        assert_eq!(judge(&busy, end), Verdict::MaxLifetime);
+    }
+
+    #[test]
+    fn the_max_lifetime_comes_before_a_lost_task_and_idleness() {
+        let mut s = running(60);
+        s.task_arn = Some("arn:task:gone".into());
+        assert_eq!(judge(&s, at(8 * 3600)), Verdict::MaxLifetime);
+    }
+
+    #[test]
+    fn a_running_session_whose_task_is_not_running_is_lost_and_that_comes_before_idleness() {
+        let mut s = running(600);
+        assert_eq!(judge(&s, at(900)), Verdict::Fine);
+        s.task_arn = Some("arn:task:gone".into());
+        assert_eq!(judge(&s, at(900)), Verdict::TaskGone);
+        assert_eq!(judge(&s, at(600 + 1800)), Verdict::TaskGone, "idle as well");
+        // A running session without a task ARN has nothing to look for.
+        s.task_arn = None;
+        assert_eq!(judge(&s, at(900)), Verdict::Fine);
+    }
+
+    #[test]
+    fn only_a_running_session_is_lost_for_its_task() {
+        for status in TRANSITIONAL {
+            let mut s = session(status, 0);
+            s.task_arn = Some("arn:task:gone".into());
+            assert_eq!(judge(&s, at(60)), Verdict::Fine, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_running_session_is_idle_at_its_idle_timeout_after_its_last_activity_and_not_before() {
+        let s = running(600);
+        let idle_at = at(600 + 1800);
+        assert_eq!(judge(&s, just_before(idle_at)), Verdict::Fine);
+        assert_eq!(judge(&s, idle_at), Verdict::Idle);
+    }
+
+    #[test]
+    fn the_users_own_idle_timeout_decides_when_a_session_is_idle() {
+        let user = User {
+            user_id: "u".into(),
+            idle_timeout_s: Some(600),
+            ..User::default()
+        };
+        let limits = SETTINGS.limits.of_user(Some(&user));
+        let s = running(600);
+        let judge = |now| {
+            verdict(
+                &s,
+                &limits,
+                &BTreeSet::from([TASK]),
+                Execution::NotLookedUp,
+                now,
+                &SETTINGS,
+            )
+        };
+        assert_eq!(judge(just_before(at(1200))), Verdict::Fine);
+        assert_eq!(judge(at(1200)), Verdict::Idle);
     }
 }
 
@@ -490,214 +802,6 @@ mod tests {
                 !execution_in_doubt(&session(status, 0), at(48 * 60), Duration::seconds(180)),
                 "{status}"
             );
-        }
-    }
-
-    mod run {
-        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
-        use aws_sdk_dynamodb::operation::scan::ScanOutput;
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-        use aws_sdk_dynamodb::types::AttributeValue;
-        use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
-        use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
-        use aws_sdk_sfn::operation::send_task_success::{
-            SendTaskSuccessError, SendTaskSuccessOutput,
-        };
-        use aws_sdk_sfn::types::error::TaskTimedOut;
-        use aws_sdk_sfn::types::ExecutionStatus;
-        use aws_smithy_mocks::{mock, mock_client, RuleMode};
-        use aws_smithy_runtime_api::http::Response;
-        use aws_smithy_types::body::SdkBody;
-
-        use super::*;
-        use crate::aws::dynamodb::DynamoStore;
-        use crate::aws::ecs::EcsCompute;
-        use crate::aws::sfn::SfnWorkflow;
-        use crate::config::Tables;
-
-        struct FixedClock(DateTime<Utc>);
-
-        impl Clock for FixedClock {
-            fn now(&self) -> DateTime<Utc> {
-                self.0
-            }
-        }
-
-        /// A session of user `u` created at minute 0 with execution `arn:exec:{name}`.
-        fn active(name: &str, status: Status, entered: i64) -> Session {
-            let mut s = session(status, entered);
-            s.session_id = SessionId::parse(&format!("sess-{name}")).unwrap();
-            s.execution_arn = Some(format!("arn:exec:{name}"));
-            s
-        }
-
-        fn item(session: &Session) -> HashMap<String, AttributeValue> {
-            serde_dynamo::to_item(session).unwrap()
-        }
-
-        fn described(
-            arn: &'static str,
-        ) -> impl Fn(&aws_sdk_sfn::operation::describe_execution::DescribeExecutionInput) -> bool
-        {
-            move |r| r.execution_arn() == Some(arn)
-        }
-
-        /// At minute 60: A runs and is active, B runs idle (its stop goes through), E runs
-        /// idle but its AwaitStop token is closed, C has been provisioning and D starting
-        /// for ten minutes. C's DescribeExecution is throttled.
-        #[tokio::test]
-        async fn one_throttled_describe_execution_leaves_the_other_sessions_reaped_and_only_doubtful_ones_are_described(
-        ) {
-            let mut a = active("a", Status::Running, 1);
-            a.started_at = Some(timestamp(at(1)));
-            a.last_activity_at = Some(timestamp(at(59)));
-            a.stop_token = Some("tok-a".into());
-            let mut b = active("b", Status::Running, 1);
-            b.started_at = Some(timestamp(at(1)));
-            b.stop_token = Some("tok-b".into());
-            let mut e = b.clone();
-            e.session_id = SessionId::parse("sess-e").unwrap();
-            e.execution_arn = Some("arn:exec:e".into());
-            e.stop_token = Some("tok-e".into());
-            let c = active("c", Status::Provisioning, 50);
-            let d = active("d", Status::Starting, 50);
-            let sessions = [a, b.clone(), c, d, e.clone()];
-
-            let scan = mock!(aws_sdk_dynamodb::Client::scan).then_output(move || {
-                ScanOutput::builder()
-                    .set_items(Some(sessions.iter().map(item).collect()))
-                    .scanned_count(5)
-                    .build()
-            });
-            let user = mock!(aws_sdk_dynamodb::Client::batch_get_item)
-                .match_requests(|r| {
-                    r.request_items()
-                        .and_then(|items| items.get("users"))
-                        .is_some_and(|k| k.keys().len() == 1)
-                })
-                .then_output(|| {
-                    BatchGetItemOutput::builder()
-                        .responses(
-                            "users",
-                            vec![HashMap::from([
-                                ("user_id".to_owned(), AttributeValue::S("u".into())),
-                                ("authorized".to_owned(), AttributeValue::Bool(true)),
-                            ])],
-                        )
-                        .build()
-                });
-            let stopping = move |mut s: Session| {
-                s.status = Status::Stopping;
-                s.stop_reason = Some(Reason::Idle);
-                UpdateItemOutput::builder()
-                    .set_attributes(Some(item(&s)))
-                    .build()
-            };
-            let stop_b = mock!(aws_sdk_dynamodb::Client::update_item)
-                .match_requests(|r| {
-                    r.key().and_then(|k| k.get("session_id"))
-                        == Some(&AttributeValue::S("sess-b".into()))
-                })
-                .then_output(move || stopping(b.clone()));
-            let stop_e = mock!(aws_sdk_dynamodb::Client::update_item)
-                .match_requests(|r| {
-                    r.key().and_then(|k| k.get("session_id"))
-                        == Some(&AttributeValue::S("sess-e".into()))
-                })
-                .then_output(move || stopping(e.clone()));
-            let list = mock!(aws_sdk_ecs::Client::list_tasks)
-                .then_output(|| ListTasksOutput::builder().build());
-            let resume_b = mock!(aws_sdk_sfn::Client::send_task_success)
-                .match_requests(|r| r.task_token() == Some("tok-b"))
-                .then_output(|| SendTaskSuccessOutput::builder().build());
-            let resume_e = mock!(aws_sdk_sfn::Client::send_task_success)
-                .match_requests(|r| r.task_token() == Some("tok-e"))
-                .then_error(|| SendTaskSuccessError::TaskTimedOut(TaskTimedOut::builder().build()));
-            let running = |arn: &str| {
-                DescribeExecutionOutput::builder()
-                    .execution_arn(arn)
-                    .state_machine_arn("arn:sm")
-                    .status(ExecutionStatus::Running)
-                    .start_date(aws_smithy_types::DateTime::from_secs(0))
-                    .build()
-                    .unwrap()
-            };
-            let throttled = mock!(aws_sdk_sfn::Client::describe_execution)
-                .match_requests(described("arn:exec:c"))
-                .then_http_response(|| {
-                    Response::new(
-                        400.try_into().unwrap(),
-                        SdkBody::from(
-                            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
-                        ),
-                    )
-                });
-            let describe_d = mock!(aws_sdk_sfn::Client::describe_execution)
-                .match_requests(described("arn:exec:d"))
-                .then_output(move || running("arn:exec:d"));
-            let describe_e = mock!(aws_sdk_sfn::Client::describe_execution)
-                .match_requests(described("arn:exec:e"))
-                .then_output(move || running("arn:exec:e"));
-            let describe_others =
-                mock!(aws_sdk_sfn::Client::describe_execution).then_output(move || running("?"));
-
-            let settings = settings("1200");
-            let store = DynamoStore::new(
-                mock_client!(
-                    aws_sdk_dynamodb,
-                    RuleMode::MatchAny,
-                    [&scan, &user, &stop_b, &stop_e]
-                ),
-                Tables {
-                    sessions: "sessions".into(),
-                    users: "users".into(),
-                    retention_days: 30,
-                },
-            );
-            let compute = EcsCompute::new(mock_client!(aws_sdk_ecs, [&list]), "c".into(), None);
-            let workflow = SfnWorkflow::new(mock_client!(
-                aws_sdk_sfn,
-                RuleMode::MatchAny,
-                [
-                    &resume_b,
-                    &resume_e,
-                    &throttled,
-                    &describe_d,
-                    &describe_e,
-                    &describe_others
-                ]
-            ));
-            let reaper = Reaper {
-                settings: &settings,
-                store: &store,
-                compute: &compute,
-                workflow: &workflow,
-                clock: &FixedClock(at(60)),
-            };
-
-            let report = reaper.run().await.unwrap();
-            assert_eq!(report.idle, vec!["sess-b".to_owned(), "sess-e".to_owned()]);
-            assert!(report.lost.is_empty(), "{report:?}");
-            assert_eq!(report.errors, 1, "C's lookup failed, and only it");
-            assert_eq!(report.judged, 4, "{report:?}");
-            assert_eq!(
-                user.num_calls(),
-                1,
-                "one read for the one user of five sessions"
-            );
-            assert!(throttled.num_calls() >= 1);
-            assert_eq!(
-                describe_d.num_calls(),
-                1,
-                "D has been starting for ten minutes"
-            );
-            assert_eq!(describe_e.num_calls(), 1, "E's stop found its token closed");
-            assert_eq!(
-                describe_others.num_calls(),
-                0,
-                "A and B say nothing that calls for a look at their executions"
-            );
-            assert_eq!((resume_b.num_calls(), resume_e.num_calls()), (1, 1));
         }
     }
 }

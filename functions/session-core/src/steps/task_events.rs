@@ -2,7 +2,7 @@
 //! Events are at-least-once and may arrive out of order; `detail.version` orders the
 //! changes of one task, and older or repeated versions change nothing.
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Access;
@@ -18,6 +18,19 @@ use crate::steps::wait_for_ip::{
 };
 
 pub const DETAIL_TYPE: &str = "ECS Task State Change";
+
+/// An EventBridge event as the rule delivers it, with the envelope fields we read.
+/// Like EventBridge's own schema, `detail-type`, `source` and `detail` are required
+/// and the rest optional; a `time` that is present must be a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TaskEvent {
+    pub detail_type: String,
+    pub source: String,
+    #[serde(default)]
+    pub time: Option<DateTime<Utc>>,
+    pub detail: TaskStateChange,
+}
 
 /// The `detail` of an ECS task state change, with the fields we use.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -159,7 +172,7 @@ pub fn is_our_cluster(cluster_arn: &str, configured: &str) -> bool {
 }
 
 pub async fn on_task_state_change(
-    event: EventBridgeEvent<TaskStateChange>,
+    event: TaskEvent,
     cluster: &str,
     access: &Access,
     store: &impl SessionStore,

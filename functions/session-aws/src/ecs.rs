@@ -14,11 +14,12 @@ use aws_sdk_ecs::types::{
 };
 use aws_sdk_ecs::Client;
 
-use crate::config::{Capacity, LaunchSettings};
-use crate::error::{Error, Result};
-use crate::ports::{Compute, TaskLaunch, TaskSummary};
-use crate::session::SessionId;
-use crate::template::{user_key, TaskDefinitionSpec, USER_DATA_VOLUME};
+use crate::from_sdk;
+use session_core::config::{Capacity, LaunchSettings};
+use session_core::error::{Error, Result};
+use session_core::ports::{Compute, TaskLaunch, TaskSummary};
+use session_core::session::SessionId;
+use session_core::template::{user_key, TaskDefinitionSpec, USER_DATA_VOLUME};
 
 #[derive(Clone, Debug)]
 pub struct EcsCompute {
@@ -129,7 +130,7 @@ impl EcsCompute {
     }
 
     fn container(
-        spec: &crate::template::ContainerSpec,
+        spec: &session_core::template::ContainerSpec,
         def: &TaskDefinitionSpec,
     ) -> Result<ContainerDefinition> {
         let mut c = ContainerDefinition::builder()
@@ -216,7 +217,7 @@ impl EcsCompute {
                 {
                     break
                 }
-                Err(err) => return Err(Error::from_sdk("ListTasks", err)),
+                Err(err) => return Err(from_sdk("ListTasks", err)),
             }
         }
         Ok(arns)
@@ -266,7 +267,7 @@ impl Compute for EcsCompute {
             )
             .send()
             .await
-            .map_err(|e| Error::from_sdk("RegisterTaskDefinition", e))?;
+            .map_err(|e| from_sdk("RegisterTaskDefinition", e))?;
         out.task_definition
             .and_then(|d| d.task_definition_arn)
             .ok_or_else(|| Error::Aws {
@@ -343,7 +344,7 @@ impl Compute for EcsCompute {
                     message: err.message().unwrap_or_default().to_owned(),
                 })
             }
-            Err(err) => return Err(Error::from_sdk("RunTask", err)),
+            Err(err) => return Err(from_sdk("RunTask", err)),
         };
         if !out.failures().is_empty() {
             return Err(launch_failure(out.failures()));
@@ -380,7 +381,7 @@ impl Compute for EcsCompute {
                 tracing::info!(task_arn, "task already stopped or gone");
                 Ok(())
             }
-            Err(err) => Err(Error::from_sdk("StopTask", err)),
+            Err(err) => Err(from_sdk("StopTask", err)),
         }
     }
 
@@ -416,7 +417,7 @@ impl Compute for EcsCompute {
                 {
                     return Ok(Vec::new())
                 }
-                Err(err) => return Err(Error::from_sdk("DescribeTasks", err)),
+                Err(err) => return Err(from_sdk("DescribeTasks", err)),
             };
             up.extend(
                 described
@@ -440,7 +441,7 @@ impl Compute for EcsCompute {
             .send();
         while let Some(page) = pages.next().await {
             arns.extend(
-                page.map_err(|e| Error::from_sdk("ListTasks", e))?
+                page.map_err(|e| from_sdk("ListTasks", e))?
                     .task_arns()
                     .iter()
                     .cloned(),
@@ -456,7 +457,7 @@ impl Compute for EcsCompute {
                 .set_tasks(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|e| Error::from_sdk("DescribeTasks", e))?;
+                .map_err(|e| from_sdk("DescribeTasks", e))?;
             tasks.extend(
                 described
                     .tasks()

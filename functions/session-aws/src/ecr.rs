@@ -3,8 +3,9 @@
 use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, TagStatus};
 use aws_sdk_ecr::Client;
 
-use crate::error::{Error, Result};
-use crate::ports::{Registry, TaggedImage};
+use crate::from_sdk;
+use session_core::error::Result;
+use session_core::ports::{Registry, TaggedImage};
 
 #[derive(Clone, Debug)]
 pub struct EcrRegistry {
@@ -39,7 +40,7 @@ impl Registry for EcrRegistry {
             {
                 Ok(false)
             }
-            Err(err) => Err(Error::from_sdk("DescribeImages", err)),
+            Err(err) => Err(from_sdk("DescribeImages", err)),
         }
     }
 
@@ -67,7 +68,7 @@ impl Registry for EcrRegistry {
                 {
                     return Ok(Vec::new())
                 }
-                Err(err) => return Err(Error::from_sdk("DescribeImages", err)),
+                Err(err) => return Err(from_sdk("DescribeImages", err)),
             }
         }
         Ok(images)

@@ -4,9 +4,10 @@ use aws_sdk_efs::operation::create_access_point::CreateAccessPointError;
 use aws_sdk_efs::types::{CreationInfo, PosixUser, RootDirectory, Tag};
 use aws_sdk_efs::Client;
 
-use crate::error::{Error, Result};
-use crate::ports::Storage;
-use crate::template::user_key;
+use crate::from_sdk;
+use session_core::error::{Error, Result};
+use session_core::ports::Storage;
+use session_core::template::user_key;
 
 /// The uid/gid of the `postgres` user in the official PostgreSQL image, which owns the
 /// data directory.
@@ -92,7 +93,7 @@ impl Storage for EfsStorage {
                     );
                     Some(existing.access_point_id().to_owned())
                 }
-                _ => return Err(Error::from_sdk("CreateAccessPoint", err)),
+                _ => return Err(from_sdk("CreateAccessPoint", err)),
             },
         };
         id.ok_or_else(|| Error::Aws {

@@ -8,10 +8,11 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::{Role, Tag};
 use aws_sdk_iam::Client;
 
-use crate::config::TaskRoleSettings;
-use crate::error::{Error, Result};
-use crate::ports::TaskRoles;
-use crate::template::user_key;
+use crate::from_sdk;
+use session_core::config::TaskRoleSettings;
+use session_core::error::{Error, Result};
+use session_core::ports::TaskRoles;
+use session_core::template::user_key;
 
 /// The role tag the shared policy and the file-system policy read as
 /// `aws:PrincipalTag/access_point_id`.
@@ -36,7 +37,7 @@ where
             operation,
             message: format!("{code}: {}", err.message().unwrap_or_default()),
         },
-        _ => Error::from_sdk(operation, err),
+        _ => from_sdk(operation, err),
     }
 }
 

@@ -3,8 +3,9 @@
 
 use aws_sdk_ec2::Client;
 
-use crate::error::{Error, Result};
-use crate::ports::Network;
+use crate::from_sdk;
+use session_core::error::Result;
+use session_core::ports::Network;
 
 #[derive(Clone, Debug)]
 pub struct Ec2Network {
@@ -29,7 +30,7 @@ impl Network for Ec2Network {
             .network_interface_ids(eni_id)
             .send()
             .await
-            .map_err(|e| Error::from_sdk("DescribeNetworkInterfaces", e))?;
+            .map_err(|e| from_sdk("DescribeNetworkInterfaces", e))?;
         Ok(out
             .network_interfaces()
             .first()

@@ -2,8 +2,9 @@
 
 use aws_sdk_sfn::Client;
 
-use crate::error::{Error, ErrorName, Result};
-use crate::ports::{Delivery, Workflow};
+use crate::from_sdk;
+use session_core::error::{ErrorName, Result};
+use session_core::ports::{Delivery, Workflow};
 
 #[derive(Clone, Debug)]
 pub struct SfnWorkflow {
@@ -43,7 +44,7 @@ impl Workflow for SfnWorkflow {
             {
                 Ok(Delivery::AlreadyClosed)
             }
-            Err(err) => Err(Error::from_sdk("SendTaskSuccess", err)),
+            Err(err) => Err(from_sdk("SendTaskSuccess", err)),
         }
     }
 
@@ -65,7 +66,7 @@ impl Workflow for SfnWorkflow {
             {
                 Ok(Delivery::AlreadyClosed)
             }
-            Err(err) => Err(Error::from_sdk("SendTaskFailure", err)),
+            Err(err) => Err(from_sdk("SendTaskFailure", err)),
         }
     }
 
@@ -92,7 +93,7 @@ impl Workflow for SfnWorkflow {
             {
                 Ok(())
             }
-            Err(err) => Err(Error::from_sdk("StartExecution", err)),
+            Err(err) => Err(from_sdk("StartExecution", err)),
         }
     }
 
@@ -112,7 +113,7 @@ impl Workflow for SfnWorkflow {
             {
                 Ok(false)
             }
-            Err(err) => Err(Error::from_sdk("DescribeExecution", err)),
+            Err(err) => Err(from_sdk("DescribeExecution", err)),
         }
     }
 
@@ -138,7 +139,7 @@ impl Workflow for SfnWorkflow {
                 tracing::debug!(execution_arn, error = %err, "execution had already ended");
                 Ok(())
             }
-            Err(err) => Err(Error::from_sdk("StopExecution", err)),
+            Err(err) => Err(from_sdk("StopExecution", err)),
         }
     }
 }

@@ -3,9 +3,10 @@
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
-use crate::error::{Error, Result};
-use crate::events::SOURCE;
-use crate::ports::EventBus;
+use crate::from_sdk;
+use session_core::error::{Error, Result};
+use session_core::events::SOURCE;
+use session_core::ports::EventBus;
 
 #[derive(Clone, Debug)]
 pub struct EventBridgeBus {
@@ -37,7 +38,7 @@ impl EventBus for EventBridgeBus {
             .entries(entry)
             .send()
             .await
-            .map_err(|e| Error::from_sdk("PutEvents", e))?;
+            .map_err(|e| from_sdk("PutEvents", e))?;
         // PutEvents answers 200 with per-entry failures; they are worth a retry.
         if out.failed_entry_count() > 0 {
             let reason = out

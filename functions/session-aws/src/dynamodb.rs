@@ -15,12 +15,13 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use crate::config::Tables;
-use crate::error::{Error, Result};
-use crate::ports::{
+use crate::from_sdk;
+use session_core::config::Tables;
+use session_core::error::{Error, Result};
+use session_core::ports::{
     ActiveSessions, Change, PageCursor, SessionPage, SessionStore, TaskObservation, User,
 };
-use crate::session::{timestamp, Event, Reason, Session, SessionId, Status, Urls};
+use session_core::session::{timestamp, Event, Reason, Session, SessionId, Status, Urls};
 
 /// Sparse attribute, present only while a session is not terminal: the key of the
 /// `active` index, so the reaper and the per-user limit read only live sessions.
@@ -81,7 +82,7 @@ where
     match result {
         Ok(out) => Ok(Some(out)),
         Err(err) if err.as_service_error().is_some_and(condition_failed) => Ok(None),
-        Err(err) => Err(Error::from_sdk(operation, err)),
+        Err(err) => Err(from_sdk(operation, err)),
     }
 }
 
@@ -289,7 +290,7 @@ impl SessionStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::from_sdk("GetItem", e))?;
+            .map_err(|e| from_sdk("GetItem", e))?;
         out.item.map(|item| decode("GetItem", item)).transpose()
     }
 
@@ -315,7 +316,7 @@ impl SessionStore for DynamoStore {
                     .request_items(&self.tables.users, request)
                     .send()
                     .await
-                    .map_err(|e| Error::from_sdk("BatchGetItem", e))?;
+                    .map_err(|e| from_sdk("BatchGetItem", e))?;
                 let items = out
                     .responses
                     .and_then(|mut r| r.remove(&self.tables.users))
@@ -415,7 +416,7 @@ impl SessionStore for DynamoStore {
         let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             err.as_service_error()
         else {
-            return Err(Error::from_sdk("TransactWriteItems", err));
+            return Err(from_sdk("TransactWriteItems", err));
         };
         let codes: Vec<&str> = cancelled
             .cancellation_reasons()
@@ -448,7 +449,7 @@ impl SessionStore for DynamoStore {
                 if existing.user_id == session.user_id {
                     return Ok(());
                 }
-                return Err(crate::error::InvalidInput::new(
+                return Err(session_core::error::InvalidInput::new(
                     "session_id",
                     "is already used by another session",
                 )
@@ -469,7 +470,7 @@ impl SessionStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::from_sdk("GetItem", e))?;
+            .map_err(|e| from_sdk("GetItem", e))?;
         out.item.map(|item| decode("GetItem", item)).transpose()
     }
 
@@ -747,7 +748,7 @@ impl SessionStore for DynamoStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Error::from_sdk("Scan", e))?;
+            let page = page.map_err(|e| from_sdk("Scan", e))?;
             found.items_read += u64::try_from(page.scanned_count()).unwrap_or_default();
             for item in page.items.unwrap_or_default() {
                 found.sessions.push(decode("Scan", item)?);
@@ -783,7 +784,7 @@ impl SessionStore for DynamoStore {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| Error::from_sdk("Query", e))?;
+            .map_err(|e| from_sdk("Query", e))?;
         let sessions = out
             .items
             .unwrap_or_default()
@@ -845,7 +846,7 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     use super::*;
-    use crate::session::Version;
+    use session_core::session::Version;
 
     fn tables() -> Tables {
         Tables {
