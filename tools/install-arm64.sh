@@ -19,16 +19,12 @@
 # Rust 1.94.1 or later.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-tools=${SESSION_TOOLS_DIR:-$HOME/.cache/session-provisioner}
+# shellcheck source=tools/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 lock="$root/tools/arm64.lock"
 bin="$tools/arm64/bin"
-mkdir -p "$tools"
 
-stamp_ok() { # file-with-pins stamp-file
-  [ -f "$2" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$(cat "$2")" ]
-}
-stamp() { sha256sum "$1" | cut -d' ' -f1 > "$2"; }
 has_arm64_std() {
   [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] &&
     compgen -G "$(/usr/bin/rustc --print target-libdir --target aarch64-unknown-linux-gnu 2>/dev/null)/libstd-*.rlib" >/dev/null

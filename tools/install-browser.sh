@@ -5,15 +5,9 @@
 # $SESSION_TOOLS_DIR/browser. Reruns are no-ops until a pin file changes.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-tools=${SESSION_TOOLS_DIR:-$HOME/.cache/session-provisioner}
+# shellcheck source=tools/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lock="$root/tools/browser.lock"
-mkdir -p "$tools"
-
-stamp_ok() { # file-with-pins stamp-file
-  [ -f "$2" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$(cat "$2")" ]
-}
-stamp() { sha256sum "$1" | cut -d' ' -f1 > "$2"; }
 
 if ! stamp_ok "$lock" "$tools/browser-apt.stamp" || ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
   sudo=()

@@ -19,14 +19,8 @@
 #   - cargo-nextest, if the machine lacks it
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-tools=${SESSION_TOOLS_DIR:-$HOME/.cache/session-provisioner}
-mkdir -p "$tools"
-
-stamp_ok() { # file-with-pins stamp-file
-  [ -f "$2" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$(cat "$2")" ]
-}
-stamp() { sha256sum "$1" | cut -d' ' -f1 > "$2"; }
+# shellcheck source=tools/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if ! stamp_ok "$root/tools/requirements.lock" "$tools/venv.stamp" || [ ! -x "$tools/venv/bin/python" ]; then
   echo "tools: installing the Python venv (moto, cargo-lambda) into $tools/venv"

@@ -3,8 +3,16 @@
 //! `tests/harness/moto_server.py`). `times` is how many calls get the error; the SDK
 //! retries a throttled call itself (three attempts in all, by default), so a throttle
 //! that must reach our code lasts three calls.
+//!
+//! Also the [`Stack`] methods that set faults in the emulator's fault file (RunTask's
+//! failures, errors and delays, StopTask's delay, the injected AWS errors) and read
+//! them back.
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use crate::Stack;
 
 /// The attempts the SDK's standard retry mode makes for one call.
 pub const SDK_ATTEMPTS: u64 = 3;
@@ -81,4 +89,88 @@ pub fn find<'a>(faults: &'a [Value], action: &str, code: Option<&str>) -> Option
     faults
         .iter()
         .find(|f| f["action"] == action && f["code"].as_str() == code)
+}
+
+impl Stack {
+    /// Makes RunTask answer these failures (HTTP 200, no task) until cleared.
+    pub fn set_run_task_failures(&self, failures: Value) {
+        self.set_faults(json!({ "run_task_failures": failures }));
+    }
+
+    /// Makes RunTask answer an error; with `after_start` the task starts anyway, as
+    /// when the answer to a successful call is lost.
+    pub fn set_run_task_error(&self, code: &str, after_start: bool) {
+        self.set_faults(json!({ "run_task_error": {
+            "code": code, "message": "injected by the test", "after_start": after_start,
+        }}));
+    }
+
+    /// Makes RunTask wait this long before it starts the task, until cleared.
+    pub fn set_run_task_delay(&self, delay: Duration) {
+        self.set_faults(json!({ "run_task_delay_s": delay.as_secs_f64() }));
+    }
+
+    /// Makes a task asked to stop keep running this long before it reaches STOPPED
+    /// (as Fargate's stop timeout allows), until cleared.
+    /// Set beside the faults already set.
+    pub fn set_stop_task_delay(&self, delay: Duration) {
+        let mut faults = self.read_faults();
+        if !faults.is_object() {
+            faults = json!({});
+        }
+        faults["stop_task_delay_s"] = json!(delay.as_secs_f64());
+        self.set_faults(faults);
+    }
+
+    /// Whether a RunTask call has entered the delay of [`Stack::set_run_task_delay`].
+    pub fn run_task_entered(&self) -> bool {
+        self.dir
+            .path()
+            .join("faults.json.run-task-entered")
+            .exists()
+    }
+
+    /// Clears every injected fault.
+    pub fn clear_faults(&self) {
+        self.set_faults(json!({}));
+    }
+
+    /// Makes the emulator answer calls with an AWS error, beside the faults already
+    /// set (see [`crate::faults`] for the answers AWS gives).
+    pub fn inject_fault(&self, fault: Value) {
+        let mut faults = self.read_faults();
+        if !faults.is_object() {
+            faults = json!({});
+        }
+        match faults["faults"].as_array_mut() {
+            Some(list) => list.push(fault),
+            None => faults["faults"] = json!([fault]),
+        }
+        self.set_faults(faults);
+    }
+
+    /// The injected faults as they are now: `times` and `after` count down as calls
+    /// come, `fired` counts the calls answered with the error, `seen` every call that
+    /// matched.
+    pub fn injected_faults(&self) -> Vec<Value> {
+        self.read_faults()["faults"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn read_faults(&self) -> Value {
+        std::fs::read(self.dir.path().join("faults.json"))
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or_else(|| json!({}))
+    }
+
+    pub(crate) fn set_faults(&self, faults: Value) {
+        // The emulator reads the file on every call: replace it whole, never half-written.
+        let path = self.dir.path().join("faults.json");
+        let partial = self.dir.path().join("faults.json.partial");
+        std::fs::write(&partial, faults.to_string()).expect("write faults");
+        std::fs::rename(&partial, &path).expect("replace faults");
+    }
 }

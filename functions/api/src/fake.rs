@@ -162,7 +162,13 @@ impl SessionStore for ReadOnlyStore {
         unreachable!("{WRITES}")
     }
 
-    async fn fail(&self, _: &Session, _: Reason, _: &str) -> Result<Option<Session>> {
+    async fn fail(
+        &self,
+        _: &Session,
+        _: Reason,
+        _: &str,
+        _: DateTime<Utc>,
+    ) -> Result<Option<Session>> {
         unreachable!("{WRITES}")
     }
 

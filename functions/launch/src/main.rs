@@ -5,6 +5,7 @@ use session_aws::{
     dynamodb::DynamoStore, ecs::EcsCompute, efs::EfsStorage, iam::IamTaskRoles, sdk_config,
 };
 use session_core::config::{Cluster, LaunchSettings, ProcessEnv, Tables};
+use session_core::ports::SystemClock;
 use session_core::steps::launch::launch;
 
 #[tokio::main]
@@ -23,7 +24,16 @@ async fn main() -> Result<(), Error> {
     let storage = &EfsStorage::connect(&sdk, settings.efs_file_system_id.clone());
     let roles = &IamTaskRoles::connect(&sdk, settings.task_roles.clone());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let launched = launch(input(event)?, settings, store, compute, storage, roles).await?;
+        let launched = launch(
+            input(event)?,
+            settings,
+            store,
+            compute,
+            storage,
+            roles,
+            &SystemClock,
+        )
+        .await?;
         output(&launched)
     }))
     .await

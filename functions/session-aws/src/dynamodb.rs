@@ -193,17 +193,12 @@ impl DynamoStore {
 
     fn change_expr(&self, change: Change) -> (Event, UpdateExpr) {
         let mut expr = UpdateExpr::default();
-        let changed_at = match &change {
-            Change::Running { at, .. } | Change::Stopped { at, .. } | Change::Failed { at, .. } => {
-                *at
-            }
-            Change::Launched { .. } | Change::StopRequested { .. } => chrono::Utc::now(),
-        };
-        expr.set("status_changed_at", s(timestamp(changed_at)));
+        expr.set("status_changed_at", s(timestamp(change.at())));
         let event = match change {
             Change::Launched {
                 task_arn,
                 awaits_health,
+                ..
             } => {
                 expr.set("task_arn", s(task_arn));
                 if awaits_health {
@@ -234,7 +229,7 @@ impl DynamoStore {
                 }
                 Event::TaskRunning
             }
-            Change::StopRequested { reason } => {
+            Change::StopRequested { reason, .. } => {
                 expr.set_if_absent("stop_reason", s(reason.as_str()));
                 Event::StopRequested
             }
@@ -485,8 +480,8 @@ impl SessionStore for DynamoStore {
         session: &Session,
         reason: Reason,
         cause: &str,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Session>> {
-        let at = chrono::Utc::now();
         let change = Change::Failed {
             reason,
             cause: cause.to_owned(),
@@ -1083,9 +1078,11 @@ mod tests {
             Change::Launched {
                 task_arn: "arn:task".into(),
                 awaits_health: true,
+                at: chrono::Utc::now(),
             },
             Change::StopRequested {
                 reason: Reason::User,
+                at: chrono::Utc::now(),
             },
             Change::Failed {
                 reason: Reason::Lost,

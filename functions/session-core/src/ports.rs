@@ -67,6 +67,7 @@ pub enum Change {
         task_arn: String,
         /// The template has health checks: the session runs once the task is HEALTHY.
         awaits_health: bool,
+        at: DateTime<Utc>,
     },
     Running {
         /// Only in direct access.
@@ -79,6 +80,7 @@ pub enum Change {
     },
     StopRequested {
         reason: Reason,
+        at: DateTime<Utc>,
     },
     Stopped {
         reason: Reason,
@@ -89,6 +91,19 @@ pub enum Change {
         cause: String,
         at: DateTime<Utc>,
     },
+}
+
+impl Change {
+    /// When the change happened: the session's `status_changed_at` after it.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Change::Launched { at, .. }
+            | Change::Running { at, .. }
+            | Change::StopRequested { at, .. }
+            | Change::Stopped { at, .. }
+            | Change::Failed { at, .. } => *at,
+        }
+    }
 }
 
 /// Sessions and users (DynamoDB).
@@ -126,6 +141,7 @@ pub trait SessionStore: Send + Sync {
         session: &Session,
         reason: Reason,
         cause: &str,
+        at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<Session>>> + Send;
 
     /// Stores the task token of WaitForIp; returns the session as it now is.

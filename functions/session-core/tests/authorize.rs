@@ -133,6 +133,27 @@ async fn a_user_at_the_limit_is_refused_naming_the_active_sessions_and_nothing_i
 }
 
 #[tokio::test]
+async fn a_user_whose_max_sessions_is_zero_is_refused_with_no_session_running() {
+    let mut user = authorized_user(USER);
+    user.max_sessions = Some(0);
+    let store = store_with(user);
+    let err = admit(
+        request(json!(USER), None),
+        &settings(SessionTemplate::default()),
+        &store,
+        &MemoryRegistry::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::SessionLimitReached { max: 0, active } if active.is_empty()),
+        "{err}"
+    );
+    assert!(store.stored_session(&id()).is_none());
+    assert!(store.slots(USER).is_empty());
+}
+
+#[tokio::test]
 async fn a_retry_of_the_same_session_is_admitted_without_a_second_slot() {
     let store = store_with(authorized_user(USER));
     let settings = settings(SessionTemplate::default());

@@ -10,8 +10,8 @@ use session_core::steps::authorize::SessionRef;
 use session_core::steps::launch::{launch, LaunchOutput};
 use session_core::template::SessionTemplate;
 use session_core::testing::{
-    authorized_user, launch_settings, session_in, MemoryCompute, MemoryStorage, MemoryStore,
-    MemoryTaskRoles,
+    authorized_user, launch_settings, session_in, FixedClock, MemoryCompute, MemoryStorage,
+    MemoryStore, MemoryTaskRoles,
 };
 use session_core::Error;
 
@@ -57,6 +57,7 @@ impl World {
             &self.compute,
             &self.storage,
             &self.roles,
+            &FixedClock::default(),
         )
         .await
     }

@@ -218,7 +218,12 @@ async fn a_failure_of_an_unknown_session_creates_it_failed_and_outside_the_activ
     let store = MemoryStore::new();
     let blank = session_in("sess-1", "u", Status::Starting);
     let failed = store
-        .fail(&blank, session_core::session::Reason::NotAuthorized, "no")
+        .fail(
+            &blank,
+            session_core::session::Reason::NotAuthorized,
+            "no",
+            Utc::now(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -226,7 +231,12 @@ async fn a_failure_of_an_unknown_session_creates_it_failed_and_outside_the_activ
     assert!(store.active_sessions().await.unwrap().sessions.is_empty());
     assert_eq!(
         store
-            .fail(&blank, session_core::session::Reason::Internal, "again")
+            .fail(
+                &blank,
+                session_core::session::Reason::Internal,
+                "again",
+                Utc::now()
+            )
             .await
             .unwrap(),
         None,

@@ -5,7 +5,9 @@ use session_core::error::ErrorName;
 use session_core::ports::Delivery;
 use session_core::session::{Reason, SessionId, Status};
 use session_core::steps::request_stop::{request_stop, StopRequest};
-use session_core::testing::{session_in, Completion, MemoryStore, MemoryWorkflow, TokenOutcome};
+use session_core::testing::{
+    session_in, Completion, FixedClock, MemoryStore, MemoryWorkflow, TokenOutcome,
+};
 
 const SESSION: &str = "sess-1";
 
@@ -87,9 +89,15 @@ async fn a_stop_request_at_each_status_resumes_the_waiting_token_or_says_why_not
     for (status, answer, after, completions) in cases {
         let store = store_in(status);
         let workflow = MemoryWorkflow::new();
-        let got = request_stop(&id(), Reason::User, &store, &workflow)
-            .await
-            .unwrap();
+        let got = request_stop(
+            &id(),
+            Reason::User,
+            &store,
+            &workflow,
+            &FixedClock::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(got, answer, "{status}");
         let stored = store.stored_session(&id()).unwrap();
         assert_eq!(stored.status, after, "{status}");
@@ -104,12 +112,24 @@ async fn a_stop_request_at_each_status_resumes_the_waiting_token_or_says_why_not
 async fn a_second_stop_request_is_already_stopping_and_resumes_nothing_again() {
     let store = store_in(Status::Running);
     let workflow = MemoryWorkflow::new();
-    request_stop(&id(), Reason::User, &store, &workflow)
-        .await
-        .unwrap();
-    let again = request_stop(&id(), Reason::Idle, &store, &workflow)
-        .await
-        .unwrap();
+    request_stop(
+        &id(),
+        Reason::User,
+        &store,
+        &workflow,
+        &FixedClock::default(),
+    )
+    .await
+    .unwrap();
+    let again = request_stop(
+        &id(),
+        Reason::Idle,
+        &store,
+        &workflow,
+        &FixedClock::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again, StopRequest::AlreadyStopping);
     assert_eq!(workflow.completions().len(), 1);
     assert_eq!(
@@ -123,9 +143,15 @@ async fn a_second_stop_request_is_already_stopping_and_resumes_nothing_again() {
 async fn a_stop_request_for_an_unknown_session_is_not_found_and_creates_nothing() {
     let store = MemoryStore::new();
     let workflow = MemoryWorkflow::new();
-    let got = request_stop(&id(), Reason::User, &store, &workflow)
-        .await
-        .unwrap();
+    let got = request_stop(
+        &id(),
+        Reason::User,
+        &store,
+        &workflow,
+        &FixedClock::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(got, StopRequest::NotFound);
     assert!(store.stored_session(&id()).is_none());
 }
@@ -135,9 +161,15 @@ async fn a_stop_whose_token_has_closed_is_recorded_but_resumes_nothing() {
     let store = store_in(Status::Running);
     let workflow = MemoryWorkflow::new();
     workflow.close("stop-token");
-    let got = request_stop(&id(), Reason::MaxLifetime, &store, &workflow)
-        .await
-        .unwrap();
+    let got = request_stop(
+        &id(),
+        Reason::MaxLifetime,
+        &store,
+        &workflow,
+        &FixedClock::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(got, StopRequest::Requested { resumed: false });
     let stored = store.stored_session(&id()).unwrap();
     assert_eq!(
@@ -152,14 +184,39 @@ async fn a_stop_before_wait_for_ip_stored_its_token_resumes_nothing_yet() {
     let store = store_in(Status::Provisioning);
     store.edit(&id(), |s| s.ip_token = None);
     let workflow = MemoryWorkflow::new();
-    let got = request_stop(&id(), Reason::User, &store, &workflow)
-        .await
-        .unwrap();
+    let got = request_stop(
+        &id(),
+        Reason::User,
+        &store,
+        &workflow,
+        &FixedClock::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(got, StopRequest::Requested { resumed: false });
     assert!(workflow.completions().is_empty());
     assert_eq!(
         store.stored_session(&id()).unwrap().status,
         Status::Stopping,
         "WaitForIp finds the session stopping when it stores its token"
+    );
+}
+
+#[tokio::test]
+async fn a_stop_request_is_dated_by_the_steps_clock_so_the_transition_deadline_counts_from_it() {
+    let store = store_in(Status::Running);
+    let clock = FixedClock(
+        chrono::DateTime::parse_from_rfc3339("2031-05-06T07:08:09.010Z")
+            .unwrap()
+            .to_utc(),
+    );
+    request_stop(&id(), Reason::Idle, &store, &MemoryWorkflow::new(), &clock)
+        .await
+        .unwrap();
+    let stored = store.stored_session(&id()).unwrap();
+    assert_eq!(stored.status, Status::Stopping);
+    assert_eq!(
+        stored.status_changed_at.as_deref(),
+        Some("2031-05-06T07:08:09.010Z")
     );
 }

@@ -11,8 +11,8 @@ use session_core::steps::request_stop::{request_stop, StopRequest};
 use session_core::steps::stop::{stop, StopInput, StopOutput};
 use session_core::template::SessionTemplate;
 use session_core::testing::{
-    authorized_user, launch_settings, ready, session_in, MemoryCompute, MemoryStorage, MemoryStore,
-    MemoryTask, MemoryTaskRoles, MemoryWorkflow,
+    authorized_user, launch_settings, ready, session_in, FixedClock, MemoryCompute, MemoryStorage,
+    MemoryStore, MemoryTask, MemoryTaskRoles, MemoryWorkflow,
 };
 use session_core::Error;
 
@@ -71,9 +71,14 @@ async fn a_stop_at_any_status_stops_the_task_and_frees_the_slot_only_once_it_has
     for status in Status::ALL {
         let (store, compute) = world(status);
 
-        let first = stop(input(Some(Reason::User)), &store, &compute)
-            .await
-            .unwrap();
+        let first = stop(
+            input(Some(Reason::User)),
+            &store,
+            &compute,
+            &FixedClock::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             first,
             StopOutput {
@@ -98,16 +103,26 @@ async fn a_stop_at_any_status_stops_the_task_and_frees_the_slot_only_once_it_has
         );
 
         compute.set_status(TASK, "STOPPED");
-        let second = stop(input(Some(Reason::User)), &store, &compute)
-            .await
-            .unwrap();
+        let second = stop(
+            input(Some(Reason::User)),
+            &store,
+            &compute,
+            &FixedClock::default(),
+        )
+        .await
+        .unwrap();
         assert!(second.tasks_stopped && second.slot_released, "{status}");
         assert!(second.awaiting_tasks.is_empty(), "{status}");
         assert_eq!(store.slots(USER), [OTHER.to_owned()].into(), "{status}");
 
-        let third = stop(input(Some(Reason::User)), &store, &compute)
-            .await
-            .unwrap();
+        let third = stop(
+            input(Some(Reason::User)),
+            &store,
+            &compute,
+            &FixedClock::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(third, second, "{status}: a repeated Stop answers the same");
         assert_eq!(
             store.stored_session(&id()).unwrap().status,
@@ -127,9 +142,14 @@ async fn a_stop_records_the_reason_only_on_a_session_that_was_not_yet_stopping()
                 s.stop_reason = Some(Reason::Idle);
             }
         });
-        stop(input(Some(Reason::User)), &store, &compute)
-            .await
-            .unwrap();
+        stop(
+            input(Some(Reason::User)),
+            &store,
+            &compute,
+            &FixedClock::default(),
+        )
+        .await
+        .unwrap();
         let expected = match status {
             Status::Starting | Status::Provisioning | Status::Running => Some(Reason::User),
             Status::Stopping => Some(Reason::Idle),
@@ -147,9 +167,14 @@ async fn a_stop_records_the_reason_only_on_a_session_that_was_not_yet_stopping()
 async fn a_stop_of_a_session_that_never_had_a_task_frees_the_slot_at_once() {
     let (store, _) = world(Status::Starting);
     let compute = MemoryCompute::new();
-    let out = stop(input(Some(Reason::User)), &store, &compute)
-        .await
-        .unwrap();
+    let out = stop(
+        input(Some(Reason::User)),
+        &store,
+        &compute,
+        &FixedClock::default(),
+    )
+    .await
+    .unwrap();
     assert!(out.stopped_tasks.is_empty() && out.tasks_stopped && out.slot_released);
     assert!(compute.stop_calls().is_empty());
     assert_eq!(
@@ -163,9 +188,14 @@ async fn a_stop_of_a_session_that_never_had_a_task_frees_the_slot_at_once() {
 async fn a_task_ecs_no_longer_knows_counts_as_stopped() {
     let (store, compute) = world(Status::Running);
     compute.forget(TASK);
-    let out = stop(input(Some(Reason::Idle)), &store, &compute)
-        .await
-        .unwrap();
+    let out = stop(
+        input(Some(Reason::Idle)),
+        &store,
+        &compute,
+        &FixedClock::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.stopped_tasks, [TASK]);
     assert!(out.tasks_stopped && out.slot_released);
 }
@@ -173,7 +203,9 @@ async fn a_task_ecs_no_longer_knows_counts_as_stopped() {
 #[tokio::test]
 async fn the_compensation_path_stops_the_task_without_marking_the_session_stopping() {
     let (store, compute) = world(Status::Provisioning);
-    let out = stop(input(None), &store, &compute).await.unwrap();
+    let out = stop(input(None), &store, &compute, &FixedClock::default())
+        .await
+        .unwrap();
     assert_eq!(out.reason, None);
     let stored = store.stored_session(&id()).unwrap();
     assert_eq!(
@@ -192,7 +224,9 @@ async fn the_compensation_path_stops_the_task_without_marking_the_session_stoppi
 async fn without_a_reason_a_stopping_session_stops_for_the_reason_it_recorded() {
     let (store, compute) = world(Status::Stopping);
     store.edit(&id(), |s| s.stop_reason = Some(Reason::Idle));
-    let out = stop(input(None), &store, &compute).await.unwrap();
+    let out = stop(input(None), &store, &compute, &FixedClock::default())
+        .await
+        .unwrap();
     assert_eq!(out.reason, Some(Reason::Idle));
     assert_eq!(
         compute.stop_calls(),
@@ -208,7 +242,9 @@ async fn a_session_authorize_never_created_frees_the_slot_of_the_user_in_the_req
     store.seed_user(user);
     let compute = MemoryCompute::new();
 
-    let without_request = stop(input(None), &store, &compute).await.unwrap();
+    let without_request = stop(input(None), &store, &compute, &FixedClock::default())
+        .await
+        .unwrap();
     assert!(without_request.tasks_stopped && !without_request.slot_released);
     assert_eq!(store.slots(USER).len(), 2, "no user known: no slot touched");
 
@@ -216,7 +252,9 @@ async fn a_session_authorize_never_created_frees_the_slot_of_the_user_in_the_req
         request: Some(serde_json::json!({ "user_id": USER })),
         ..input(None)
     };
-    let out = stop(with_request, &store, &compute).await.unwrap();
+    let out = stop(with_request, &store, &compute, &FixedClock::default())
+        .await
+        .unwrap();
     assert!(out.slot_released);
     assert_eq!(store.slots(USER), [OTHER.to_owned()].into());
     assert!(
@@ -238,7 +276,13 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
     {
         let (store, workflow, requested) = (store.clone(), workflow.clone(), requested.clone());
         compute.on_run_task(move || {
-            let answer = ready(request_stop(&id(), Reason::User, &*store, &*workflow));
+            let answer = ready(request_stop(
+                &id(),
+                Reason::User,
+                &*store,
+                &*workflow,
+                &FixedClock::default(),
+            ));
             *requested.lock().unwrap() = Some(answer.unwrap());
         });
     }
@@ -254,6 +298,7 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
         &compute,
         &MemoryStorage::new(),
         &MemoryTaskRoles::new(),
+        &FixedClock::default(),
     )
     .await
     .unwrap_err();
@@ -277,7 +322,9 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
     assert_eq!(task.len(), 1);
 
     // The state machine's Catch of StopRequested goes to Stop, without a reason.
-    let first = stop(input(None), &*store, &compute).await.unwrap();
+    let first = stop(input(None), &*store, &compute, &FixedClock::default())
+        .await
+        .unwrap();
     assert_eq!(first.reason, Some(Reason::User));
     assert_eq!(first.stopped_tasks, task);
     assert_eq!(first.awaiting_tasks, task);
@@ -285,7 +332,9 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
     assert!(store.slots(USER).contains(SESSION));
 
     compute.set_status(&task[0], "STOPPED");
-    let second = stop(input(None), &*store, &compute).await.unwrap();
+    let second = stop(input(None), &*store, &compute, &FixedClock::default())
+        .await
+        .unwrap();
     assert!(second.tasks_stopped && second.slot_released);
     assert!(store.slots(USER).is_empty());
     assert_eq!(

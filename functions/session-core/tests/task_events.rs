@@ -12,7 +12,9 @@ use session_core::steps::task_events::{
     on_task_state_change, Attachment, AttachmentDetail, Outcome as Handled, TaskEvent,
     TaskStateChange,
 };
-use session_core::testing::{session_in, MemoryNetwork, MemoryStore, MemoryWorkflow, TokenOutcome};
+use session_core::testing::{
+    session_in, FixedClock, MemoryNetwork, MemoryStore, MemoryWorkflow, TokenOutcome,
+};
 use session_core::Error;
 
 const CLUSTER: &str = "sessions";
@@ -109,6 +111,7 @@ impl World {
             &self.store,
             &self.network,
             &self.workflow,
+            &FixedClock::default(),
         )
         .await
     }

@@ -130,13 +130,19 @@ async fn in_direct_access_an_interface_without_a_public_ip_fails_the_token() {
 }
 
 #[tokio::test]
-async fn in_direct_access_a_running_task_without_an_interface_is_a_launch_failure() {
+async fn in_direct_access_a_running_task_without_an_interface_fails_the_token_as_a_launch_failure()
+{
     let mut session = launched(Some("RUNNING"));
     session.eni_id = None;
     let world = World::with(session);
-    let err = world.wait(&Access::Direct).await.unwrap_err();
-    assert_eq!(err.error_type(), "LaunchFailed");
-    assert!(world.workflow.completions().is_empty());
+    world.wait(&Access::Direct).await.unwrap();
+    assert!(matches!(
+        world.outcome(),
+        TokenOutcome::Failed {
+            error: ErrorName::LaunchFailed,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@ use serde_json::Value;
 use session_aws::lambda::{input, output};
 use session_aws::{dynamodb::DynamoStore, ecs::EcsCompute, sdk_config};
 use session_core::config::{Cluster, ProcessEnv, Tables};
+use session_core::ports::SystemClock;
 use session_core::steps::stop::stop;
 
 #[tokio::main]
@@ -14,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let store = &DynamoStore::connect(&sdk, tables);
     let compute = &EcsCompute::connect(&sdk, cluster.cluster, None);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let stopped = stop(input(event)?, store, compute).await?;
+        let stopped = stop(input(event)?, store, compute, &SystemClock).await?;
         output(&stopped)
     }))
     .await

@@ -3,6 +3,7 @@ use serde_json::Value;
 use session_aws::lambda::{input, output};
 use session_aws::{dynamodb::DynamoStore, ec2::Ec2Network, sdk_config, sfn::SfnWorkflow};
 use session_core::config::{Access, Cluster, ProcessEnv, Tables};
+use session_core::ports::SystemClock;
 use session_core::steps::task_events::on_task_state_change;
 
 #[tokio::main]
@@ -16,8 +17,16 @@ async fn main() -> Result<(), Error> {
     let network = &Ec2Network::connect(&sdk);
     let workflow = &SfnWorkflow::connect(&sdk);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let outcome =
-            on_task_state_change(input(event)?, cluster, access, store, network, workflow).await?;
+        let outcome = on_task_state_change(
+            input(event)?,
+            cluster,
+            access,
+            store,
+            network,
+            workflow,
+            &SystemClock,
+        )
+        .await?;
         output(&outcome)
     }))
     .await

@@ -16,7 +16,7 @@ use std::path::Path;
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::{Block, Expression, Map, Value};
 
-use super::{attr, Module};
+use super::hcl_reader::{attr, Module};
 
 /// The account, region and zones the placeholders of the data sources give.
 pub const ACCOUNT: &str = "111122223333";

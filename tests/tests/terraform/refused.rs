@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use hcl::{Block, Body, Expression, TraversalOperator};
 
-use super::{attr, literal, object_key, Module};
+use super::hcl_reader::{attr, literal, object_key, Module};
 
 /// What a service accepts for one kind of value.
 pub struct Limit {

@@ -13,7 +13,7 @@ use std::path::Path;
 use hcl::{Block, Body, Expression, TraversalOperator};
 use session_tests::provider_schema::{BlockSchema, ProviderSchema, TypeSchema};
 
-use super::{attr, literal, Module};
+use super::hcl_reader::{attr, literal, Module};
 
 /// The schemas of the providers terraform/ uses, their ephemeral resource types, and
 /// Terraform's built-in `terraform_data`.

@@ -178,6 +178,14 @@ pub async fn admit(
             "the user's max_sessions is more than the session template allows: it mounts the user's data"
         );
     }
+    if limit == 0 {
+        // A user item's `max_sessions: 0` suspends the user. The slot condition only
+        // counts slots held, so it would still admit a first session.
+        return Err(Error::SessionLimitReached {
+            max: 0,
+            active: Vec::new(),
+        });
+    }
     store.open(&session, limit).await?;
     let max_lifetime_s = user.max_lifetime_s.unwrap_or(settings.max_lifetime_s);
     if max_lifetime_s.saturating_add(BACKSTOP_MARGIN_S) > MAX_AWAIT_STOP_S {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LaunchSettings;
 use crate::error::{Error, Result};
-use crate::ports::{Change, Compute, SessionStore, Storage, TaskLaunch, TaskRoles, User};
+use crate::ports::{Change, Clock, Compute, SessionStore, Storage, TaskLaunch, TaskRoles, User};
 use crate::session::Status;
 use crate::steps::authorize::SessionRef;
 use crate::template::{TaskDefinitionSpec, TaskTarget};
@@ -24,6 +24,7 @@ pub async fn launch(
     compute: &impl Compute,
     storage: &impl Storage,
     roles: &impl TaskRoles,
+    clock: &impl Clock,
 ) -> Result<LaunchOutput> {
     let id = &session.session_id;
     let current = store
@@ -108,6 +109,7 @@ pub async fn launch(
             Change::Launched {
                 task_arn: task_arn.clone(),
                 awaits_health: settings.template.awaits_health(),
+                at: clock.now(),
             },
         )
         .await?

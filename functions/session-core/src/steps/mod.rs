@@ -1,4 +1,6 @@
-//! The lifecycle steps, one per function, over the ports.
+//! The lifecycle steps over the ports: one per function, plus `start` (the api's:
+//! admission through `authorize`, then the execution) and `request_stop` (shared by
+//! the api, the reaper and task-events).
 
 pub mod authorize;
 pub mod launch;

@@ -369,8 +369,14 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         reason: Reason,
         outcome: Outcome,
     ) -> Result<Option<Outcome>> {
-        let requested =
-            request_stop(&session.session_id, reason, self.store, self.workflow).await?;
+        let requested = request_stop(
+            &session.session_id,
+            reason,
+            self.store,
+            self.workflow,
+            self.clock,
+        )
+        .await?;
         let had_token = session.stop_token.is_some() || session.ip_token.is_some();
         match requested {
             StopRequest::Requested { resumed: false }
@@ -444,6 +450,7 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             },
             self.store,
             self.compute,
+            self.clock,
         )
         .await?;
         if !stopped.tasks_stopped {

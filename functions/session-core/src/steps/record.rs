@@ -219,13 +219,9 @@ pub async fn record<S: SessionStore, W: Workflow, B: EventBus, C: Clock>(
             let user_id = parse_user_id(request.get("user_id"))?;
             let version =
                 parse_version(request.get("version")).unwrap_or_else(|_| Version::default());
-            let blank = Session::new(
-                session_id.clone(),
-                user_id,
-                version,
-                timestamp(ctx.clock.now()),
-            );
-            let session = match ctx.store.fail(&blank, reason, &cause).await? {
+            let now = ctx.clock.now();
+            let blank = Session::new(session_id.clone(), user_id, version, timestamp(now));
+            let session = match ctx.store.fail(&blank, reason, &cause, now).await? {
                 Some(session) => {
                     ended_metric(&session);
                     session

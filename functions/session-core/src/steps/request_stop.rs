@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{ErrorName, Result};
-use crate::ports::{Change, Delivery, SessionStore, Workflow};
+use crate::ports::{Change, Clock, Delivery, SessionStore, Workflow};
 use crate::session::{Reason, SessionId, Status};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,8 +31,13 @@ pub async fn request_stop(
     reason: Reason,
     store: &impl SessionStore,
     workflow: &impl Workflow,
+    clock: &impl Clock,
 ) -> Result<StopRequest> {
-    let Some(session) = store.apply(id, Change::StopRequested { reason }).await? else {
+    let at = clock.now();
+    let Some(session) = store
+        .apply(id, Change::StopRequested { reason, at })
+        .await?
+    else {
         return Ok(match store.session(id).await? {
             None => StopRequest::NotFound,
             Some(s) if s.status == Status::Stopping => StopRequest::AlreadyStopping,

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::ports::{Change, Compute, SessionStore};
+use crate::ports::{Change, Clock, Compute, SessionStore};
 use crate::session::{Reason, SessionId, Status};
 use crate::steps::authorize::parse_user_id;
 
@@ -45,6 +45,7 @@ pub async fn stop(
     input: StopInput,
     store: &impl SessionStore,
     compute: &impl Compute,
+    clock: &impl Clock,
 ) -> Result<StopOutput> {
     let id = &input.session_id;
     let session = store.session(id).await?;
@@ -57,7 +58,10 @@ pub async fn stop(
             .and_then(|s| s.stop_reason)
     });
     if let (Some(reason), Some(_)) = (reason, &session) {
-        store.apply(id, Change::StopRequested { reason }).await?;
+        let at = clock.now();
+        store
+            .apply(id, Change::StopRequested { reason, at })
+            .await?;
     }
 
     // The stored task ARN, and any task started for this session that a failure left

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Access;
 use crate::error::Result;
 use crate::metrics::{self, Unit};
-use crate::ports::{Delivery, Network, SessionStore, TaskObservation, Workflow};
+use crate::ports::{Clock, Delivery, Network, SessionStore, TaskObservation, Workflow};
 use crate::session::SessionId;
 use crate::session::{Reason, Status};
 use crate::steps::record::recorded_stopped;
@@ -178,6 +178,7 @@ pub async fn on_task_state_change(
     store: &impl SessionStore,
     network: &impl Network,
     workflow: &impl Workflow,
+    clock: &impl Clock,
 ) -> Result<Outcome> {
     if event.detail_type != DETAIL_TYPE || event.source != "aws.ecs" {
         return Ok(Outcome::Ignored(format!(
@@ -261,7 +262,8 @@ pub async fn on_task_state_change(
         // The task ran, then stopped without being asked to: the session ends with it
         // (even if its RUNNING event is late or lost). A task that never ran fails
         // WaitForIp instead, below.
-        let requested = request_stop(&session_id, Reason::TaskStopped, store, workflow).await?;
+        let requested =
+            request_stop(&session_id, Reason::TaskStopped, store, workflow, clock).await?;
         return Ok(match requested {
             StopRequest::Requested { .. } => Outcome::StopRequested,
             _ if retried => Outcome::Stale,

@@ -126,9 +126,14 @@ async fn address(
             ))),
         },
         Access::Direct => {
-            let eni = eni_id.as_deref().ok_or_else(|| {
-                Error::LaunchFailed("the running task has no network interface".into())
-            })?;
+            // Failing the token, not the invocation: task-events would otherwise be
+            // retried on a state that cannot change, and WaitForIp wait out its timeout.
+            let Some(eni) = eni_id.as_deref() else {
+                return Ok(Err((
+                    ErrorName::LaunchFailed,
+                    "the running task has no network interface",
+                )));
+            };
             Ok(match network.public_ip(eni).await? {
                 Some(public_ip) => Ok(NetworkInfo {
                     public_ip: Some(public_ip),

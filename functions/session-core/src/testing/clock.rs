@@ -9,6 +9,13 @@ use crate::ports::Clock;
 #[derive(Clone, Copy, Debug)]
 pub struct FixedClock(pub DateTime<Utc>);
 
+impl Default for FixedClock {
+    /// The start of 2026: any fixed instant will do where the time is not the point.
+    fn default() -> Self {
+        Self(DateTime::from_timestamp(1_767_225_600, 0).expect("a valid instant"))
+    }
+}
+
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         self.0

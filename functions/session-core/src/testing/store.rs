@@ -138,13 +138,7 @@ impl MemoryStore {
             Change::Failed { .. } => Event::Failed,
         };
         let allowed = Status::predecessors(event, event.target());
-        // As the DynamoDB store: the time of a change that carries none is the write's.
-        let changed_at = match &change {
-            Change::Running { at, .. } | Change::Stopped { at, .. } | Change::Failed { at, .. } => {
-                *at
-            }
-            Change::Launched { .. } | Change::StopRequested { .. } => Utc::now(),
-        };
+        let changed_at = change.at();
         self.update_session(
             id,
             |s| allowed.contains(&s.status),
@@ -154,6 +148,7 @@ impl MemoryStore {
                     Change::Launched {
                         task_arn,
                         awaits_health,
+                        ..
                     } => {
                         s.task_arn = Some(task_arn);
                         if awaits_health {
@@ -179,7 +174,7 @@ impl MemoryStore {
                         // Each URL is its own attribute: earlier ones stay.
                         s.urls.0.extend(urls.0);
                     }
-                    Change::StopRequested { reason } => {
+                    Change::StopRequested { reason, .. } => {
                         s.stop_reason.get_or_insert(reason);
                     }
                     Change::Stopped { reason, at } => {
@@ -283,8 +278,8 @@ impl SessionStore for MemoryStore {
         session: &Session,
         reason: Reason,
         cause: &str,
+        at: DateTime<Utc>,
     ) -> Result<Option<Session>> {
-        let at = Utc::now();
         let change = Change::Failed {
             reason,
             cause: cause.to_owned(),
