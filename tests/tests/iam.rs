@@ -928,44 +928,69 @@ fn launch_can_create_only_bounded_user_roles_under_the_users_path() {
 // ---------------------------------------------------------------------------------
 // Updates of users items.
 
-/// The users-item attributes each `DynamoStore` method's requests name: the key, the
-/// names in its update and condition expressions and its expression attribute names,
-/// read from `functions/session-aws/src/dynamodb.rs`. A request is built by one
+/// The users-item attributes each `SessionStore` method of `DynamoStore` names in its
+/// requests: the key, the names in its update and condition expressions and its
+/// expression attribute names, read from `functions/session-aws/src/dynamodb/` — the
+/// port method's own body and the bodies of the store's methods it calls (`self.x(..)`,
+/// transitively), where each table's requests are built. A request is built by one
 /// chain of builder calls, or by several when a method adds to a builder it keeps in a
-/// variable; a chain that names no table belongs to the one table its method names.
+/// variable; a chain that names no table belongs to the one table its methods name.
 fn users_item_attributes() -> BTreeMap<String, Vec<String>> {
-    let path = repo_root().join("functions/session-aws/src/dynamodb.rs");
-    let file = syn::parse_file(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut methods = BTreeMap::new();
-    for item in &file.items {
-        let syn::Item::Impl(block) = item else {
-            continue;
-        };
-        if block.trait_.is_none() {
-            continue;
+    let dir = repo_root().join("functions/session-aws/src/dynamodb");
+    let mut bodies: BTreeMap<String, syn::Block> = BTreeMap::new();
+    let mut port_methods = Vec::new();
+    for path in std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()) {
+        let file = syn::parse_file(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for item in &file.items {
+            let syn::Item::Impl(block) = item else {
+                continue;
+            };
+            for item in &block.items {
+                let syn::ImplItem::Fn(f) = item else { continue };
+                let name = f.sig.ident.to_string();
+                if block.trait_.is_some() {
+                    port_methods.push(name.clone());
+                }
+                let before = bodies.insert(name.clone(), f.block.clone());
+                assert!(before.is_none(), "two store methods are named {name}");
+            }
         }
-        for item in &block.items {
-            let syn::ImplItem::Fn(f) = item else { continue };
-            let mut chains = Chains::default();
-            chains.visit_block(&f.block);
-            let tables: Vec<&str> = chains.0.iter().filter_map(|c| c.table.as_deref()).collect();
-            if !tables.contains(&"users") {
+    }
+    let mut methods = BTreeMap::new();
+    for method in port_methods {
+        let mut chains = Chains::default();
+        let mut queue = vec![method.clone()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(name) = queue.pop() {
+            if !seen.insert(name.clone()) {
                 continue;
             }
-            let only_users = tables.iter().all(|t| *t == "users");
-            let mut names: Vec<String> = chains
-                .0
-                .into_iter()
-                .filter(|c| {
-                    c.table.as_deref() == Some("users") || (only_users && c.table.is_none())
-                })
-                .flat_map(|c| c.attributes)
-                .chain(std::iter::once("user_id".to_owned()))
-                .collect();
-            names.sort();
-            names.dedup();
-            methods.insert(f.sig.ident.to_string(), names);
+            if let Some(body) = bodies.get(&name) {
+                let mut found = Chains::default();
+                found.visit_block(body);
+                queue.extend(found.self_calls);
+                chains.chains.extend(found.chains);
+            }
         }
+        let tables: Vec<&str> = chains
+            .chains
+            .iter()
+            .filter_map(|c| c.table.as_deref())
+            .collect();
+        if !tables.contains(&"users") {
+            continue;
+        }
+        let only_users = tables.iter().all(|t| *t == "users");
+        let mut names: Vec<String> = chains
+            .chains
+            .into_iter()
+            .filter(|c| c.table.as_deref() == Some("users") || (only_users && c.table.is_none()))
+            .flat_map(|c| c.attributes)
+            .chain(std::iter::once("user_id".to_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        methods.insert(method, names);
     }
     methods
 }
@@ -979,7 +1004,11 @@ struct Chain {
 }
 
 #[derive(Default)]
-struct Chains(Vec<Chain>);
+struct Chains {
+    chains: Vec<Chain>,
+    /// The store's own methods called (`self.name(..)`).
+    self_calls: Vec<String>,
+}
 
 const EXPRESSION_WORDS: &[&str] = &[
     "SET",
@@ -1051,6 +1080,9 @@ impl<'ast> Visit<'ast> for Chains {
         let mut link = call;
         loop {
             chain.add(link);
+            if matches!(link.receiver.as_ref(), syn::Expr::Path(p) if p.path.is_ident("self")) {
+                self.self_calls.push(link.method.to_string());
+            }
             for arg in &link.args {
                 self.visit_expr(arg);
             }
@@ -1062,7 +1094,7 @@ impl<'ast> Visit<'ast> for Chains {
                 }
             }
         }
-        self.0.push(chain);
+        self.chains.push(chain);
     }
 }
 

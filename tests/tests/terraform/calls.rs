@@ -113,17 +113,12 @@ impl Index {
     /// `name`.
     fn add_crate(&mut self, name: &str, src: &Path, skip: &[&Path]) {
         self.crates.insert(name.to_owned());
-        let mut dirs = vec![src.to_owned()];
-        while let Some(dir) = dirs.pop() {
-            for path in std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()) {
-                if skip.contains(&path.as_path()) || path == src.join("main.rs") {
-                    continue;
-                }
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    self.add_items(&parse_rust(&path).items);
-                }
+        let mut files = Vec::new();
+        rust_files(src, &mut files);
+        for path in files {
+            let skipped = skip.iter().any(|s| path.starts_with(s)) || path == src.join("main.rs");
+            if !skipped {
+                self.add_items(&parse_rust(&path).items);
             }
         }
     }
@@ -288,12 +283,8 @@ pub(crate) struct Adapters {
 impl Adapters {
     pub(crate) fn load(dir: &Path) -> Self {
         let mut adapters = Self::default();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-            .collect();
+        let mut files = Vec::new();
+        rust_files(dir, &mut files);
         files.sort();
         for file in files {
             adapters.add_file(&file.display().to_string(), &parse_rust(&file));
@@ -403,6 +394,18 @@ impl Adapters {
             }
         }
         Ok(Some(actions))
+    }
+}
+
+/// The `.rs` files under `dir`, in its subdirectories too (an adapter may be a module
+/// of several files, as `dynamodb/` is).
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for path in std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()) {
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::ports::{
 };
 use crate::session::{timestamp, Event, Reason, Session, SessionId, Status};
 
-/// The sessions and users tables in memory: mirrors `aws::dynamodb::DynamoStore`,
+/// The sessions and users tables in memory: mirrors `session_aws::dynamodb::DynamoStore`,
 /// whose conditional writes it evaluates on the stored items, so a write that
 /// DynamoDB refuses is refused here with the same answer.
 ///
