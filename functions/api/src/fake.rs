@@ -49,7 +49,7 @@ impl ReadOnlyStore {
             id.clone(),
             owner.into(),
             Version::default(),
-            "2026-11-26T10:00:00.000Z".into(),
+            "2026-11-26T10:00:00.000Z".parse().unwrap(),
         );
         self.sessions.insert(id, session);
         self

@@ -1,3 +1,7 @@
+// The answer future nests every layer from the router down to the DynamoDB store's
+// table helpers; computing its layout goes deeper than rustc's default limit of 128.
+#![recursion_limit = "256"]
+
 use lambda_http::{lambda_runtime, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use session_aws::{dynamodb::DynamoStore, ecr::EcrRegistry, sdk_config, sfn::SfnWorkflow};

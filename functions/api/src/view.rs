@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 use session_core::limits::UserLimits;
-use session_core::session::{timestamp, Reason, Session, Status};
+use session_core::session::{timestamp, Reason, Session, Status, Timestamp};
 use session_core::versions::AvailableVersion;
 
 /// When the reaper would stop a running session, by the rule it stops sessions by
@@ -48,10 +48,10 @@ pub struct SessionView<'a> {
     pub version: &'a str,
     pub task_arn: Option<&'a str>,
     pub urls: BTreeMap<&'a str, &'a str>,
-    pub created_at: &'a str,
-    pub started_at: Option<&'a str>,
-    pub stopped_at: Option<&'a str>,
-    pub last_activity_at: Option<&'a str>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub stopped_at: Option<Timestamp>,
+    pub last_activity_at: Option<Timestamp>,
     pub stop_reason: Option<Reason>,
     pub stop_code: Option<&'a str>,
     pub stopped_reason: Option<&'a str>,
@@ -79,10 +79,10 @@ impl<'a> SessionView<'a> {
                     .collect(),
                 _ => BTreeMap::new(),
             },
-            created_at: &session.created_at,
-            started_at: session.started_at.as_deref(),
-            stopped_at: session.stopped_at.as_deref(),
-            last_activity_at: session.last_activity_at.as_deref(),
+            created_at: session.created_at,
+            started_at: session.started_at,
+            stopped_at: session.stopped_at,
+            last_activity_at: session.last_activity_at,
             stop_reason: session.stop_reason,
             stop_code: session.stop_code.as_deref(),
             stopped_reason: session.stopped_reason.as_deref(),
@@ -102,7 +102,7 @@ pub struct HeartbeatView<'a> {
     pub session_id: &'a str,
     pub status: Status,
     pub recorded: bool,
-    pub last_activity_at: Option<&'a str>,
+    pub last_activity_at: Option<Timestamp>,
     #[serde(flatten)]
     pub stop_times: StopTimes,
 }
@@ -115,7 +115,7 @@ impl<'a> HeartbeatView<'a> {
             session_id: session.session_id.as_str(),
             status: session.status,
             recorded,
-            last_activity_at: session.last_activity_at.as_deref(),
+            last_activity_at: session.last_activity_at,
             stop_times: StopTimes::of(session, Some(limits)),
         }
     }
@@ -182,7 +182,7 @@ mod tests {
             SessionId::parse("sess-1").unwrap(),
             "alice".into(),
             Version::default(),
-            "2026-11-26T00:00:00.000Z".into(),
+            "2026-11-26T00:00:00.000Z".parse().unwrap(),
         );
         session.ip_token = Some("secret-ip-token".into());
         session.stop_token = Some("secret-stop-token".into());
@@ -209,7 +209,7 @@ mod tests {
             SessionId::parse("sess-2").unwrap(),
             "alice".into(),
             Version::default(),
-            "2026-11-26T00:00:00.000Z".into(),
+            "2026-11-26T00:00:00.000Z".parse().unwrap(),
         );
         session.urls = Urls(BTreeMap::from([(
             "api".into(),
@@ -241,11 +241,11 @@ mod tests {
             SessionId::parse("sess-3").unwrap(),
             "alice".into(),
             Version::default(),
-            "2026-11-26T10:00:00.000Z".into(),
+            "2026-11-26T10:00:00.000Z".parse().unwrap(),
         );
         session.status = Status::Running;
-        session.started_at = Some("2026-11-26T10:01:00.000Z".into());
-        session.last_activity_at = last_activity_at.map(str::to_owned);
+        session.started_at = Some("2026-11-26T10:01:00.000Z".parse().unwrap());
+        session.last_activity_at = last_activity_at.map(|t| t.parse().unwrap());
         session
     }
 

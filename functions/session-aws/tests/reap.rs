@@ -22,7 +22,7 @@ use session_aws::ecs::EcsCompute;
 use session_aws::sfn::SfnWorkflow;
 use session_core::config::{ReaperSettings, Tables};
 use session_core::ports::Clock;
-use session_core::session::{timestamp, Reason, Session, SessionId, Status, Version};
+use session_core::session::{Reason, Session, SessionId, Status, Timestamp, Version};
 use session_core::steps::reap::Reaper;
 
 fn at(minutes: i64) -> DateTime<Utc> {
@@ -38,10 +38,10 @@ fn session(status: Status, entered: i64) -> Session {
         SessionId::parse("sess-1").unwrap(),
         "u".into(),
         Version::default(),
-        timestamp(at(0)),
+        at(0),
     );
     session.status = status;
-    session.status_changed_at = Some(timestamp(at(entered)));
+    session.status_changed_at = Some(Timestamp::from(at(entered)));
     session
 }
 
@@ -86,11 +86,11 @@ fn described(
 async fn one_throttled_describe_execution_leaves_the_other_sessions_reaped_and_only_doubtful_ones_are_described(
 ) {
     let mut a = active("a", Status::Running, 1);
-    a.started_at = Some(timestamp(at(1)));
-    a.last_activity_at = Some(timestamp(at(59)));
+    a.started_at = Some(Timestamp::from(at(1)));
+    a.last_activity_at = Some(Timestamp::from(at(59)));
     a.stop_token = Some("tok-a".into());
     let mut b = active("b", Status::Running, 1);
-    b.started_at = Some(timestamp(at(1)));
+    b.started_at = Some(Timestamp::from(at(1)));
     b.stop_token = Some("tok-b".into());
     let mut e = b.clone();
     e.session_id = SessionId::parse("sess-e").unwrap();

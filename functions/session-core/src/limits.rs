@@ -56,23 +56,24 @@ impl UserLimits {
         }
         // Its admission only for an item that lacks both, which a running one never
         // does: the latest moment it is known to have been in use.
-        let last_activity = [
-            session.last_activity_at.as_deref(),
-            session.started_at.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(parse_time)
-        .max()
-        .or_else(|| parse_time(&session.created_at))?;
-        last_activity.checked_add_signed(seconds(self.idle_timeout_s))
+        let last_activity = [session.last_activity_at, session.started_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(session.created_at);
+        last_activity
+            .at()
+            .checked_add_signed(seconds(self.idle_timeout_s))
     }
 
     /// From this moment on, the reaper stops `session` for its maximum lifetime: its
     /// admission (`created_at`) plus the maximum lifetime. `None` when the moment is
     /// beyond what a timestamp can name.
     pub fn ends_at(&self, session: &Session) -> Option<DateTime<Utc>> {
-        parse_time(&session.created_at)?.checked_add_signed(seconds(self.max_lifetime_s))
+        session
+            .created_at
+            .at()
+            .checked_add_signed(seconds(self.max_lifetime_s))
     }
 
     /// Whether the reaper stops `session` as idle at `now`.
@@ -84,13 +85,6 @@ impl UserLimits {
     pub fn is_past_max_lifetime(&self, session: &Session, now: DateTime<Utc>) -> bool {
         self.ends_at(session).is_some_and(|at| now >= at)
     }
-}
-
-/// A stored timestamp ([`crate::session::timestamp`]); `None` if it is not one.
-pub(crate) fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(raw)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `s` seconds, or the longest duration chrono holds.
@@ -105,7 +99,7 @@ pub(crate) fn seconds(s: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{SessionId, Version};
+    use crate::session::{SessionId, Timestamp, Version};
 
     const LIMITS: SessionLimits = SessionLimits {
         idle_timeout_s: 1800,
@@ -114,7 +108,7 @@ mod tests {
     };
 
     fn at(s: &str) -> DateTime<Utc> {
-        parse_time(s).unwrap()
+        s.parse::<Timestamp>().unwrap().at()
     }
 
     fn running(started_at: &str, last_activity_at: Option<&str>) -> Session {
@@ -122,11 +116,11 @@ mod tests {
             SessionId::parse("sess-1").unwrap(),
             "alice".into(),
             Version::default(),
-            "2026-11-26T10:00:00.000Z".into(),
+            at("2026-11-26T10:00:00.000Z"),
         );
         session.status = Status::Running;
-        session.started_at = Some(started_at.into());
-        session.last_activity_at = last_activity_at.map(str::to_owned);
+        session.started_at = Some(at(started_at).into());
+        session.last_activity_at = last_activity_at.map(|t| at(t).into());
         session
     }
 

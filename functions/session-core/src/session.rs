@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidInput;
@@ -322,12 +323,12 @@ pub struct Session {
     pub user_id: String,
     pub version: Version,
     pub status: Status,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// When the session entered its current status: written by the same conditional
     /// write that changes the status, so a session is judged by how long it has been
     /// `stopping`, not by how long it has existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_changed_at: Option<String>,
+    pub status_changed_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,11 +361,11 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub service_ports: BTreeMap<String, u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_at: Option<String>,
+    pub stopped_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_activity_at: Option<String>,
+    pub last_activity_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<Reason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -386,14 +387,15 @@ impl Session {
         session_id: SessionId,
         user_id: String,
         version: Version,
-        created_at: String,
+        created_at: DateTime<Utc>,
     ) -> Self {
+        let created_at = Timestamp(created_at);
         Self {
             session_id,
             user_id,
             version,
             status: Status::Starting,
-            status_changed_at: Some(created_at.clone()),
+            status_changed_at: Some(created_at),
             created_at,
             execution_arn: None,
             task_arn: None,
@@ -421,9 +423,60 @@ impl Session {
     }
 }
 
-/// Timestamps are stored as RFC 3339 in UTC with milliseconds.
-pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+/// Timestamps are stored as RFC 3339 in UTC with milliseconds
+/// (`2026-11-26T10:00:00.000Z`): one length and one zone, so stored times sort as text
+/// (the `by-user` index orders a user's sessions by `created_at`, and the heartbeat's
+/// condition compares `last_activity_at` as a string).
+pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A time a session records (admitted, status changed, running, ended, last used): a
+/// time value in the domain, spelled as [`timestamp`] wherever it is stored or
+/// answered. Reading one accepts any RFC 3339 time and refuses anything else, so a
+/// session item with a time that is not one is unreadable rather than misjudged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    pub fn at(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(at: DateTime<Utc>) -> Self {
+        Self(at)
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        DateTime::parse_from_rfc3339(raw)
+            .map(|at| Self(at.with_timezone(&Utc)))
+            .map_err(|e| format!("{raw:?} is not an RFC 3339 time: {e}"))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&timestamp(self.0))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A session's URLs by key (`api`, `frontend`, ...), stored as `{key}_url` attributes.
@@ -495,6 +548,45 @@ enum UrlValue {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_timestamp_is_read_from_any_rfc_3339_time_and_written_as_the_tables_spell_it() {
+        for (read, written) in [
+            ("2026-11-26T10:00:00.000Z", "2026-11-26T10:00:00.000Z"),
+            ("2026-11-26T10:00:00Z", "2026-11-26T10:00:00.000Z"),
+            (
+                "2026-11-26T11:00:00.123456+01:00",
+                "2026-11-26T10:00:00.123Z",
+            ),
+        ] {
+            let at: Timestamp = serde_json::from_value(serde_json::json!(read)).unwrap();
+            assert_eq!(
+                serde_json::to_value(at).unwrap(),
+                serde_json::json!(written)
+            );
+            assert_eq!(at.to_string(), written, "{read}");
+        }
+    }
+
+    #[test]
+    fn a_session_item_whose_time_is_not_one_is_refused_naming_the_value() {
+        let mut item = serde_json::to_value(Session::new(
+            SessionId::parse("sess-1").unwrap(),
+            "alice".into(),
+            Version::default(),
+            DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(item["created_at"], "2026-01-01T00:00:00.000Z");
+        assert!(serde_json::from_value::<Session>(item.clone()).is_ok());
+        item["created_at"] = "yesterday".into();
+        let err = serde_json::from_value::<Session>(item).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"yesterday\" is not an RFC 3339 time"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn generated_session_ids_are_valid_execution_names_and_client_tokens() {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use session_core::config::AdmissionSettings;
 use session_core::ports::User;
-use session_core::session::{timestamp, SessionId, Status};
+use session_core::session::{SessionId, Status, Timestamp};
 use session_core::steps::authorize::{
     authorize, Admitted, AuthorizeInput, StartRequest, BACKSTOP_MARGIN_S,
 };
@@ -91,7 +91,7 @@ async fn an_authorized_user_is_admitted_into_a_slot_with_the_backstop_after_thei
     assert_eq!(admitted.await_stop_timeout_s, 3600 + BACKSTOP_MARGIN_S);
     let session = store.stored_session(&id()).unwrap();
     assert_eq!(session.status, Status::Starting);
-    assert_eq!(session.created_at, timestamp(now()));
+    assert_eq!(session.created_at, Timestamp::from(now()));
     assert_eq!(session.execution_arn.as_deref(), Some(EXECUTION));
     assert_eq!(store.slots(USER), [SESSION.to_owned()].into());
 }

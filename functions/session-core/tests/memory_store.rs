@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use session_core::ports::{SessionStore, TaskObservation};
-use session_core::session::{timestamp, SessionId, Status};
+use session_core::session::{SessionId, Status, Timestamp};
 use session_core::testing::{authorized_user, session_in, MemoryStore};
 use session_core::Error;
 
@@ -100,7 +100,7 @@ async fn activity_is_written_on_the_owners_running_session_at_most_once_an_inter
     assert!(store.touch(&s, "u", t0 + minute * 2, minute).await.unwrap());
     assert_eq!(
         store.stored_session(&s).unwrap().last_activity_at,
-        Some(timestamp(t0 + minute * 2))
+        Some(Timestamp::from(t0 + minute * 2))
     );
 }
 
@@ -109,7 +109,7 @@ async fn a_users_sessions_come_newest_first_in_pages_that_end_on_a_short_one() {
     let store = MemoryStore::new();
     for (i, created) in ["10:00", "10:01", "10:02"].iter().enumerate() {
         let mut session = session_in(&format!("sess-{i}"), "u", Status::Stopped);
-        session.created_at = format!("2026-01-01T{created}:00.000Z");
+        session.created_at = format!("2026-01-01T{created}:00.000Z").parse().unwrap();
         store.seed_session(session);
     }
     store.seed_session(session_in("sess-other", "v", Status::Running));

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use session_core::config::{ReaperSettings, SessionLimits};
-use session_core::session::{timestamp, Reason, Session, SessionId, Status};
+use session_core::session::{Reason, Session, SessionId, Status, Timestamp};
 use session_core::steps::reap::{ReapReport, Reaper};
 use session_core::testing::{
     authorized_user, session_in, ManualClock, MemoryCompute, MemoryStore, MemoryTask,
@@ -54,8 +54,8 @@ fn task(task_arn: &str, started_by: &str, created_minute: i64) -> MemoryTask {
 /// SESSION admitted at 10:00, its execution running, holding its user's slot.
 fn admitted(status: Status, entered_minute: i64) -> Session {
     let mut session = session_in(SESSION, USER, status);
-    session.created_at = timestamp(at(0));
-    session.status_changed_at = Some(timestamp(at(entered_minute)));
+    session.created_at = at(0).into();
+    session.status_changed_at = Some(Timestamp::from(at(entered_minute)));
     session.execution_arn = Some(EXECUTION.into());
     session
 }
@@ -65,8 +65,8 @@ fn admitted(status: Status, entered_minute: i64) -> Session {
 fn running(active_minute: i64) -> Session {
     let mut session = admitted(Status::Running, 1);
     session.task_arn = Some(TASK.into());
-    session.started_at = Some(timestamp(at(1)));
-    session.last_activity_at = Some(timestamp(at(active_minute)));
+    session.started_at = Some(Timestamp::from(at(1)));
+    session.last_activity_at = Some(Timestamp::from(at(active_minute)));
     session.stop_token = Some("stop-token".into());
     session
 }

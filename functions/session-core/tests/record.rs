@@ -7,7 +7,7 @@ use serde_json::json;
 use session_core::config::Access;
 use session_core::events::{SESSION_FAILED, SESSION_RUNNING, SESSION_STOPPED};
 use session_core::ports::SessionStore;
-use session_core::session::{timestamp, Reason, Session, SessionId, Status};
+use session_core::session::{Reason, Session, SessionId, Status};
 use session_core::steps::record::{
     record, CaughtError, NetworkInfo, RecordContext, RecordInput, RecordOutput,
 };
@@ -111,7 +111,7 @@ async fn recording_running_stores_the_urls_and_ports_and_announces_the_session_o
     assert_eq!(out.status, Status::Running);
     let session = world.session();
     assert_eq!(session.status, Status::Running);
-    assert_eq!(session.started_at, Some(timestamp(now())));
+    assert_eq!(session.started_at, Some(now().into()));
     assert_eq!(session.ip_token, None, "WaitForIp's token is spent");
     assert_eq!(session.private_ip.as_deref(), Some("10.0.0.5"));
     assert_eq!(session.service_ports, world.template.service_ports());
@@ -256,7 +256,7 @@ async fn recording_stopped_ends_the_session_with_its_first_reason_and_leaves_the
         (Status::Stopped, Some(Reason::User))
     );
     let session = world.session();
-    assert_eq!(session.stopped_at, Some(timestamp(now())));
+    assert_eq!(session.stopped_at, Some(now().into()));
     assert_eq!((session.ip_token, session.stop_token), (None, None));
     assert!(world
         .store
@@ -267,7 +267,7 @@ async fn recording_stopped_ends_the_session_with_its_first_reason_and_leaves_the
         .is_empty());
 
     world.record(stopped()).await.unwrap();
-    assert_eq!(world.session().stopped_at, Some(timestamp(now())));
+    assert_eq!(world.session().stopped_at, Some(now().into()));
     assert_eq!(world.bus.detail_types(), [SESSION_STOPPED, SESSION_STOPPED]);
 }
 

@@ -216,7 +216,7 @@ async fn a_stop_request_is_dated_by_the_steps_clock_so_the_transition_deadline_c
     let stored = store.stored_session(&id()).unwrap();
     assert_eq!(stored.status, Status::Stopping);
     assert_eq!(
-        stored.status_changed_at.as_deref(),
+        stored.status_changed_at.map(|at| at.to_string()).as_deref(),
         Some("2031-05-06T07:08:09.010Z")
     );
 }

@@ -3,7 +3,7 @@ use lambda_http::{Body, Response};
 use serde_json::json;
 
 use session_core::ports::{Clock, Registry, SessionStore, Workflow};
-use session_core::session::{timestamp, Status};
+use session_core::session::Status;
 
 use crate::error::ApiError;
 use crate::http::json_response;
@@ -36,7 +36,7 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
             .touch(&session.session_id, &session.user_id, now, interval)
             .await?;
         if recorded {
-            session.last_activity_at = Some(timestamp(now));
+            session.last_activity_at = Some(now.into());
         }
         // Read after the beat is written, so that a failed read cannot cost the user
         // the activity it records.

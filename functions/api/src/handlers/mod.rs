@@ -92,7 +92,7 @@ mod tests {
             .get_mut(&SessionId::parse("sess-running").unwrap())
             .unwrap();
         running.status = Status::Running;
-        running.started_at = Some("2026-11-26T10:01:00.000Z".into());
+        running.started_at = Some("2026-11-26T10:01:00.000Z".parse().unwrap());
         store.page.sessions = store.sessions.values().cloned().collect();
         store
             .page
@@ -112,7 +112,7 @@ mod tests {
         let mut store = alice_running_and_starting();
         let mut another = store.page.sessions[0].clone();
         another.session_id = SessionId::parse("sess-running-too").unwrap();
-        another.last_activity_at = Some("2026-11-26T10:30:00.000Z".into());
+        another.last_activity_at = Some("2026-11-26T10:30:00.000Z".parse().unwrap());
         store.page.sessions.insert(1, another);
         let api = fake::api(store);
         let list = fake::request("GET", "/sessions", "", alice(json!({})), None);

@@ -389,7 +389,7 @@ pub(crate) mod tests {
             SessionId::parse("sess-new").unwrap(),
             "u".into(),
             Version::default(),
-            "now".into(),
+            chrono::Utc::now(),
         );
         let err = store.open(&session, 1).await.unwrap_err();
         assert_eq!(err.error_type(), "SessionLimitReached");
@@ -436,7 +436,7 @@ pub(crate) mod tests {
                 SessionId::parse("sess-new").unwrap(),
                 "u".into(),
                 Version::default(),
-                "now".into(),
+                chrono::Utc::now(),
             );
             let err = store.open(&session, 1).await.unwrap_err();
             assert_eq!(err.error_type(), expected, "{codes:?}: {err}");

@@ -153,8 +153,8 @@ impl DynamoStore {
         failed.status = Status::Failed;
         failed.stop_reason = Some(reason);
         failed.failure_cause = Some(cause.to_owned());
-        failed.stopped_at = Some(timestamp(at));
-        failed.status_changed_at = Some(timestamp(at));
+        failed.stopped_at = Some(at.into());
+        failed.status_changed_at = Some(at.into());
         let mut item = to_item("PutItem", &failed)?;
         item.insert(EXPIRES_AT.to_owned(), self.expires_at(at));
         let result = self
@@ -304,7 +304,7 @@ impl DynamoStore {
             .last_evaluated_key
             .and_then(|_| sessions.last())
             .map(|last| PageCursor {
-                created_at: last.created_at.clone(),
+                created_at: last.created_at.to_string(),
                 session_id: last.session_id.clone(),
             });
         Ok(SessionPage { sessions, next })

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::AdmissionSettings;
 use crate::error::{Error, InvalidInput, Result};
 use crate::ports::{Clock, Registry, SessionStore};
-use crate::session::{timestamp, Session, SessionId, Version};
+use crate::session::{Session, SessionId, Version};
 
 /// A user id is an opaque string from the identity provider (`sub` by default).
 const MAX_USER_ID_LEN: usize = 256;
@@ -166,7 +166,7 @@ pub async fn admit(
         session_id.clone(),
         user_id.clone(),
         version.clone(),
-        timestamp(clock.now()),
+        clock.now(),
     );
     session.execution_arn = execution_arn;
     let asked = user.max_sessions.unwrap_or(settings.max_sessions);

@@ -34,9 +34,9 @@ use serde::Serialize;
 
 use crate::config::ReaperSettings;
 use crate::error::Result;
-use crate::limits::{parse_time, seconds, UserLimits};
+use crate::limits::{seconds, UserLimits};
 use crate::ports::{Change, Clock, Compute, SessionStore, TaskSummary, User, Workflow};
-use crate::session::{Reason, Session, SessionId, Status, SESSION_ID_PREFIX};
+use crate::session::{Reason, Session, SessionId, Status, Timestamp, SESSION_ID_PREFIX};
 use crate::steps::request_stop::{request_stop, StopRequest};
 use crate::steps::stop::{stop, StopInput};
 
@@ -98,19 +98,17 @@ pub struct Reaper<'a, S, C, W, K> {
 fn entered_status_at(session: &Session) -> Option<DateTime<Utc>> {
     session
         .status_changed_at
-        .as_deref()
-        .and_then(parse_time)
         .or_else(|| {
             [
-                Some(session.created_at.as_str()),
-                session.started_at.as_deref(),
-                session.last_activity_at.as_deref(),
+                Some(session.created_at),
+                session.started_at,
+                session.last_activity_at,
             ]
             .into_iter()
             .flatten()
-            .filter_map(parse_time)
             .max()
         })
+        .map(Timestamp::at)
 }
 
 /// Whether the session has been `starting`, `provisioning` or `stopping` for longer
@@ -171,7 +169,7 @@ pub fn verdict(
     now: DateTime<Utc>,
     settings: &ReaperSettings,
 ) -> Verdict {
-    let created = parse_time(&session.created_at).unwrap_or(now);
+    let created = session.created_at.at();
     // The API records a session (with its execution's ARN) just before it starts
     // the execution: a young session's execution may not exist yet.
     let settled = now - created > seconds(settings.orphan_grace_s);
@@ -470,7 +468,7 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
 mod verdict_tests {
     use super::*;
     use crate::config::SessionLimits;
-    use crate::session::{timestamp, Version};
+    use crate::session::Version;
 
     /// Executions are looked up after 180 s in a transitional status, sessions are
     /// stuck after 1200 s, idle after 1800 s and ended after eight hours.
@@ -507,18 +505,18 @@ mod verdict_tests {
             SessionId::parse("sess-1").unwrap(),
             "u".into(),
             Version::default(),
-            timestamp(at(0)),
+            at(0),
         );
         session.status = status;
-        session.status_changed_at = Some(timestamp(at(entered)));
+        session.status_changed_at = Some(at(entered).into());
         session
     }
 
     /// A session running task [`TASK`] since second 60, last active at `active`.
     fn running(active: i64) -> Session {
         let mut session = session(Status::Running, 60);
-        session.started_at = Some(timestamp(at(60)));
-        session.last_activity_at = Some(timestamp(at(active)));
+        session.started_at = Some(at(60).into());
+        session.last_activity_at = Some(at(active).into());
         session.task_arn = Some(TASK.into());
         session
     }
@@ -581,18 +579,10 @@ mod verdict_tests {
     }
 
     #[test]
-    fn a_session_whose_admission_cannot_be_read_is_never_in_doubt_but_can_be_stuck() {
-        let mut s = session(Status::Starting, 0);
-        s.created_at = "not a time".into();
-        assert_eq!(judge(&s, at(600)), Verdict::Fine);
-        assert_eq!(judge(&s, just_after(at(1200))), Verdict::Stuck);
-    }
-
-    #[test]
     fn running_and_ended_sessions_are_never_in_doubt_nor_stuck() {
         for status in [Status::Running, Status::Stopped, Status::Failed] {
             let mut s = session(status, 0);
-            s.last_activity_at = Some(timestamp(at(7 * 3600)));
+            s.last_activity_at = Some(at(7 * 3600).into());
             assert_eq!(judge(&s, at(7 * 3600)), Verdict::Fine, "{status}");
         }
     }
@@ -705,7 +695,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::session::{timestamp, Version};
+    use crate::session::Version;
 
     const DEADLINE_S: i64 = 1200;
 
@@ -722,10 +712,10 @@ mod tests {
             SessionId::parse("sess-1").unwrap(),
             "u".into(),
             Version::default(),
-            timestamp(at(0)),
+            at(0),
         );
         session.status = status;
-        session.status_changed_at = Some(timestamp(at(entered)));
+        session.status_changed_at = Some(at(entered).into());
         session
     }
 
@@ -755,7 +745,7 @@ mod tests {
     fn a_long_running_session_that_just_entered_stopping_is_not_stuck() {
         // Created eight hours ago, stopping for a minute.
         let mut session = session(Status::Stopping, 8 * 60);
-        session.started_at = Some(timestamp(at(2)));
+        session.started_at = Some(at(2).into());
         assert!(!stuck(&session, at(8 * 60 + 1)));
         assert!(stuck(&session, at(8 * 60 + 21)));
     }
@@ -771,8 +761,8 @@ mod tests {
     fn a_session_written_before_status_changed_at_is_judged_by_its_latest_known_time() {
         let mut old = session(Status::Stopping, 0);
         old.status_changed_at = None;
-        old.started_at = Some(timestamp(at(60)));
-        old.last_activity_at = Some(timestamp(at(8 * 60)));
+        old.started_at = Some(at(60).into());
+        old.last_activity_at = Some(at(8 * 60).into());
         assert!(!stuck(&old, at(8 * 60 + 1)));
         assert!(stuck(&old, at(8 * 60 + 21)));
     }

@@ -9,7 +9,7 @@ use crate::error::{Error, InvalidInput, Result};
 use crate::events;
 use crate::metrics::{self, Unit};
 use crate::ports::{Change, Clock, EventBus, SessionStore, Workflow};
-use crate::session::{timestamp, Reason, Session, SessionId, Status, Version};
+use crate::session::{Reason, Session, SessionId, Status, Version};
 use crate::steps::authorize::{parse_user_id, parse_version};
 use crate::steps::wait_for_ip::TASK_STOPPED;
 use crate::template::SessionTemplate;
@@ -220,7 +220,7 @@ pub async fn record<S: SessionStore, W: Workflow, B: EventBus, C: Clock>(
             let version =
                 parse_version(request.get("version")).unwrap_or_else(|_| Version::default());
             let now = ctx.clock.now();
-            let blank = Session::new(session_id.clone(), user_id, version, timestamp(now));
+            let blank = Session::new(session_id.clone(), user_id, version, now);
             let session = match ctx.store.fail(&blank, reason, &cause, now).await? {
                 Some(session) => {
                     ended_metric(&session);
@@ -251,12 +251,8 @@ pub fn recorded_stopped(session: &Session, awaiting_tasks: &[String]) -> bool {
 
 /// Seconds from the request to the session running.
 fn start_seconds(session: &Session) -> Option<f64> {
-    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
-    let (created, started) = (
-        parse(&session.created_at)?,
-        parse(session.started_at.as_deref()?)?,
-    );
-    Some((started - created).num_milliseconds() as f64 / 1000.0)
+    let elapsed = session.started_at?.at() - session.created_at.at();
+    Some(elapsed.num_milliseconds() as f64 / 1000.0)
 }
 
 fn ended_metric(session: &Session) {

@@ -590,7 +590,7 @@ mod tests {
             id("sess-k"),
             "alice".into(),
             Version::parse("2.0.0").unwrap(),
-            "2026-11-26T10:00:00.000Z".into(),
+            now(),
         );
         racing.execution_arn = Some("arn:exec:sess-k".into());
         // The other attempt admits its session after this one's lookup found none.

@@ -20,6 +20,8 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use chrono::DateTime;
+
 use crate::config::{Capacity, LaunchSettings, TaskRoleSettings};
 use crate::ports::User;
 use crate::session::{Session, SessionId, Status, Version};
@@ -40,7 +42,7 @@ pub fn session_in(session_id: &str, user_id: &str, status: Status) -> Session {
         SessionId::parse(session_id).expect("a valid session id"),
         user_id.to_owned(),
         Version::default(),
-        "2026-01-01T10:00:00.000Z".to_owned(),
+        DateTime::from_timestamp(1_767_261_600, 0).expect("2026-01-01T10:00:00Z"),
     );
     session.status = status;
     session

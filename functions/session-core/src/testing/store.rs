@@ -7,7 +7,7 @@ use crate::error::{Error, InvalidInput, Result};
 use crate::ports::{
     ActiveSessions, Change, PageCursor, SessionPage, SessionStore, TaskObservation, User,
 };
-use crate::session::{timestamp, Event, Reason, Session, SessionId, Status};
+use crate::session::{Event, Reason, Session, SessionId, Status, Timestamp};
 
 /// The sessions and users tables in memory: mirrors `session_aws::dynamodb::DynamoStore`,
 /// whose conditional writes it evaluates on the stored items, so a write that
@@ -143,7 +143,7 @@ impl MemoryStore {
             id,
             |s| allowed.contains(&s.status),
             |s| {
-                s.status_changed_at = Some(timestamp(changed_at));
+                s.status_changed_at = Some(Timestamp::from(changed_at));
                 match change {
                     Change::Launched {
                         task_arn,
@@ -162,7 +162,7 @@ impl MemoryStore {
                         service_ports,
                         at,
                     } => {
-                        s.started_at = Some(timestamp(at));
+                        s.started_at = Some(Timestamp::from(at));
                         s.ip_token = None;
                         if public_ip.is_some() {
                             s.public_ip = public_ip;
@@ -207,7 +207,7 @@ impl MemoryStore {
 /// What ending a session removes besides its status (the active index entry is the
 /// status itself here).
 fn ended(session: &mut Session, at: DateTime<Utc>) {
-    session.stopped_at = Some(timestamp(at));
+    session.stopped_at = Some(Timestamp::from(at));
     session.ip_token = None;
     session.stop_token = None;
 }
@@ -296,8 +296,8 @@ impl SessionStore for MemoryStore {
         failed.status = Status::Failed;
         failed.stop_reason = Some(reason);
         failed.failure_cause = Some(cause.to_owned());
-        failed.stopped_at = Some(timestamp(at));
-        failed.status_changed_at = Some(timestamp(at));
+        failed.stopped_at = Some(Timestamp::from(at));
+        failed.status_changed_at = Some(Timestamp::from(at));
         sessions.insert(failed.session_id.clone(), failed.clone());
         Ok(Some(failed))
     }
@@ -430,7 +430,7 @@ impl SessionStore for MemoryStore {
         after: Option<&PageCursor>,
     ) -> Result<SessionPage> {
         let limit = limit.max(1) as usize;
-        let position = |s: &Session| (s.created_at.clone(), s.session_id.clone());
+        let position = |s: &Session| (s.created_at.to_string(), s.session_id.clone());
         let mut mine: Vec<Session> = self
             .sessions
             .lock()
@@ -449,7 +449,7 @@ impl SessionStore for MemoryStore {
             .then(|| mine.last())
             .flatten()
             .map(|last| PageCursor {
-                created_at: last.created_at.clone(),
+                created_at: last.created_at.to_string(),
                 session_id: last.session_id.clone(),
             });
         Ok(SessionPage {
@@ -466,7 +466,7 @@ impl SessionStore for MemoryStore {
         min_interval: chrono::Duration,
     ) -> Result<bool> {
         // Timestamps compare as the strings DynamoDB stores.
-        let threshold = timestamp(at - min_interval);
+        let threshold = Timestamp::from(at - min_interval);
         Ok(self
             .update_session(
                 id,
@@ -475,7 +475,7 @@ impl SessionStore for MemoryStore {
                         && s.user_id == user_id
                         && s.last_activity_at.as_ref().is_none_or(|t| *t < threshold)
                 },
-                |s| s.last_activity_at = Some(timestamp(at)),
+                |s| s.last_activity_at = Some(Timestamp::from(at)),
             )
             .is_some())
     }
