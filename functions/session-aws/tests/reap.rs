@@ -16,34 +16,13 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_runtime_api::http::Response;
 use aws_smithy_types::body::SdkBody;
 
-use chrono::{DateTime, Duration, Utc};
 use session_aws::dynamodb::DynamoStore;
 use session_aws::ecs::EcsCompute;
 use session_aws::sfn::SfnWorkflow;
 use session_core::config::{ReaperSettings, Tables};
-use session_core::ports::Clock;
-use session_core::session::{Reason, Session, SessionId, Status, Timestamp, Version};
+use session_core::session::{Reason, Session, SessionId, Status};
 use session_core::steps::reap::Reaper;
-
-fn at(minutes: i64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-        + Duration::minutes(minutes)
-}
-
-/// A session created at minute 0 that entered `status` at minute `entered`.
-fn session(status: Status, entered: i64) -> Session {
-    let mut session = Session::new(
-        SessionId::parse("sess-1").unwrap(),
-        "u".into(),
-        Version::default(),
-        at(0),
-    );
-    session.status = status;
-    session.status_changed_at = Some(Timestamp::from(at(entered)));
-    session
-}
+use session_core::testing::{minute, session_entered, FixedClock};
 
 fn settings(transition_deadline_s: &str) -> ReaperSettings {
     let env = HashMap::from([(
@@ -53,17 +32,9 @@ fn settings(transition_deadline_s: &str) -> ReaperSettings {
     ReaperSettings::from_source(&env).unwrap()
 }
 
-struct FixedClock(DateTime<Utc>);
-
-impl Clock for FixedClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.0
-    }
-}
-
 /// A session of user `u` created at minute 0 with execution `arn:exec:{name}`.
 fn active(name: &str, status: Status, entered: i64) -> Session {
-    let mut s = session(status, entered);
+    let mut s = session_entered(status, entered);
     s.session_id = SessionId::parse(&format!("sess-{name}")).unwrap();
     s.execution_arn = Some(format!("arn:exec:{name}"));
     s
@@ -86,11 +57,11 @@ fn described(
 async fn one_throttled_describe_execution_leaves_the_other_sessions_reaped_and_only_doubtful_ones_are_described(
 ) {
     let mut a = active("a", Status::Running, 1);
-    a.started_at = Some(Timestamp::from(at(1)));
-    a.last_activity_at = Some(Timestamp::from(at(59)));
+    a.started_at = Some(minute(1).into());
+    a.last_activity_at = Some(minute(59).into());
     a.stop_token = Some("tok-a".into());
     let mut b = active("b", Status::Running, 1);
-    b.started_at = Some(Timestamp::from(at(1)));
+    b.started_at = Some(minute(1).into());
     b.stop_token = Some("tok-b".into());
     let mut e = b.clone();
     e.session_id = SessionId::parse("sess-e").unwrap();
@@ -205,7 +176,7 @@ async fn one_throttled_describe_execution_leaves_the_other_sessions_reaped_and_o
         store: &store,
         compute: &compute,
         workflow: &workflow,
-        clock: &FixedClock(at(60)),
+        clock: &FixedClock(minute(60)),
     };
 
     let report = reaper.run().await.unwrap();

@@ -1,12 +1,14 @@
 //! Authorize (`steps::authorize`): admission into one of the user's slots, or a refusal
 //! before anything is launched.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use session_core::config::AdmissionSettings;
 use session_core::ports::User;
-use session_core::session::{SessionId, Status, Timestamp};
+use session_core::session::{SessionId, Status};
 use session_core::steps::authorize::{
     authorize, Admitted, AuthorizeInput, StartRequest, BACKSTOP_MARGIN_S,
 };
@@ -63,7 +65,7 @@ fn store_with(user: User) -> MemoryStore {
     store
 }
 
-async fn admit(
+async fn admit_with(
     input: AuthorizeInput,
     settings: &AdmissionSettings,
     store: &MemoryStore,
@@ -72,98 +74,116 @@ async fn admit(
     authorize(input, settings, store, registry, &FixedClock(now())).await
 }
 
-#[tokio::test]
-async fn an_authorized_user_is_admitted_into_a_slot_with_the_backstop_after_their_max_lifetime() {
-    let mut user = authorized_user(USER);
-    user.max_lifetime_s = Some(3600);
-    let store = store_with(user);
-    let admitted = admit(
-        request(json!(USER), Some("1.2.3")),
+/// Authorize with the default template, no image checks and an empty registry.
+async fn admit(input: AuthorizeInput, store: &MemoryStore) -> Result<Admitted, Error> {
+    admit_with(
+        input,
         &settings(SessionTemplate::default()),
-        &store,
+        store,
         &MemoryRegistry::new(),
     )
     .await
-    .unwrap();
-
-    assert_eq!(admitted.session.session_id, id());
-    assert_eq!(admitted.session.version.as_str(), "1.2.3");
-    assert_eq!(admitted.await_stop_timeout_s, 3600 + BACKSTOP_MARGIN_S);
-    let session = store.stored_session(&id()).unwrap();
-    assert_eq!(session.status, Status::Starting);
-    assert_eq!(session.created_at, Timestamp::from(now()));
-    assert_eq!(session.execution_arn.as_deref(), Some(EXECUTION));
-    assert_eq!(store.slots(USER), [SESSION.to_owned()].into());
 }
 
 #[tokio::test]
-async fn without_a_max_lifetime_of_their_own_a_user_gets_the_deployments() {
-    let store = store_with(authorized_user(USER));
-    let admitted = admit(
-        request(json!(USER), None),
-        &settings(SessionTemplate::default()),
-        &store,
-        &MemoryRegistry::new(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(admitted.await_stop_timeout_s, 8 * 3600 + BACKSTOP_MARGIN_S);
-    assert_eq!(admitted.session.version.as_str(), "latest");
+async fn an_authorized_user_is_admitted_into_a_slot_with_the_version_asked_or_latest_and_the_backstop_after_their_max_lifetime_or_the_deployments(
+) {
+    struct Case {
+        label: &'static str,
+        max_lifetime_s: Option<u64>,
+        version: Option<&'static str>,
+        admitted_version: &'static str,
+        await_stop_timeout_s: u64,
+    }
+    let cases = [
+        Case {
+            label: "their own max lifetime, a version asked",
+            max_lifetime_s: Some(3600),
+            version: Some("1.2.3"),
+            admitted_version: "1.2.3",
+            await_stop_timeout_s: 3600 + BACKSTOP_MARGIN_S,
+        },
+        Case {
+            label: "no max lifetime of their own, no version asked",
+            max_lifetime_s: None,
+            version: None,
+            admitted_version: "latest",
+            await_stop_timeout_s: 8 * 3600 + BACKSTOP_MARGIN_S,
+        },
+    ];
+    for case in cases {
+        let label = case.label;
+        let mut user = authorized_user(USER);
+        user.max_lifetime_s = case.max_lifetime_s;
+        let store = store_with(user);
+        let admitted = admit(request(json!(USER), case.version), &store)
+            .await
+            .unwrap();
+
+        assert_eq!(admitted.session.session_id, id(), "{label}");
+        assert_eq!(
+            admitted.session.version.as_str(),
+            case.admitted_version,
+            "{label}"
+        );
+        assert_eq!(
+            admitted.await_stop_timeout_s, case.await_stop_timeout_s,
+            "{label}"
+        );
+        let session = store.stored_session(&id()).unwrap();
+        assert_eq!(session.status, Status::Starting, "{label}");
+        assert_eq!(session.created_at, now().into(), "{label}");
+        assert_eq!(session.execution_arn.as_deref(), Some(EXECUTION), "{label}");
+        assert_eq!(store.slots(USER), [SESSION.to_owned()].into(), "{label}");
+    }
 }
 
 #[tokio::test]
-async fn a_user_at_the_limit_is_refused_naming_the_active_sessions_and_nothing_is_stored() {
-    let mut user = authorized_user(USER);
-    user.active_sessions = ["sess-0".to_owned()].into();
-    let store = store_with(user);
-    let err = admit(
-        request(json!(USER), None),
-        &settings(SessionTemplate::default()),
-        &store,
-        &MemoryRegistry::new(),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(&err, Error::SessionLimitReached { max: 1, active } if active == &["sess-0"]),
-        "{err}"
-    );
-    assert!(store.stored_session(&id()).is_none());
-    assert_eq!(store.slots(USER), ["sess-0".to_owned()].into());
-}
-
-#[tokio::test]
-async fn a_user_whose_max_sessions_is_zero_is_refused_with_no_session_running() {
-    let mut user = authorized_user(USER);
-    user.max_sessions = Some(0);
-    let store = store_with(user);
-    let err = admit(
-        request(json!(USER), None),
-        &settings(SessionTemplate::default()),
-        &store,
-        &MemoryRegistry::new(),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(&err, Error::SessionLimitReached { max: 0, active } if active.is_empty()),
-        "{err}"
-    );
-    assert!(store.stored_session(&id()).is_none());
-    assert!(store.slots(USER).is_empty());
+async fn a_user_at_their_session_limit_is_refused_naming_the_active_sessions_and_nothing_is_stored()
+{
+    struct Case {
+        label: &'static str,
+        max_sessions: Option<u32>,
+        active: &'static [&'static str],
+        max: u32,
+    }
+    let cases = [
+        Case {
+            label: "at the deployment's one session",
+            max_sessions: None,
+            active: &["sess-0"],
+            max: 1,
+        },
+        Case {
+            label: "max_sessions zero, no session running",
+            max_sessions: Some(0),
+            active: &[],
+            max: 0,
+        },
+    ];
+    for case in cases {
+        let label = case.label;
+        let slots: BTreeSet<String> = case.active.iter().map(|s| (*s).to_owned()).collect();
+        let mut user = authorized_user(USER);
+        user.max_sessions = case.max_sessions;
+        user.active_sessions = slots.clone();
+        let store = store_with(user);
+        let err = admit(request(json!(USER), None), &store).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::SessionLimitReached { max, active }
+                if *max == case.max && active == case.active),
+            "{label}: {err}"
+        );
+        assert!(store.stored_session(&id()).is_none(), "{label}");
+        assert_eq!(store.slots(USER), slots, "{label}");
+    }
 }
 
 #[tokio::test]
 async fn a_retry_of_the_same_session_is_admitted_without_a_second_slot() {
     let store = store_with(authorized_user(USER));
-    let settings = settings(SessionTemplate::default());
-    let registry = MemoryRegistry::new();
-    let first = admit(request(json!(USER), None), &settings, &store, &registry)
-        .await
-        .unwrap();
-    let retry = admit(request(json!(USER), None), &settings, &store, &registry)
-        .await
-        .unwrap();
+    let first = admit(request(json!(USER), None), &store).await.unwrap();
+    let retry = admit(request(json!(USER), None), &store).await.unwrap();
     assert_eq!(retry, first);
     assert_eq!(store.slots(USER), [SESSION.to_owned()].into());
 }
@@ -172,7 +192,7 @@ async fn a_retry_of_the_same_session_is_admitted_without_a_second_slot() {
 async fn a_session_id_already_used_by_another_user_is_refused() {
     let store = store_with(authorized_user(USER));
     store.seed_session(session_in(SESSION, "u-2", Status::Running));
-    let err = admit(
+    let err = admit_with(
         request(json!(USER), None),
         &settings(without_user_data()),
         &store,
@@ -195,18 +215,15 @@ async fn an_unknown_or_unauthorized_user_is_not_authorized() {
         authorized: false,
         ..User::default()
     };
-    for store in [MemoryStore::new(), store_with(unauthorized)] {
-        let err = admit(
-            request(json!(USER), None),
-            &settings(SessionTemplate::default()),
-            &store,
-            &MemoryRegistry::new(),
-        )
-        .await
-        .unwrap_err();
-        assert!(matches!(err, Error::NotAuthorized), "{err}");
-        assert!(store.stored_session(&id()).is_none());
-        assert!(store.slots(USER).is_empty());
+    let cases = [
+        ("unknown user", MemoryStore::new()),
+        ("unauthorized user", store_with(unauthorized)),
+    ];
+    for (label, store) in cases {
+        let err = admit(request(json!(USER), None), &store).await.unwrap_err();
+        assert!(matches!(err, Error::NotAuthorized), "{label}: {err}");
+        assert!(store.stored_session(&id()).is_none(), "{label}");
+        assert!(store.slots(USER).is_empty(), "{label}");
     }
 }
 
@@ -219,7 +236,7 @@ async fn a_version_with_a_missing_image_is_refused_before_a_slot_is_taken() {
     };
     let registry = MemoryRegistry::new();
     registry.push_all(["api_service", "frontend"], "1.2.3");
-    let err = admit(
+    let err = admit_with(
         request(json!(USER), Some("1.2.3")),
         &settings,
         &store,
@@ -234,7 +251,7 @@ async fn a_version_with_a_missing_image_is_refused_before_a_slot_is_taken() {
     assert!(store.slots(USER).is_empty());
 
     registry.push("suv_ui", "sha256:3", &["1.2.3"]);
-    admit(
+    admit_with(
         request(json!(USER), Some("1.2.3")),
         &settings,
         &store,
@@ -248,14 +265,9 @@ async fn a_version_with_a_missing_image_is_refused_before_a_slot_is_taken() {
 #[tokio::test]
 async fn without_image_checks_a_version_nobody_pushed_is_admitted() {
     let store = store_with(authorized_user(USER));
-    admit(
-        request(json!(USER), Some("never-pushed")),
-        &settings(SessionTemplate::default()),
-        &store,
-        &MemoryRegistry::new(),
-    )
-    .await
-    .unwrap();
+    admit(request(json!(USER), Some("never-pushed")), &store)
+        .await
+        .unwrap();
     assert_eq!(
         store.stored_session(&id()).unwrap().version.as_str(),
         "never-pushed"
@@ -269,21 +281,14 @@ async fn a_template_that_mounts_user_data_caps_every_user_at_one_session() {
     user.active_sessions = ["sess-0".to_owned()].into();
 
     let store = store_with(user.clone());
-    let err = admit(
-        request(json!(USER), None),
-        &settings(SessionTemplate::default()),
-        &store,
-        &MemoryRegistry::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = admit(request(json!(USER), None), &store).await.unwrap_err();
     assert!(
         matches!(err, Error::SessionLimitReached { max: 1, .. }),
         "{err}"
     );
 
     let store = store_with(user);
-    admit(
+    admit_with(
         request(json!(USER), None),
         &settings(without_user_data()),
         &store,
@@ -297,13 +302,20 @@ async fn a_template_that_mounts_user_data_caps_every_user_at_one_session() {
 #[tokio::test]
 async fn malformed_ids_and_versions_are_refused_with_their_own_error() {
     let store = store_with(authorized_user(USER));
-    let settings = settings(SessionTemplate::default());
-    let registry = MemoryRegistry::new();
     let cases = [
-        (request(json!(USER), Some("../x")), "InvalidVersion"),
-        (request(json!(42), None), "InvalidInput"),
-        (request(json!(""), None), "InvalidInput"),
         (
+            "a version that is a path",
+            request(json!(USER), Some("../x")),
+            "InvalidVersion",
+        ),
+        (
+            "a user id that is a number",
+            request(json!(42), None),
+            "InvalidInput",
+        ),
+        ("an empty user id", request(json!(""), None), "InvalidInput"),
+        (
+            "a session id with an underscore",
             AuthorizeInput {
                 session_id: "sess_1".into(),
                 ..request(json!(USER), None)
@@ -311,12 +323,9 @@ async fn malformed_ids_and_versions_are_refused_with_their_own_error() {
             "InvalidInput",
         ),
     ];
-    for (input, expected) in cases {
-        let described = format!("{input:?}");
-        let err = admit(input, &settings, &store, &registry)
-            .await
-            .unwrap_err();
-        assert_eq!(err.error_type(), expected, "{described}");
+    for (label, input, expected) in cases {
+        let err = admit(input, &store).await.unwrap_err();
+        assert_eq!(err.error_type(), expected, "{label}");
     }
     assert!(store.slots(USER).is_empty());
 }

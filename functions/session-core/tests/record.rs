@@ -13,8 +13,8 @@ use session_core::steps::record::{
 };
 use session_core::template::SessionTemplate;
 use session_core::testing::{
-    authorized_user, session_in, FixedClock, MemoryEventBus, MemoryStore, MemoryWorkflow,
-    TokenOutcome,
+    authorized_user, gateway_access, session_in, FixedClock, MemoryEventBus, MemoryStore,
+    MemoryWorkflow, TokenOutcome,
 };
 use session_core::Error;
 
@@ -57,10 +57,7 @@ impl World {
     }
 
     fn gateway() -> Self {
-        Self::new(Access::Gateway {
-            domain: "sessions.example.com".into(),
-            scheme: "https".into(),
-        })
+        Self::new(gateway_access())
     }
 
     fn with(self, session: Session) -> Self {

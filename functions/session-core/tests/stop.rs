@@ -7,12 +7,12 @@ use std::sync::Arc;
 use session_core::ports::{Compute, SessionStore};
 use session_core::session::{Reason, SessionId, Status};
 use session_core::steps::launch::launch;
-use session_core::steps::request_stop::{request_stop, StopRequest};
+use session_core::steps::request_stop::StopRequest;
 use session_core::steps::stop::{stop, StopInput, StopOutput};
 use session_core::template::SessionTemplate;
 use session_core::testing::{
     authorized_user, launch_settings, ready, session_in, FixedClock, MemoryCompute, MemoryStorage,
-    MemoryStore, MemoryTask, MemoryTaskRoles, MemoryWorkflow,
+    MemoryStore, MemoryTask, MemoryTaskRoles, SessionWorld,
 };
 use session_core::Error;
 
@@ -66,19 +66,19 @@ fn stopped_status(before: Status) -> Status {
     }
 }
 
+/// Runs Stop with `input` against `store` and `compute`, which must let it finish.
+async fn run_stop(input: StopInput, store: &MemoryStore, compute: &MemoryCompute) -> StopOutput {
+    stop(input, store, compute, &FixedClock::default())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_stop_at_any_status_stops_the_task_and_frees_the_slot_only_once_it_has_stopped() {
     for status in Status::ALL {
         let (store, compute) = world(status);
 
-        let first = stop(
-            input(Some(Reason::User)),
-            &store,
-            &compute,
-            &FixedClock::default(),
-        )
-        .await
-        .unwrap();
+        let first = run_stop(input(Some(Reason::User)), &store, &compute).await;
         assert_eq!(
             first,
             StopOutput {
@@ -103,26 +103,12 @@ async fn a_stop_at_any_status_stops_the_task_and_frees_the_slot_only_once_it_has
         );
 
         compute.set_status(TASK, "STOPPED");
-        let second = stop(
-            input(Some(Reason::User)),
-            &store,
-            &compute,
-            &FixedClock::default(),
-        )
-        .await
-        .unwrap();
+        let second = run_stop(input(Some(Reason::User)), &store, &compute).await;
         assert!(second.tasks_stopped && second.slot_released, "{status}");
         assert!(second.awaiting_tasks.is_empty(), "{status}");
         assert_eq!(store.slots(USER), [OTHER.to_owned()].into(), "{status}");
 
-        let third = stop(
-            input(Some(Reason::User)),
-            &store,
-            &compute,
-            &FixedClock::default(),
-        )
-        .await
-        .unwrap();
+        let third = run_stop(input(Some(Reason::User)), &store, &compute).await;
         assert_eq!(third, second, "{status}: a repeated Stop answers the same");
         assert_eq!(
             store.stored_session(&id()).unwrap().status,
@@ -142,14 +128,7 @@ async fn a_stop_records_the_reason_only_on_a_session_that_was_not_yet_stopping()
                 s.stop_reason = Some(Reason::Idle);
             }
         });
-        stop(
-            input(Some(Reason::User)),
-            &store,
-            &compute,
-            &FixedClock::default(),
-        )
-        .await
-        .unwrap();
+        run_stop(input(Some(Reason::User)), &store, &compute).await;
         let expected = match status {
             Status::Starting | Status::Provisioning | Status::Running => Some(Reason::User),
             Status::Stopping => Some(Reason::Idle),
@@ -167,14 +146,7 @@ async fn a_stop_records_the_reason_only_on_a_session_that_was_not_yet_stopping()
 async fn a_stop_of_a_session_that_never_had_a_task_frees_the_slot_at_once() {
     let (store, _) = world(Status::Starting);
     let compute = MemoryCompute::new();
-    let out = stop(
-        input(Some(Reason::User)),
-        &store,
-        &compute,
-        &FixedClock::default(),
-    )
-    .await
-    .unwrap();
+    let out = run_stop(input(Some(Reason::User)), &store, &compute).await;
     assert!(out.stopped_tasks.is_empty() && out.tasks_stopped && out.slot_released);
     assert!(compute.stop_calls().is_empty());
     assert_eq!(
@@ -188,14 +160,7 @@ async fn a_stop_of_a_session_that_never_had_a_task_frees_the_slot_at_once() {
 async fn a_task_ecs_no_longer_knows_counts_as_stopped() {
     let (store, compute) = world(Status::Running);
     compute.forget(TASK);
-    let out = stop(
-        input(Some(Reason::Idle)),
-        &store,
-        &compute,
-        &FixedClock::default(),
-    )
-    .await
-    .unwrap();
+    let out = run_stop(input(Some(Reason::Idle)), &store, &compute).await;
     assert_eq!(out.stopped_tasks, [TASK]);
     assert!(out.tasks_stopped && out.slot_released);
 }
@@ -203,9 +168,7 @@ async fn a_task_ecs_no_longer_knows_counts_as_stopped() {
 #[tokio::test]
 async fn the_compensation_path_stops_the_task_without_marking_the_session_stopping() {
     let (store, compute) = world(Status::Provisioning);
-    let out = stop(input(None), &store, &compute, &FixedClock::default())
-        .await
-        .unwrap();
+    let out = run_stop(input(None), &store, &compute).await;
     assert_eq!(out.reason, None);
     let stored = store.stored_session(&id()).unwrap();
     assert_eq!(
@@ -224,9 +187,7 @@ async fn the_compensation_path_stops_the_task_without_marking_the_session_stoppi
 async fn without_a_reason_a_stopping_session_stops_for_the_reason_it_recorded() {
     let (store, compute) = world(Status::Stopping);
     store.edit(&id(), |s| s.stop_reason = Some(Reason::Idle));
-    let out = stop(input(None), &store, &compute, &FixedClock::default())
-        .await
-        .unwrap();
+    let out = run_stop(input(None), &store, &compute).await;
     assert_eq!(out.reason, Some(Reason::Idle));
     assert_eq!(
         compute.stop_calls(),
@@ -242,9 +203,7 @@ async fn a_session_authorize_never_created_frees_the_slot_of_the_user_in_the_req
     store.seed_user(user);
     let compute = MemoryCompute::new();
 
-    let without_request = stop(input(None), &store, &compute, &FixedClock::default())
-        .await
-        .unwrap();
+    let without_request = run_stop(input(None), &store, &compute).await;
     assert!(without_request.tasks_stopped && !without_request.slot_released);
     assert_eq!(store.slots(USER).len(), 2, "no user known: no slot touched");
 
@@ -252,9 +211,7 @@ async fn a_session_authorize_never_created_frees_the_slot_of_the_user_in_the_req
         request: Some(serde_json::json!({ "user_id": USER })),
         ..input(None)
     };
-    let out = stop(with_request, &store, &compute, &FixedClock::default())
-        .await
-        .unwrap();
+    let out = run_stop(with_request, &store, &compute).await;
     assert!(out.slot_released);
     assert_eq!(store.slots(USER), [OTHER.to_owned()].into());
     assert!(
@@ -265,24 +222,21 @@ async fn a_session_authorize_never_created_frees_the_slot_of_the_user_in_the_req
 
 #[tokio::test]
 async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_task_has_stopped() {
-    let store = Arc::new(MemoryStore::new());
-    let workflow = Arc::new(MemoryWorkflow::new());
+    let world = Arc::new(SessionWorld::with(session_in(
+        SESSION,
+        USER,
+        Status::Starting,
+    )));
     let mut user = authorized_user(USER);
     user.active_sessions = [SESSION.to_owned()].into();
-    store.seed_user(user);
-    store.seed_session(session_in(SESSION, USER, Status::Starting));
+    world.store.seed_user(user);
+    let store = &world.store;
     let compute = MemoryCompute::new();
     let requested = Arc::new(std::sync::Mutex::new(None));
     {
-        let (store, workflow, requested) = (store.clone(), workflow.clone(), requested.clone());
+        let (world, requested) = (world.clone(), requested.clone());
         compute.on_run_task(move || {
-            let answer = ready(request_stop(
-                &id(),
-                Reason::User,
-                &*store,
-                &*workflow,
-                &FixedClock::default(),
-            ));
+            let answer = ready(world.request_stop(Reason::User));
             *requested.lock().unwrap() = Some(answer.unwrap());
         });
     }
@@ -294,7 +248,7 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
             version: Default::default(),
         },
         &launch_settings(SessionTemplate::default()),
-        &*store,
+        store,
         &compute,
         &MemoryStorage::new(),
         &MemoryTaskRoles::new(),
@@ -308,7 +262,10 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
         *requested.lock().unwrap(),
         Some(StopRequest::Requested { resumed: false })
     );
-    assert!(workflow.completions().is_empty(), "no token was waiting");
+    assert!(
+        world.workflow.completions().is_empty(),
+        "no token was waiting"
+    );
     let launched = store.stored_session(&id()).unwrap();
     assert_eq!(
         (launched.status, launched.task_arn),
@@ -322,9 +279,7 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
     assert_eq!(task.len(), 1);
 
     // The state machine's Catch of StopRequested goes to Stop, without a reason.
-    let first = stop(input(None), &*store, &compute, &FixedClock::default())
-        .await
-        .unwrap();
+    let first = run_stop(input(None), store, &compute).await;
     assert_eq!(first.reason, Some(Reason::User));
     assert_eq!(first.stopped_tasks, task);
     assert_eq!(first.awaiting_tasks, task);
@@ -332,9 +287,7 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
     assert!(store.slots(USER).contains(SESSION));
 
     compute.set_status(&task[0], "STOPPED");
-    let second = stop(input(None), &*store, &compute, &FixedClock::default())
-        .await
-        .unwrap();
+    let second = run_stop(input(None), store, &compute).await;
     assert!(second.tasks_stopped && second.slot_released);
     assert!(store.slots(USER).is_empty());
     assert_eq!(

@@ -4,17 +4,13 @@
 
 use serde_json::json;
 
-use session_core::config::Access;
 use session_core::error::ErrorName;
 use session_core::ports::Delivery;
 use session_core::session::{Reason, Session, SessionId, Status};
 use session_core::steps::task_events::{
-    on_task_state_change, Attachment, AttachmentDetail, Outcome as Handled, TaskEvent,
-    TaskStateChange,
+    Attachment, AttachmentDetail, Outcome as Handled, TaskEvent, TaskStateChange,
 };
-use session_core::testing::{
-    session_in, FixedClock, MemoryNetwork, MemoryStore, MemoryWorkflow, TokenOutcome,
-};
+use session_core::testing::{gateway_access, session_in, SessionWorld, TokenOutcome};
 use session_core::Error;
 
 const CLUSTER: &str = "sessions";
@@ -22,17 +18,6 @@ const CLUSTER_ARN: &str = "arn:aws:ecs:eu-west-1:000000000000:cluster/sessions";
 const SESSION: &str = "sess-1";
 const TASK: &str = "arn:aws:ecs:eu-west-1:000000000000:task/sessions/1";
 const STARTED_AT: &str = "2026-01-01T10:01:00Z";
-
-fn id() -> SessionId {
-    SessionId::parse(SESSION).unwrap()
-}
-
-fn access() -> Access {
-    Access::Gateway {
-        domain: "sessions.example.com".into(),
-        scheme: "https".into(),
-    }
-}
 
 /// A change of SESSION's task to `last_status`, with its network attachment.
 fn change(last_status: &str, version: i64) -> TaskStateChange {
@@ -82,49 +67,18 @@ fn provisioning() -> Session {
     session
 }
 
-struct World {
-    store: MemoryStore,
-    network: MemoryNetwork,
-    workflow: MemoryWorkflow,
-}
-
-impl World {
-    fn with(session: Session) -> Self {
-        let store = MemoryStore::new();
-        store.seed_session(session);
-        Self {
-            store,
-            network: MemoryNetwork::new(),
-            workflow: MemoryWorkflow::new(),
-        }
-    }
-
-    async fn on(&self, detail: TaskStateChange) -> Result<Handled, Error> {
-        self.on_event(event(detail)).await
-    }
-
-    async fn on_event(&self, event: TaskEvent) -> Result<Handled, Error> {
-        on_task_state_change(
-            event,
-            CLUSTER,
-            &access(),
-            &self.store,
-            &self.network,
-            &self.workflow,
-            &FixedClock::default(),
-        )
+/// Handles the event of `detail` in `world`, as the function of CLUSTER behind the
+/// gateway does.
+async fn on(world: &SessionWorld, detail: TaskStateChange) -> Result<Handled, Error> {
+    world
+        .on_task_state_change(event(detail), CLUSTER, &gateway_access())
         .await
-    }
-
-    fn session(&self) -> Session {
-        self.store.stored_session(&id()).unwrap()
-    }
 }
 
 #[tokio::test]
 async fn a_running_event_completes_wait_for_ip_with_the_tasks_private_address() {
-    let world = World::with(provisioning());
-    let handled = world.on(change("RUNNING", 2)).await.unwrap();
+    let world = SessionWorld::with(provisioning());
+    let handled = on(&world, change("RUNNING", 2)).await.unwrap();
     assert_eq!(handled, Handled::CompletedWaitForIp);
     let delivered = world.workflow.delivered();
     assert_eq!(delivered.len(), 1);
@@ -151,9 +105,9 @@ async fn a_running_event_completes_wait_for_ip_with_the_tasks_private_address() 
 
 #[tokio::test]
 async fn a_duplicate_running_event_is_stale_and_completes_nothing_twice() {
-    let world = World::with(provisioning());
-    world.on(change("RUNNING", 2)).await.unwrap();
-    let again = world.on(change("RUNNING", 2)).await.unwrap();
+    let world = SessionWorld::with(provisioning());
+    on(&world, change("RUNNING", 2)).await.unwrap();
+    let again = on(&world, change("RUNNING", 2)).await.unwrap();
     assert_eq!(again, Handled::Stale);
     assert_eq!(world.workflow.delivered().len(), 1);
 }
@@ -161,14 +115,14 @@ async fn a_duplicate_running_event_is_stale_and_completes_nothing_twice() {
 #[tokio::test]
 async fn a_stopped_event_before_the_running_one_stops_the_session_and_the_late_running_event_is_stale(
 ) {
-    let world = World::with(provisioning());
-    let stopped = world.on(after_running("STOPPED", 3)).await.unwrap();
+    let world = SessionWorld::with(provisioning());
+    let stopped = on(&world, after_running("STOPPED", 3)).await.unwrap();
     assert_eq!(
         stopped,
         Handled::StopRequested,
         "the task ran, then stopped"
     );
-    let late = world.on(change("RUNNING", 2)).await.unwrap();
+    let late = on(&world, change("RUNNING", 2)).await.unwrap();
     assert_eq!(late, Handled::Stale);
 
     let session = world.session();
@@ -195,13 +149,13 @@ async fn a_stopped_event_before_the_running_one_stops_the_session_and_the_late_r
 
 #[tokio::test]
 async fn a_task_that_stops_without_ever_running_fails_wait_for_ip_with_its_stop_code() {
-    let world = World::with(provisioning());
+    let world = SessionWorld::with(provisioning());
     let detail = TaskStateChange {
         stop_code: Some("TaskFailedToStart".into()),
         stopped_reason: Some("CannotPullContainerError".into()),
         ..change("STOPPED", 3)
     };
-    let handled = world.on(detail).await.unwrap();
+    let handled = on(&world, detail).await.unwrap();
     assert_eq!(handled, Handled::CompletedWaitForIp);
     assert_eq!(
         world.workflow.delivered()[0].outcome,
@@ -221,8 +175,8 @@ async fn a_task_that_stops_without_ever_running_fails_wait_for_ip_with_its_stop_
 
 #[tokio::test]
 async fn a_deprovisioning_event_alone_tells_a_task_failed_to_start() {
-    let world = World::with(provisioning());
-    let handled = world.on(change("DEPROVISIONING", 3)).await.unwrap();
+    let world = SessionWorld::with(provisioning());
+    let handled = on(&world, change("DEPROVISIONING", 3)).await.unwrap();
     assert_eq!(handled, Handled::CompletedWaitForIp);
     assert!(matches!(
         world.workflow.delivered()[0].outcome,
@@ -235,7 +189,7 @@ async fn a_deprovisioning_event_alone_tells_a_task_failed_to_start() {
 
 #[tokio::test]
 async fn events_of_another_cluster_or_of_tasks_not_started_for_a_session_are_ignored() {
-    let world = World::with(provisioning());
+    let world = SessionWorld::with(provisioning());
     let other_cluster = TaskStateChange {
         cluster_arn: "arn:aws:ecs:eu-west-1:000000000000:cluster/sessions-2".into(),
         ..change("RUNNING", 2)
@@ -249,13 +203,16 @@ async fn events_of_another_cluster_or_of_tasks_not_started_for_a_session_are_ign
         ..change("RUNNING", 2)
     };
     for detail in [other_cluster, by_a_service, by_hand] {
-        let handled = world.on(detail.clone()).await.unwrap();
+        let handled = on(&world, detail.clone()).await.unwrap();
         assert!(matches!(handled, Handled::Ignored(_)), "{detail:?}");
     }
     let mut not_ecs = event(change("RUNNING", 2));
     not_ecs.source = "session-provisioner".into();
     assert!(matches!(
-        world.on_event(not_ecs).await.unwrap(),
+        world
+            .on_task_state_change(not_ecs, CLUSTER, &gateway_access())
+            .await
+            .unwrap(),
         Handled::Ignored(_)
     ));
     assert_eq!(world.session(), provisioning(), "nothing recorded");
@@ -264,24 +221,24 @@ async fn events_of_another_cluster_or_of_tasks_not_started_for_a_session_are_ign
 
 #[tokio::test]
 async fn an_event_for_an_unknown_session_is_stale_and_creates_nothing() {
-    let world = World::with(provisioning());
+    let world = SessionWorld::with(provisioning());
     let detail = TaskStateChange {
         started_by: Some("sess-unknown".into()),
         ..change("RUNNING", 2)
     };
-    assert_eq!(world.on(detail).await.unwrap(), Handled::Stale);
+    assert_eq!(on(&world, detail).await.unwrap(), Handled::Stale);
     let unknown = SessionId::parse("sess-unknown").unwrap();
     assert!(world.store.stored_session(&unknown).is_none());
 }
 
 #[tokio::test]
 async fn an_event_of_another_task_started_for_the_session_is_stale() {
-    let world = World::with(provisioning());
+    let world = SessionWorld::with(provisioning());
     let other = TaskStateChange {
         task_arn: "arn:aws:ecs:eu-west-1:000000000000:task/sessions/2".into(),
         ..change("RUNNING", 7)
     };
-    assert_eq!(world.on(other).await.unwrap(), Handled::Stale);
+    assert_eq!(on(&world, other).await.unwrap(), Handled::Stale);
     assert_eq!(world.session(), provisioning());
     assert!(world.workflow.completions().is_empty());
 }
@@ -293,9 +250,9 @@ async fn a_stale_event_after_the_stop_changes_nothing() {
     stopped.ip_token = None;
     stopped.task_status = Some("STOPPED".into());
     stopped.task_version = Some(5);
-    let world = World::with(stopped.clone());
+    let world = SessionWorld::with(stopped.clone());
     for detail in [change("RUNNING", 4), after_running("STOPPING", 5)] {
-        assert_eq!(world.on(detail).await.unwrap(), Handled::Stale);
+        assert_eq!(on(&world, detail).await.unwrap(), Handled::Stale);
     }
     assert_eq!(world.session(), stopped);
     assert!(world.workflow.completions().is_empty());
@@ -309,11 +266,11 @@ async fn the_stopped_event_of_a_stopping_session_completes_await_tasks_stopped_o
     stopping.tasks_stopped_token = Some("tasks-stopped-token".into());
     stopping.task_status = Some("RUNNING".into());
     stopping.task_version = Some(2);
-    let world = World::with(stopping);
+    let world = SessionWorld::with(stopping);
 
-    let stopped = world.on(after_running("STOPPED", 4)).await.unwrap();
+    let stopped = on(&world, after_running("STOPPED", 4)).await.unwrap();
     assert_eq!(stopped, Handled::CompletedAwaitTasksStopped);
-    let repeated = world.on(after_running("STOPPED", 4)).await.unwrap();
+    let repeated = on(&world, after_running("STOPPED", 4)).await.unwrap();
     assert_eq!(repeated, Handled::Stale);
 
     let delivered = world.workflow.delivered();
@@ -333,9 +290,9 @@ async fn a_running_sessions_task_that_stops_on_its_own_resumes_await_stop() {
     running.stop_token = Some("stop-token".into());
     running.task_status = Some("RUNNING".into());
     running.task_version = Some(2);
-    let world = World::with(running);
+    let world = SessionWorld::with(running);
 
-    let handled = world.on(after_running("STOPPED", 5)).await.unwrap();
+    let handled = on(&world, after_running("STOPPED", 5)).await.unwrap();
     assert_eq!(handled, Handled::StopRequested);
     let session = world.session();
     assert_eq!(
@@ -352,15 +309,15 @@ async fn a_running_sessions_task_that_stops_on_its_own_resumes_await_stop() {
     );
 
     // Its STOPPING event, delivered late, is older and changes nothing.
-    let late = world.on(after_running("STOPPING", 4)).await.unwrap();
+    let late = on(&world, after_running("STOPPING", 4)).await.unwrap();
     assert_eq!(late, Handled::Stale);
     assert_eq!(world.workflow.completions().len(), 1);
 }
 
 #[tokio::test]
 async fn a_task_whose_running_event_was_lost_still_ends_its_session_when_it_stops() {
-    let world = World::with(provisioning());
-    let handled = world.on(after_running("STOPPING", 4)).await.unwrap();
+    let world = SessionWorld::with(provisioning());
+    let handled = on(&world, after_running("STOPPING", 4)).await.unwrap();
     assert_eq!(handled, Handled::StopRequested);
     assert_eq!(world.session().status, Status::Stopping);
 }
@@ -369,12 +326,12 @@ async fn a_task_whose_running_event_was_lost_still_ends_its_session_when_it_stop
 async fn with_health_checks_wait_for_ip_waits_for_healthy() {
     let mut session = provisioning();
     session.awaits_health = true;
-    let world = World::with(session);
+    let world = SessionWorld::with(session);
     let unknown = TaskStateChange {
         health_status: Some("UNKNOWN".into()),
         ..after_running("RUNNING", 2)
     };
-    assert_eq!(world.on(unknown).await.unwrap(), Handled::Recorded);
+    assert_eq!(on(&world, unknown).await.unwrap(), Handled::Recorded);
     assert!(world.workflow.completions().is_empty(), "not reachable yet");
 
     let healthy = TaskStateChange {
@@ -382,7 +339,7 @@ async fn with_health_checks_wait_for_ip_waits_for_healthy() {
         ..after_running("RUNNING", 3)
     };
     assert_eq!(
-        world.on(healthy).await.unwrap(),
+        on(&world, healthy).await.unwrap(),
         Handled::CompletedWaitForIp
     );
     assert!(matches!(
@@ -395,13 +352,13 @@ async fn with_health_checks_wait_for_ip_waits_for_healthy() {
 async fn with_health_checks_an_unhealthy_task_fails_wait_for_ip() {
     let mut session = provisioning();
     session.awaits_health = true;
-    let world = World::with(session);
+    let world = SessionWorld::with(session);
     let unhealthy = TaskStateChange {
         health_status: Some("UNHEALTHY".into()),
         ..after_running("RUNNING", 3)
     };
     assert_eq!(
-        world.on(unhealthy).await.unwrap(),
+        on(&world, unhealthy).await.unwrap(),
         Handled::CompletedWaitForIp
     );
     assert!(matches!(
@@ -418,9 +375,9 @@ async fn a_running_event_of_a_session_stopped_meanwhile_resumes_wait_for_ip_towa
     let mut session = provisioning();
     session.status = Status::Stopping;
     session.stop_reason = Some(Reason::Idle);
-    let world = World::with(session);
+    let world = SessionWorld::with(session);
     assert_eq!(
-        world.on(change("RUNNING", 2)).await.unwrap(),
+        on(&world, change("RUNNING", 2)).await.unwrap(),
         Handled::CompletedWaitForIp
     );
     assert_eq!(
@@ -434,12 +391,12 @@ async fn a_running_event_of_a_session_stopped_meanwhile_resumes_wait_for_ip_towa
 
 #[tokio::test]
 async fn a_retried_event_whose_token_completion_failed_completes_the_token_on_the_retry() {
-    let world = World::with(provisioning());
+    let world = SessionWorld::with(provisioning());
     world.workflow.refuse_next_completion(Error::Throttled {
         operation: "SendTaskSuccess",
         message: "Rate exceeded".into(),
     });
-    let first = world.on(change("RUNNING", 2)).await.unwrap_err();
+    let first = on(&world, change("RUNNING", 2)).await.unwrap_err();
     assert_eq!(first.error_type(), "Throttled");
     assert_eq!(
         world.session().task_status.as_deref(),
@@ -447,7 +404,7 @@ async fn a_retried_event_whose_token_completion_failed_completes_the_token_on_th
         "written before the failing call"
     );
 
-    let retry = world.on(change("RUNNING", 2)).await.unwrap();
+    let retry = on(&world, change("RUNNING", 2)).await.unwrap();
     assert_eq!(retry, Handled::CompletedWaitForIp);
     assert_eq!(world.workflow.delivered().len(), 1);
     assert_eq!(world.workflow.delivered()[0].delivery, Delivery::Delivered);

@@ -7,21 +7,14 @@ use session_core::config::Access;
 use session_core::error::ErrorName;
 use session_core::ports::Delivery;
 use session_core::session::{Reason, Session, SessionId, Status};
-use session_core::steps::wait_for_ip::{wait_for_ip, WaitForIpInput};
-use session_core::testing::{session_in, MemoryNetwork, MemoryStore, MemoryWorkflow, TokenOutcome};
+use session_core::steps::wait_for_ip::WaitForIpInput;
+use session_core::testing::{gateway_access, session_in, SessionWorld, TokenOutcome};
 use session_core::Error;
 
 const SESSION: &str = "sess-1";
 
 fn id() -> SessionId {
     SessionId::parse(SESSION).unwrap()
-}
-
-fn gateway() -> Access {
-    Access::Gateway {
-        domain: "sessions.example.com".into(),
-        scheme: "https".into(),
-    }
 }
 
 fn input() -> WaitForIpInput {
@@ -43,72 +36,39 @@ fn launched(task_status: Option<&str>) -> Session {
     session
 }
 
-struct World {
-    store: MemoryStore,
-    network: MemoryNetwork,
-    workflow: MemoryWorkflow,
-}
-
-impl World {
-    fn with(session: Session) -> Self {
-        let store = MemoryStore::new();
-        store.seed_session(session);
-        Self {
-            store,
-            network: MemoryNetwork::new(),
-            workflow: MemoryWorkflow::new(),
-        }
-    }
-
-    async fn wait(&self, access: &Access) -> Result<Option<Delivery>, Error> {
-        wait_for_ip(input(), access, &self.store, &self.network, &self.workflow).await
-    }
-
-    /// The only completion of the token.
-    fn outcome(&self) -> TokenOutcome {
-        let completions = self.workflow.completions();
-        assert_eq!(completions.len(), 1, "{completions:?}");
-        assert_eq!(completions[0].token, "ip-token");
-        completions[0].outcome.clone()
-    }
+/// Runs WaitForIp for SESSION's token "ip-token" in `world`, with `access`.
+async fn wait(world: &SessionWorld, access: &Access) -> Result<Option<Delivery>, Error> {
+    world.wait_for_ip(input(), access).await
 }
 
 #[tokio::test]
 async fn before_the_running_event_the_token_is_stored_and_waits() {
-    let world = World::with(launched(Some("PENDING")));
-    assert_eq!(world.wait(&gateway()).await.unwrap(), None);
-    assert_eq!(
-        world
-            .store
-            .stored_session(&id())
-            .unwrap()
-            .ip_token
-            .as_deref(),
-        Some("ip-token")
-    );
+    let world = SessionWorld::with(launched(Some("PENDING")));
+    assert_eq!(wait(&world, &gateway_access()).await.unwrap(), None);
+    assert_eq!(world.session().ip_token.as_deref(), Some("ip-token"));
     assert!(world.workflow.completions().is_empty());
 }
 
 #[tokio::test]
 async fn after_the_running_event_the_token_completes_at_once_with_the_private_address() {
-    let world = World::with(launched(Some("RUNNING")));
+    let world = SessionWorld::with(launched(Some("RUNNING")));
     assert_eq!(
-        world.wait(&gateway()).await.unwrap(),
+        wait(&world, &gateway_access()).await.unwrap(),
         Some(Delivery::Delivered)
     );
     assert_eq!(
-        world.outcome(),
+        world.only_outcome("ip-token"),
         TokenOutcome::Succeeded(json!({ "private_ip": "10.0.0.5", "eni_id": "eni-1" }))
     );
 }
 
 #[tokio::test]
 async fn in_direct_access_the_token_carries_the_interfaces_public_ip() {
-    let world = World::with(launched(Some("RUNNING")));
+    let world = SessionWorld::with(launched(Some("RUNNING")));
     world.network.add("eni-1", Some("203.0.113.7"));
-    world.wait(&Access::Direct).await.unwrap();
+    wait(&world, &Access::Direct).await.unwrap();
     assert_eq!(
-        world.outcome(),
+        world.only_outcome("ip-token"),
         TokenOutcome::Succeeded(json!({
             "public_ip": "203.0.113.7", "private_ip": "10.0.0.5", "eni_id": "eni-1"
         }))
@@ -117,11 +77,11 @@ async fn in_direct_access_the_token_carries_the_interfaces_public_ip() {
 
 #[tokio::test]
 async fn in_direct_access_an_interface_without_a_public_ip_fails_the_token() {
-    let world = World::with(launched(Some("RUNNING")));
+    let world = SessionWorld::with(launched(Some("RUNNING")));
     world.network.add("eni-1", None);
-    world.wait(&Access::Direct).await.unwrap();
+    wait(&world, &Access::Direct).await.unwrap();
     assert!(matches!(
-        world.outcome(),
+        world.only_outcome("ip-token"),
         TokenOutcome::Failed {
             error: ErrorName::NoPublicIp,
             ..
@@ -134,10 +94,10 @@ async fn in_direct_access_a_running_task_without_an_interface_fails_the_token_as
 {
     let mut session = launched(Some("RUNNING"));
     session.eni_id = None;
-    let world = World::with(session);
-    world.wait(&Access::Direct).await.unwrap();
+    let world = SessionWorld::with(session);
+    wait(&world, &Access::Direct).await.unwrap();
     assert!(matches!(
-        world.outcome(),
+        world.only_outcome("ip-token"),
         TokenOutcome::Failed {
             error: ErrorName::LaunchFailed,
             ..
@@ -149,10 +109,10 @@ async fn in_direct_access_a_running_task_without_an_interface_fails_the_token_as
 async fn behind_the_gateway_a_running_task_without_a_private_ip_fails_the_token() {
     let mut session = launched(Some("RUNNING"));
     session.private_ip = None;
-    let world = World::with(session);
-    world.wait(&gateway()).await.unwrap();
+    let world = SessionWorld::with(session);
+    wait(&world, &gateway_access()).await.unwrap();
     assert!(matches!(
-        world.outcome(),
+        world.only_outcome("ip-token"),
         TokenOutcome::Failed {
             error: ErrorName::LaunchFailed,
             ..
@@ -165,10 +125,10 @@ async fn a_stop_requested_before_the_token_was_stored_fails_it_towards_stop() {
     let mut session = launched(None);
     session.status = Status::Stopping;
     session.stop_reason = Some(Reason::User);
-    let world = World::with(session);
-    world.wait(&gateway()).await.unwrap();
+    let world = SessionWorld::with(session);
+    wait(&world, &gateway_access()).await.unwrap();
     assert_eq!(
-        world.outcome(),
+        world.only_outcome("ip-token"),
         TokenOutcome::Failed {
             error: ErrorName::StopRequested,
             cause: "user".into()
@@ -180,10 +140,10 @@ async fn a_stop_requested_before_the_token_was_stored_fails_it_towards_stop() {
 async fn a_task_that_stopped_before_running_fails_the_token_with_its_stop_code() {
     let mut session = launched(Some("STOPPED"));
     session.stop_code = Some("EssentialContainerExited".into());
-    let world = World::with(session);
-    world.wait(&gateway()).await.unwrap();
+    let world = SessionWorld::with(session);
+    wait(&world, &gateway_access()).await.unwrap();
     assert_eq!(
-        world.outcome(),
+        world.only_outcome("ip-token"),
         TokenOutcome::Failed {
             error: ErrorName::TaskStoppedBeforeRunning,
             cause: "the task stopped before it was running: EssentialContainerExited".into()
@@ -196,31 +156,26 @@ async fn with_health_checks_a_running_task_waits_until_it_is_healthy() {
     let mut session = launched(Some("RUNNING"));
     session.awaits_health = true;
     session.task_health = Some("UNKNOWN".into());
-    let world = World::with(session);
-    assert_eq!(world.wait(&gateway()).await.unwrap(), None);
+    let world = SessionWorld::with(session);
+    assert_eq!(wait(&world, &gateway_access()).await.unwrap(), None);
     assert!(world.workflow.completions().is_empty());
 }
 
 #[tokio::test]
 async fn an_empty_token_or_an_unknown_session_is_refused() {
-    let world = World::with(launched(None));
+    let world = SessionWorld::with(launched(None));
     let empty = WaitForIpInput {
         task_token: String::new(),
         ..input()
     };
-    let err = wait_for_ip(
-        empty,
-        &gateway(),
-        &world.store,
-        &world.network,
-        &world.workflow,
-    )
-    .await
-    .unwrap_err();
+    let err = world
+        .wait_for_ip(empty, &gateway_access())
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "InvalidInput");
 
-    let world = World::with(session_in("sess-other", "u-1", Status::Provisioning));
-    let err = world.wait(&gateway()).await.unwrap_err();
+    let world = SessionWorld::with(session_in("sess-other", "u-1", Status::Provisioning));
+    let err = wait(&world, &gateway_access()).await.unwrap_err();
     assert!(
         matches!(err, Error::SessionNotFound(ref s) if s == SESSION),
         "{err}"

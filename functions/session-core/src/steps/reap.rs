@@ -695,29 +695,9 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::session::Version;
+    use crate::testing::{minute, session_entered};
 
     const DEADLINE_S: i64 = 1200;
-
-    fn at(minutes: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-            + Duration::minutes(minutes)
-    }
-
-    /// A session created at minute 0 that entered `status` at minute `entered`.
-    fn session(status: Status, entered: i64) -> Session {
-        let mut session = Session::new(
-            SessionId::parse("sess-1").unwrap(),
-            "u".into(),
-            Version::default(),
-            at(0),
-        );
-        session.status = status;
-        session.status_changed_at = Some(at(entered).into());
-        session
-    }
 
     fn stuck(session: &Session, now: DateTime<Utc>) -> bool {
         stuck_in_transition(session, now, Duration::seconds(DEADLINE_S))
@@ -726,16 +706,16 @@ mod tests {
     #[test]
     fn a_session_past_the_deadline_in_a_transitional_status_is_stuck() {
         for status in [Status::Starting, Status::Provisioning, Status::Stopping] {
-            assert!(stuck(&session(status, 0), at(21)), "{status}");
+            assert!(stuck(&session_entered(status, 0), minute(21)), "{status}");
         }
     }
 
     #[test]
     fn a_session_inside_the_deadline_is_not_stuck() {
         for status in [Status::Starting, Status::Provisioning, Status::Stopping] {
-            assert!(!stuck(&session(status, 0), at(19)), "{status}");
+            assert!(!stuck(&session_entered(status, 0), minute(19)), "{status}");
             assert!(
-                !stuck(&session(status, 0), at(20)),
+                !stuck(&session_entered(status, 0), minute(20)),
                 "{status}: at the deadline exactly"
             );
         }
@@ -744,27 +724,30 @@ mod tests {
     #[test]
     fn a_long_running_session_that_just_entered_stopping_is_not_stuck() {
         // Created eight hours ago, stopping for a minute.
-        let mut session = session(Status::Stopping, 8 * 60);
-        session.started_at = Some(at(2).into());
-        assert!(!stuck(&session, at(8 * 60 + 1)));
-        assert!(stuck(&session, at(8 * 60 + 21)));
+        let mut session = session_entered(Status::Stopping, 8 * 60);
+        session.started_at = Some(minute(2).into());
+        assert!(!stuck(&session, minute(8 * 60 + 1)));
+        assert!(stuck(&session, minute(8 * 60 + 21)));
     }
 
     #[test]
     fn running_and_ended_sessions_are_never_stuck_however_old() {
         for status in [Status::Running, Status::Stopped, Status::Failed] {
-            assert!(!stuck(&session(status, 0), at(48 * 60)), "{status}");
+            assert!(
+                !stuck(&session_entered(status, 0), minute(48 * 60)),
+                "{status}"
+            );
         }
     }
 
     #[test]
     fn a_session_written_before_status_changed_at_is_judged_by_its_latest_known_time() {
-        let mut old = session(Status::Stopping, 0);
+        let mut old = session_entered(Status::Stopping, 0);
         old.status_changed_at = None;
-        old.started_at = Some(at(60).into());
-        old.last_activity_at = Some(at(8 * 60).into());
-        assert!(!stuck(&old, at(8 * 60 + 1)));
-        assert!(stuck(&old, at(8 * 60 + 21)));
+        old.started_at = Some(minute(60).into());
+        old.last_activity_at = Some(minute(8 * 60).into());
+        assert!(!stuck(&old, minute(8 * 60 + 1)));
+        assert!(stuck(&old, minute(8 * 60 + 21)));
     }
 
     fn settings(transition_deadline_s: &str) -> ReaperSettings {
@@ -782,11 +765,11 @@ mod tests {
         let after = Duration::seconds(180);
         for status in [Status::Starting, Status::Provisioning, Status::Stopping] {
             assert!(
-                !execution_in_doubt(&session(status, 0), at(3), after),
+                !execution_in_doubt(&session_entered(status, 0), minute(3), after),
                 "{status}"
             );
             assert!(
-                execution_in_doubt(&session(status, 0), at(4), after),
+                execution_in_doubt(&session_entered(status, 0), minute(4), after),
                 "{status}"
             );
         }
@@ -796,7 +779,11 @@ mod tests {
     fn running_and_ended_sessions_never_have_their_execution_looked_up_by_age() {
         for status in [Status::Running, Status::Stopped, Status::Failed] {
             assert!(
-                !execution_in_doubt(&session(status, 0), at(48 * 60), Duration::seconds(180)),
+                !execution_in_doubt(
+                    &session_entered(status, 0),
+                    minute(48 * 60),
+                    Duration::seconds(180)
+                ),
                 "{status}"
             );
         }

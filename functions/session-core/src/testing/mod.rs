@@ -9,20 +9,22 @@ mod compute;
 mod services;
 mod store;
 mod workflow;
+mod world;
 
 pub use clock::{FixedClock, ManualClock};
 pub use compute::{MemoryCompute, MemoryTask};
 pub use services::{MemoryEventBus, MemoryNetwork, MemoryRegistry, MemoryStorage, MemoryTaskRoles};
 pub use store::{ItemRead, MemoryStore};
 pub use workflow::{Completion, MemoryWorkflow, TokenOutcome};
+pub use world::SessionWorld;
 
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use chrono::DateTime;
+use chrono::{DateTime, Duration, Utc};
 
-use crate::config::{Capacity, LaunchSettings, TaskRoleSettings};
+use crate::config::{Access, Capacity, LaunchSettings, TaskRoleSettings};
 use crate::ports::User;
 use crate::session::{Session, SessionId, Status, Version};
 use crate::template::SessionTemplate;
@@ -36,16 +38,40 @@ pub fn authorized_user(user_id: &str) -> User {
     }
 }
 
-/// A session of `user_id` as stored in `status`, created at a fixed time.
+/// A session of `user_id` as stored in `status`, created at a fixed time (2026-01-01
+/// 10:00 UTC, [`minute`] 600).
 pub fn session_in(session_id: &str, user_id: &str, status: Status) -> Session {
     let mut session = Session::new(
         SessionId::parse(session_id).expect("a valid session id"),
         user_id.to_owned(),
         Version::default(),
-        DateTime::from_timestamp(1_767_261_600, 0).expect("2026-01-01T10:00:00Z"),
+        minute(10 * 60),
     );
     session.status = status;
     session
+}
+
+/// The instant `minutes` after the start of 2026 (UTC), where [`FixedClock::default`]
+/// stands: the time line of [`session_entered`].
+pub fn minute(minutes: i64) -> DateTime<Utc> {
+    FixedClock::default().0 + Duration::minutes(minutes)
+}
+
+/// Session `sess-1` of user `u`, admitted at [`minute`] 0, that entered `status` at
+/// minute `entered`: what the reaper judges by age.
+pub fn session_entered(status: Status, entered: i64) -> Session {
+    let mut session = session_in("sess-1", "u", status);
+    session.created_at = minute(0).into();
+    session.status_changed_at = Some(minute(entered).into());
+    session
+}
+
+/// Access to the sessions through the gateway at `sessions.example.com`, over HTTPS.
+pub fn gateway_access() -> Access {
+    Access::Gateway {
+        domain: "sessions.example.com".into(),
+        scheme: "https".into(),
+    }
 }
 
 /// Launch settings of a deployment in eu-west-1 with `template`.
