@@ -1,4 +1,4 @@
-# The session lifecycle: statemachine/session.asl.json, one Standard execution per
+# The session lifecycle: statemachine/lifecycle.asl.json, one Standard execution per
 # session, with each `${<function>_arn}` placeholder bound to our function.
 
 resource "aws_cloudwatch_log_group" "lifecycle" {
@@ -79,7 +79,7 @@ resource "aws_sfn_state_machine" "lifecycle" {
   type     = "STANDARD"
   role_arn = aws_iam_role.lifecycle.arn
 
-  definition = templatefile("${path.module}/../statemachine/session.asl.json", {
+  definition = templatefile("${path.module}/../statemachine/lifecycle.asl.json", {
     authorize_arn   = module.authorize.arn
     launch_arn      = module.launch.arn
     wait_for_ip_arn = module.wait_for_ip.arn

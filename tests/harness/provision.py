@@ -213,7 +213,7 @@ def provision(endpoint: str, root: Path) -> dict:
     events.put_rule(Name="all-session-events", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": ["session-provisioner"]}))
     events.put_targets(Rule="all-session-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
 
-    definition = render_definition((root / "statemachine" / "session.asl.json").read_text(), function_arns)
+    definition = render_definition((root / "statemachine" / "lifecycle.asl.json").read_text(), function_arns)
     state_machine_arn = sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=states_role)[
         "stateMachineArn"
     ]

@@ -15,7 +15,7 @@ use session_core::ports::{
     ActiveSessions, Change, Delivery, PageCursor, Registry, SessionPage, SessionStore, SystemClock,
     TaggedImage, TaskObservation, User, Workflow,
 };
-use session_core::session::{Reason, Session, SessionId, Version};
+use session_core::session::{Reason, Session, SessionId, UserId, Version};
 use session_core::Result;
 
 use crate::Api;
@@ -47,7 +47,7 @@ impl ReadOnlyStore {
         let id = SessionId::parse(id).expect("a session id");
         let session = Session::new(
             id.clone(),
-            owner.into(),
+            UserId::parse(owner).unwrap(),
             Version::default(),
             "2026-11-26T10:00:00.000Z".parse().unwrap(),
         );

@@ -6,6 +6,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use session_core::ports::SessionStore;
+use session_core::session::UserId;
 use session_core::steps::authorize::parse_user_id;
 
 use crate::error::ApiError;
@@ -13,7 +14,7 @@ use crate::error::ApiError;
 /// What the verified token says about its bearer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
-    pub user_id: String,
+    pub user_id: UserId,
     /// The token holds the admin scope: its app client may ask to act for others.
     pub admin_scope: bool,
 }
@@ -66,7 +67,7 @@ impl Token {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    pub user_id: String,
+    pub user_id: UserId,
     /// May act for any user.
     pub admin: bool,
 }
@@ -91,8 +92,8 @@ impl Caller {
     /// The user a request acts for: the caller, or for an admin anyone named.
     pub fn acting_for(&self, named: Option<&str>) -> Result<String, ApiError> {
         match named {
-            None => Ok(self.user_id.clone()),
-            Some(user) if user == self.user_id || self.admin => Ok(user.to_owned()),
+            None => Ok(self.user_id.to_string()),
+            Some(user) if self.user_id == user || self.admin => Ok(user.to_owned()),
             Some(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -174,13 +174,13 @@ mod tests {
     use serde_json::json;
     use session_core::config::SessionLimits;
     use session_core::ports::User;
-    use session_core::session::{SessionId, Urls, Version};
+    use session_core::session::{SessionId, Urls, UserId, Version};
 
     #[test]
     fn the_view_has_the_seed_fields_and_never_the_task_tokens() {
         let mut session = Session::new(
             SessionId::parse("sess-1").unwrap(),
-            "alice".into(),
+            UserId::parse("alice").unwrap(),
             Version::default(),
             "2026-11-26T00:00:00.000Z".parse().unwrap(),
         );
@@ -207,7 +207,7 @@ mod tests {
     fn an_ended_session_shows_no_urls_whose_address_fargate_may_have_reused() {
         let mut session = Session::new(
             SessionId::parse("sess-2").unwrap(),
-            "alice".into(),
+            UserId::parse("alice").unwrap(),
             Version::default(),
             "2026-11-26T00:00:00.000Z".parse().unwrap(),
         );
@@ -239,7 +239,7 @@ mod tests {
     fn running(last_activity_at: Option<&str>) -> Session {
         let mut session = Session::new(
             SessionId::parse("sess-3").unwrap(),
-            "alice".into(),
+            UserId::parse("alice").unwrap(),
             Version::default(),
             "2026-11-26T10:00:00.000Z".parse().unwrap(),
         );

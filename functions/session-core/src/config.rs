@@ -843,7 +843,7 @@ mod tests {
     #[test]
     fn the_transition_deadline_outlasts_wait_for_ip_and_is_never_zero() {
         let asl: serde_json::Value =
-            serde_json::from_str(include_str!("../../../statemachine/session.asl.json")).unwrap();
+            serde_json::from_str(include_str!("../../../statemachine/lifecycle.asl.json")).unwrap();
         let wait_for_ip = asl["States"]["WaitForIp"]["TimeoutSeconds"]
             .as_u64()
             .unwrap();

@@ -1,6 +1,6 @@
 //! Errors of the lifecycle functions. Each variant has a stable name ([`ErrorName`]):
 //! the `errorType` Step Functions sees, which the state machine's Retry and Catch match
-//! (see `statemachine/session.asl.json`) and RecordFailed turns into a stop reason, so
+//! (see `statemachine/lifecycle.asl.json`) and RecordFailed turns into a stop reason, so
 //! these strings are part of the contract and never derived from Rust type names.
 
 /// Input that does not have the expected shape or values.

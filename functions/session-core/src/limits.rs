@@ -99,7 +99,7 @@ pub(crate) fn seconds(s: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{SessionId, Timestamp, Version};
+    use crate::session::{SessionId, Timestamp, UserId, Version};
 
     const LIMITS: SessionLimits = SessionLimits {
         idle_timeout_s: 1800,
@@ -114,7 +114,7 @@ mod tests {
     fn running(started_at: &str, last_activity_at: Option<&str>) -> Session {
         let mut session = Session::new(
             SessionId::parse("sess-1").unwrap(),
-            "alice".into(),
+            UserId::parse("alice").unwrap(),
             Version::default(),
             at("2026-11-26T10:00:00.000Z"),
         );

@@ -68,6 +68,84 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// A user's id: the identity provider's subject (the API's caller), or the one an
+/// admin or an operator names. 1 to 256 characters, not all blank, without control
+/// characters; it may hold anything else (`|`, `@`, spaces), so it never goes where
+/// names are restricted (task families and tags carry a hash of it instead).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        if !raw.trim().is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && !raw.chars().any(char::is_control)
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidInput::new(
+                "user_id",
+                format!(
+                    "must be 1 to {} characters without control characters",
+                    Self::MAX_LEN
+                ),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for UserId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for UserId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for UserId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for UserId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(id: UserId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An image version: an ECR tag (`[A-Za-z0-9_.-]`, 1 to 128 characters, not starting
 /// with `.` or `-`). Anything else is refused before it can reach a task definition.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -320,7 +398,7 @@ impl fmt::Display for Reason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub session_id: SessionId,
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: Version,
     pub status: Status,
     pub created_at: Timestamp,
@@ -385,7 +463,7 @@ impl Session {
     /// A session as Authorize admits it.
     pub fn new(
         session_id: SessionId,
-        user_id: String,
+        user_id: UserId,
         version: Version,
         created_at: DateTime<Utc>,
     ) -> Self {
@@ -550,6 +628,25 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_user_id_is_any_text_but_blank_control_characters_or_too_long() {
+        for ok in [
+            "alice",
+            "auth0|5f1c",
+            "a@example.com",
+            "soak user 7",
+            &"x".repeat(256),
+        ] {
+            assert_eq!(UserId::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "   ", "a\nb", "tab\there", &"x".repeat(257)] {
+            let err = UserId::parse(bad).unwrap_err();
+            assert_eq!(err.field, "user_id", "{bad:?}");
+        }
+        let read: Result<UserId, _> = serde_json::from_value(serde_json::json!(" "));
+        assert!(read.is_err(), "a stored blank id is refused when read");
+    }
+
+    #[test]
     fn a_timestamp_is_read_from_any_rfc_3339_time_and_written_as_the_tables_spell_it() {
         for (read, written) in [
             ("2026-11-26T10:00:00.000Z", "2026-11-26T10:00:00.000Z"),
@@ -572,7 +669,7 @@ mod tests {
     fn a_session_item_whose_time_is_not_one_is_refused_naming_the_value() {
         let mut item = serde_json::to_value(Session::new(
             SessionId::parse("sess-1").unwrap(),
-            "alice".into(),
+            UserId::parse("alice").unwrap(),
             Version::default(),
             DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
         ))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use session_core::config::LaunchSettings;
 use session_core::ports::User;
-use session_core::session::{Reason, SessionId, Status, Version};
+use session_core::session::{Reason, SessionId, Status, UserId, Version};
 use session_core::steps::authorize::SessionRef;
 use session_core::steps::launch::{launch, LaunchOutput};
 use session_core::template::SessionTemplate;
@@ -47,7 +47,7 @@ impl World {
     async fn launch(&self, session: &str, version: &str) -> Result<LaunchOutput, Error> {
         let session = SessionRef {
             session_id: SessionId::parse(session).unwrap(),
-            user_id: USER.into(),
+            user_id: UserId::parse(USER).unwrap(),
             version: Version::parse(version).unwrap(),
         };
         launch(

@@ -4,7 +4,7 @@
 use session_core::error::ErrorName;
 use session_core::ports::Delivery;
 use session_core::session::{Reason, Status};
-use session_core::steps::request_stop::StopRequest;
+use session_core::steps::request_stop::StopRequestOutcome;
 use session_core::testing::{session_in, Completion, FixedClock, SessionWorld, TokenOutcome};
 
 const SESSION: &str = "sess-1";
@@ -40,31 +40,31 @@ async fn a_stop_request_at_each_status_resumes_the_waiting_token_or_says_why_not
     let cases = [
         (
             Status::Starting,
-            StopRequest::Requested { resumed: false },
+            StopRequestOutcome::Requested { resumed: false },
             Status::Stopping,
             vec![],
         ),
         (
             Status::Provisioning,
-            StopRequest::Requested { resumed: true },
+            StopRequestOutcome::Requested { resumed: true },
             Status::Stopping,
             vec![stop_requested("ip-token")],
         ),
         (
             Status::Running,
-            StopRequest::Requested { resumed: true },
+            StopRequestOutcome::Requested { resumed: true },
             Status::Stopping,
             vec![await_stop_resumed],
         ),
         (
             Status::Stopping,
-            StopRequest::AlreadyStopping,
+            StopRequestOutcome::AlreadyStopping,
             Status::Stopping,
             vec![],
         ),
         (
             Status::Stopped,
-            StopRequest::AlreadyEnded {
+            StopRequestOutcome::AlreadyEnded {
                 status: Status::Stopped,
             },
             Status::Stopped,
@@ -72,7 +72,7 @@ async fn a_stop_request_at_each_status_resumes_the_waiting_token_or_says_why_not
         ),
         (
             Status::Failed,
-            StopRequest::AlreadyEnded {
+            StopRequestOutcome::AlreadyEnded {
                 status: Status::Failed,
             },
             Status::Failed,
@@ -97,7 +97,7 @@ async fn a_second_stop_request_is_already_stopping_and_resumes_nothing_again() {
     let world = world_in(Status::Running);
     world.request_stop(Reason::User).await.unwrap();
     let again = world.request_stop(Reason::Idle).await.unwrap();
-    assert_eq!(again, StopRequest::AlreadyStopping);
+    assert_eq!(again, StopRequestOutcome::AlreadyStopping);
     assert_eq!(world.workflow.completions().len(), 1);
     assert_eq!(
         world.session().stop_reason,
@@ -110,7 +110,7 @@ async fn a_second_stop_request_is_already_stopping_and_resumes_nothing_again() {
 async fn a_stop_request_for_an_unknown_session_is_not_found_and_creates_nothing() {
     let world = SessionWorld::without(SESSION);
     let got = world.request_stop(Reason::User).await.unwrap();
-    assert_eq!(got, StopRequest::NotFound);
+    assert_eq!(got, StopRequestOutcome::NotFound);
     assert!(world.store.stored_session(&world.session_id).is_none());
 }
 
@@ -119,7 +119,7 @@ async fn a_stop_whose_token_has_closed_is_recorded_but_resumes_nothing() {
     let world = world_in(Status::Running);
     world.workflow.close("stop-token");
     let got = world.request_stop(Reason::MaxLifetime).await.unwrap();
-    assert_eq!(got, StopRequest::Requested { resumed: false });
+    assert_eq!(got, StopRequestOutcome::Requested { resumed: false });
     let stored = world.session();
     assert_eq!(
         (stored.status, stored.stop_reason),
@@ -136,7 +136,7 @@ async fn a_stop_before_wait_for_ip_stored_its_token_resumes_nothing_yet() {
     let world = world_in(Status::Provisioning);
     world.store.edit(&world.session_id, |s| s.ip_token = None);
     let got = world.request_stop(Reason::User).await.unwrap();
-    assert_eq!(got, StopRequest::Requested { resumed: false });
+    assert_eq!(got, StopRequestOutcome::Requested { resumed: false });
     assert!(world.workflow.completions().is_empty());
     assert_eq!(
         world.session().status,

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use session_core::ports::{Compute, SessionStore};
-use session_core::session::{Reason, SessionId, Status};
+use session_core::session::{Reason, SessionId, Status, UserId};
 use session_core::steps::launch::launch;
-use session_core::steps::request_stop::StopRequest;
+use session_core::steps::request_stop::StopRequestOutcome;
 use session_core::steps::stop::{stop, StopInput, StopOutput};
 use session_core::template::SessionTemplate;
 use session_core::testing::{
@@ -244,7 +244,7 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
     let err = launch(
         session_core::steps::authorize::SessionRef {
             session_id: id(),
-            user_id: USER.into(),
+            user_id: UserId::parse(USER).unwrap(),
             version: Default::default(),
         },
         &launch_settings(SessionTemplate::default()),
@@ -260,7 +260,7 @@ async fn a_stop_while_launching_resumes_no_token_and_frees_the_slot_once_the_tas
     assert!(matches!(err, Error::StopRequested(_)), "{err}");
     assert_eq!(
         *requested.lock().unwrap(),
-        Some(StopRequest::Requested { resumed: false })
+        Some(StopRequestOutcome::Requested { resumed: false })
     );
     assert!(
         world.workflow.completions().is_empty(),

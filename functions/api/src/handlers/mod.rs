@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use session_core::limits::UserLimits;
 use session_core::ports::{Clock, Registry, SessionStore, Workflow};
-use session_core::session::{Session, Status};
+use session_core::session::{Session, Status, UserId};
 
 use crate::error::ApiError;
 use crate::http::parse_session_id;
@@ -30,7 +30,7 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
     async fn limits_of(
         &self,
         sessions: &[Session],
-    ) -> Result<BTreeMap<String, UserLimits>, ApiError> {
+    ) -> Result<BTreeMap<UserId, UserLimits>, ApiError> {
         let mut limits = BTreeMap::new();
         for session in sessions.iter().filter(|s| s.status == Status::Running) {
             if !limits.contains_key(&session.user_id) {

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use session_core::ports::{Clock, Registry, SessionStore, Workflow};
 use session_core::session::{Reason, Status};
-use session_core::steps::request_stop::{request_stop, StopRequest};
+use session_core::steps::request_stop::{request_stop, StopRequestOutcome};
 
 use crate::error::ApiError;
 use crate::http::json_response;
@@ -22,9 +22,11 @@ impl<S: SessionStore, W: Workflow, R: Registry, K: Clock> Api<S, W, R, K> {
         let outcome =
             request_stop(id, Reason::User, &self.store, &self.workflow, &self.clock).await?;
         let status = match outcome {
-            StopRequest::NotFound => return Err(ApiError::session_not_found(id.as_str())),
-            StopRequest::Requested { .. } | StopRequest::AlreadyStopping => StatusCode::ACCEPTED,
-            StopRequest::AlreadyEnded { .. } => StatusCode::OK,
+            StopRequestOutcome::NotFound => return Err(ApiError::session_not_found(id.as_str())),
+            StopRequestOutcome::Requested { .. } | StopRequestOutcome::AlreadyStopping => {
+                StatusCode::ACCEPTED
+            }
+            StopRequestOutcome::AlreadyEnded { .. } => StatusCode::OK,
         };
         let now = self.store.session(id).await?.unwrap_or(session);
         let mut body = self.view(&now).await?;

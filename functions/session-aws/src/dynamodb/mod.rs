@@ -129,7 +129,7 @@ impl SessionStore for DynamoStore {
 
     async fn open(&self, session: &Session, max_sessions: u32) -> Result<()> {
         let mut item = to_item("PutItem", session)?;
-        item.insert(ACTIVE_USER_ID.to_owned(), s(&session.user_id));
+        item.insert(ACTIVE_USER_ID.to_owned(), s(session.user_id.as_str()));
         let put = Put::builder()
             .table_name(&self.tables.sessions)
             .set_item(Some(item))
@@ -345,7 +345,7 @@ pub(crate) mod tests {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     use super::*;
-    use session_core::session::Version;
+    use session_core::session::{UserId, Version};
 
     pub(crate) fn tables() -> Tables {
         Tables {
@@ -387,7 +387,7 @@ pub(crate) mod tests {
         );
         let session = Session::new(
             SessionId::parse("sess-new").unwrap(),
-            "u".into(),
+            UserId::parse("u").unwrap(),
             Version::default(),
             chrono::Utc::now(),
         );
@@ -434,7 +434,7 @@ pub(crate) mod tests {
             );
             let session = Session::new(
                 SessionId::parse("sess-new").unwrap(),
-                "u".into(),
+                UserId::parse("u").unwrap(),
                 Version::default(),
                 chrono::Utc::now(),
             );

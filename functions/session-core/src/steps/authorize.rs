@@ -5,10 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::AdmissionSettings;
 use crate::error::{Error, InvalidInput, Result};
 use crate::ports::{Clock, Registry, SessionStore};
-use crate::session::{Session, SessionId, Version};
-
-/// A user id is an opaque string from the identity provider (`sub` by default).
-const MAX_USER_ID_LEN: usize = 256;
+use crate::session::{Session, SessionId, UserId, Version};
 
 /// The state machine's input for Authorize: the execution's name (the session id) and
 /// the execution input as an operator or the API gave it.
@@ -58,28 +55,15 @@ pub fn await_stop_timeout_s(max_lifetime_s: u64) -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct SessionRef {
     pub session_id: SessionId,
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: Version,
 }
 
-pub fn parse_user_id(raw: Option<&serde_json::Value>) -> Result<String, InvalidInput> {
+pub fn parse_user_id(raw: Option<&serde_json::Value>) -> Result<UserId, InvalidInput> {
     match raw {
-        Some(serde_json::Value::String(id)) => check_user_id(id).map(|()| id.clone()),
+        Some(serde_json::Value::String(id)) => UserId::parse(id),
         Some(_) => Err(InvalidInput::new("user_id", "must be a string")),
         None => Err(InvalidInput::new("user_id", "is required")),
-    }
-}
-
-/// Checks a user id that is already a string: the api's start takes one from a body
-/// that only an admin's token lets name someone else, and checks it as Authorize does.
-pub fn check_user_id(id: &str) -> Result<(), InvalidInput> {
-    if !id.trim().is_empty() && id.len() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control) {
-        Ok(())
-    } else {
-        Err(InvalidInput::new(
-            "user_id",
-            format!("must be 1 to {MAX_USER_ID_LEN} characters without control characters"),
-        ))
     }
 }
 
@@ -125,8 +109,7 @@ pub async fn authorize(
 #[derive(Clone, Debug, PartialEq)]
 pub struct Admission {
     pub session_id: SessionId,
-    /// Checked by [`parse_user_id`] or [`check_user_id`].
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: Version,
     pub execution_arn: Option<String>,
 }

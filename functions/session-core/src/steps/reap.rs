@@ -37,7 +37,7 @@ use crate::error::Result;
 use crate::limits::{seconds, UserLimits};
 use crate::ports::{Change, Clock, Compute, SessionStore, TaskSummary, User, Workflow};
 use crate::session::{Reason, Session, SessionId, Status, Timestamp, SESSION_ID_PREFIX};
-use crate::steps::request_stop::{request_stop, StopRequest};
+use crate::steps::request_stop::{request_stop, StopRequestOutcome};
 use crate::steps::stop::{stop, StopInput};
 
 /// What one run did (the function's answer, and its metrics).
@@ -215,8 +215,11 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
             ..Default::default()
         };
         let running_tasks: BTreeSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
-        let user_ids: BTreeSet<String> =
-            active.sessions.iter().map(|s| s.user_id.clone()).collect();
+        let user_ids: BTreeSet<String> = active
+            .sessions
+            .iter()
+            .map(|s| s.user_id.to_string())
+            .collect();
         let users = self.store.users(&user_ids).await?;
 
         for session in &active.sessions {
@@ -277,7 +280,10 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         running_tasks: &BTreeSet<&str>,
         users: &BTreeMap<String, User>,
     ) -> Result<Option<Outcome>> {
-        let limits = self.settings.limits.of_user(users.get(&session.user_id));
+        let limits = self
+            .settings
+            .limits
+            .of_user(users.get(session.user_id.as_str()));
         let judged = match verdict(
             session,
             &limits,
@@ -377,12 +383,12 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
         .await?;
         let had_token = session.stop_token.is_some() || session.ip_token.is_some();
         match requested {
-            StopRequest::Requested { resumed: false }
+            StopRequestOutcome::Requested { resumed: false }
                 if had_token && self.execution_ended(session).await? =>
             {
                 Ok(self.close_lost(session).await?.then_some(Outcome::Lost))
             }
-            StopRequest::Requested { .. } => Ok(Some(outcome)),
+            StopRequestOutcome::Requested { .. } => Ok(Some(outcome)),
             _ => Ok(None),
         }
     }
@@ -468,7 +474,7 @@ impl<S: SessionStore, C: Compute, W: Workflow, K: Clock> Reaper<'_, S, C, W, K> 
 mod verdict_tests {
     use super::*;
     use crate::config::SessionLimits;
-    use crate::session::Version;
+    use crate::session::{UserId, Version};
 
     /// Executions are looked up after 180 s in a transitional status, sessions are
     /// stuck after 1200 s, idle after 1800 s and ended after eight hours.
@@ -503,7 +509,7 @@ mod verdict_tests {
     fn session(status: Status, entered: i64) -> Session {
         let mut session = Session::new(
             SessionId::parse("sess-1").unwrap(),
-            "u".into(),
+            UserId::parse("u").unwrap(),
             Version::default(),
             at(0),
         );

@@ -11,9 +11,10 @@ use crate::error::{ErrorName, Result};
 use crate::ports::{Change, Clock, Delivery, SessionStore, Workflow};
 use crate::session::{Reason, SessionId, Status};
 
+/// What a stop request came to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "stop")]
-pub enum StopRequest {
+pub enum StopRequestOutcome {
     /// The session is now stopping; `resumed` tells whether a waiting state was
     /// resumed right away (otherwise the running step picks the stop up).
     Requested {
@@ -32,16 +33,16 @@ pub async fn request_stop(
     store: &impl SessionStore,
     workflow: &impl Workflow,
     clock: &impl Clock,
-) -> Result<StopRequest> {
+) -> Result<StopRequestOutcome> {
     let at = clock.now();
     let Some(session) = store
         .apply(id, Change::StopRequested { reason, at })
         .await?
     else {
         return Ok(match store.session(id).await? {
-            None => StopRequest::NotFound,
-            Some(s) if s.status == Status::Stopping => StopRequest::AlreadyStopping,
-            Some(s) => StopRequest::AlreadyEnded { status: s.status },
+            None => StopRequestOutcome::NotFound,
+            Some(s) if s.status == Status::Stopping => StopRequestOutcome::AlreadyStopping,
+            Some(s) => StopRequestOutcome::AlreadyEnded { status: s.status },
         });
     };
     // The first reason recorded wins over later ones.
@@ -62,7 +63,7 @@ pub async fn request_stop(
         None
     };
     tracing::info!(session_id = %id, %reason, ?delivery, "stop requested");
-    Ok(StopRequest::Requested {
+    Ok(StopRequestOutcome::Requested {
         resumed: delivery == Some(Delivery::Delivered),
     })
 }

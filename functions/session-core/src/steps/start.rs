@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::config::AdmissionSettings;
 use crate::error::{Error, Result};
 use crate::ports::{Clock, Registry, SessionStore, Workflow};
-use crate::session::{Session, SessionId, Version};
-use crate::steps::authorize::{admit, check_user_id, Admission};
+use crate::session::{Session, SessionId, UserId, Version};
+use crate::steps::authorize::{admit, Admission};
 
 /// A request to start a session, its parts already read.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +63,7 @@ pub async fn start(
         version,
         execution_arn,
     } = request;
+    let user_id = UserId::parse(&user_id)?;
     let replay = if keyed {
         store.session(&session_id).await?
     } else {
@@ -72,7 +73,6 @@ pub async fn start(
         Some(first) if first.version != version => return Ok(Started::KeyReused(first)),
         Some(_) => true,
         None => {
-            check_user_id(&user_id)?;
             admit(
                 Admission {
                     session_id: session_id.clone(),
@@ -460,18 +460,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_invalid_user_id_is_refused_before_the_user_is_read() {
+    async fn an_invalid_user_id_is_refused_before_anything_is_read() {
         let world = World::new();
         world.store.seed_user(authorized_user(" "));
         let mut bad = request("sess-1", true, "1.0.0");
         bad.user_id = " ".into();
         let err = world.run(bad).await.unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
-        assert_eq!(
-            world.store.reads(),
-            [session_read("sess-1")],
-            "after the replay lookup only"
-        );
+        assert_eq!(world.store.reads(), [], "not even the replay lookup");
         assert_eq!(world.stored(&id("sess-1")), None);
         assert!(world.workflow.start_calls().is_empty());
     }
@@ -588,7 +584,7 @@ mod tests {
         let world = World::new();
         let mut racing = Session::new(
             id("sess-k"),
-            "alice".into(),
+            UserId::parse("alice").unwrap(),
             Version::parse("2.0.0").unwrap(),
             now(),
         );

@@ -12,7 +12,7 @@ use crate::ports::{Clock, Delivery, Network, SessionStore, TaskObservation, Work
 use crate::session::SessionId;
 use crate::session::{Reason, Status};
 use crate::steps::record::recorded_stopped;
-use crate::steps::request_stop::{request_stop, StopRequest};
+use crate::steps::request_stop::{request_stop, StopRequestOutcome};
 use crate::steps::wait_for_ip::{
     complete_wait_for_ip, TASK_ENDED, TASK_HEALTHY, TASK_RUNNING, TASK_STOPPED,
 };
@@ -265,7 +265,7 @@ pub async fn on_task_state_change(
         let requested =
             request_stop(&session_id, Reason::TaskStopped, store, workflow, clock).await?;
         return Ok(match requested {
-            StopRequest::Requested { .. } => Outcome::StopRequested,
+            StopRequestOutcome::Requested { .. } => Outcome::StopRequested,
             _ if retried => Outcome::Stale,
             _ => Outcome::StopRequested,
         });

@@ -26,7 +26,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::config::{Access, Capacity, LaunchSettings, TaskRoleSettings};
 use crate::ports::User;
-use crate::session::{Session, SessionId, Status, Version};
+use crate::session::{Session, SessionId, Status, UserId, Version};
 use crate::template::SessionTemplate;
 
 /// A user who may start sessions, with nothing else stored yet.
@@ -43,7 +43,7 @@ pub fn authorized_user(user_id: &str) -> User {
 pub fn session_in(session_id: &str, user_id: &str, status: Status) -> Session {
     let mut session = Session::new(
         SessionId::parse(session_id).expect("a valid session id"),
-        user_id.to_owned(),
+        UserId::parse(user_id).expect("a valid user id"),
         Version::default(),
         minute(10 * 60),
     );

@@ -436,7 +436,7 @@ impl SessionStore for MemoryStore {
             .lock()
             .unwrap()
             .values()
-            .filter(|s| s.user_id == user_id)
+            .filter(|s| s.user_id.as_str() == user_id)
             .filter(|s| {
                 after.is_none_or(|c| position(s) < (c.created_at.clone(), c.session_id.clone()))
             })
@@ -472,7 +472,7 @@ impl SessionStore for MemoryStore {
                 id,
                 |s| {
                     s.status == Status::Running
-                        && s.user_id == user_id
+                        && s.user_id.as_str() == user_id
                         && s.last_activity_at.as_ref().is_none_or(|t| *t < threshold)
                 },
                 |s| s.last_activity_at = Some(Timestamp::from(at)),

@@ -1,8 +1,10 @@
+//! One session and the twins that follow its task, for the steps that act on it.
+
 use crate::config::Access;
 use crate::error::Result;
 use crate::ports::Delivery;
 use crate::session::{Reason, Session, SessionId};
-use crate::steps::request_stop::{request_stop, StopRequest};
+use crate::steps::request_stop::{request_stop, StopRequestOutcome};
 use crate::steps::task_events::{on_task_state_change, Outcome, TaskEvent};
 use crate::steps::wait_for_ip::{wait_for_ip, WaitForIpInput};
 
@@ -110,7 +112,7 @@ impl SessionWorld {
 
     /// Requests the stop of the world's session for `reason` (`steps::request_stop`),
     /// against this world's twins and clock.
-    pub async fn request_stop(&self, reason: Reason) -> Result<StopRequest> {
+    pub async fn request_stop(&self, reason: Reason) -> Result<StopRequestOutcome> {
         request_stop(
             &self.session_id,
             reason,
