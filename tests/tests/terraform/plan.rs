@@ -616,3 +616,75 @@ fn floor(args: FuncArgs) -> Result<Value, String> {
         Value::from(n.floor())
     })
 }
+
+// ---------------------------------------------------------------------------------
+// Self-tests: the checks above find what they are meant to, on small modules.
+
+#[cfg(test)]
+mod self_tests {
+    use super::*;
+    use crate::strings_of;
+
+    #[test]
+    fn the_plan_evaluator_reads_counts_for_each_and_scopes() {
+        let config = Module::parse(
+            r#"
+            variable "on" {
+              type    = bool
+              default = false
+            }
+            variable "ports" {
+              type    = list(number)
+              default = [80, 443]
+            }
+            locals {
+              ids = aws_subnet.a[*].id
+            }
+            resource "aws_subnet" "a" {
+              count      = var.on ? 2 : 0
+              cidr_block = "10.0.${count.index}.0/24"
+            }
+            resource "aws_vpc_security_group_ingress_rule" "r" {
+              for_each  = { for p in var.ports : tostring(p) => p }
+              from_port = each.value
+              description = "port ${each.key}"
+            }
+            "#,
+        );
+        let off = Plan::new(&config, &[]);
+        assert!(off.instances("aws_subnet", "a").unwrap().is_empty());
+        assert_eq!(off.local("ids"), Some(&hcl::Value::Array(vec![])));
+        let on = Plan::new(&config, &[("on", hcl::Value::Bool(true))]);
+        let subnets = on.instances("aws_subnet", "a").unwrap();
+        assert_eq!(subnets.len(), 2);
+        assert_eq!(
+            on.argument("aws_subnet", "a", &subnets[1], &["cidr_block"])
+                .unwrap(),
+            Some(hcl::Value::from("10.0.1.0/24"))
+        );
+        assert_eq!(
+            strings_of(on.local("ids").unwrap()),
+            ["aws_subnet.a[0].id", "aws_subnet.a[1].id"]
+        );
+        let rules = on
+            .instances("aws_vpc_security_group_ingress_rule", "r")
+            .unwrap();
+        let described: Vec<_> = rules
+            .iter()
+            .map(|r| {
+                on.argument(
+                    "aws_vpc_security_group_ingress_rule",
+                    "r",
+                    r,
+                    &["description"],
+                )
+                .unwrap()
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [hcl::Value::from("port 80"), hcl::Value::from("port 443")]
+        );
+    }
+}

@@ -875,3 +875,228 @@ fn alternatives(expr: &Expression) -> Vec<&Expression> {
         other => vec![other],
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Self-tests: the checks above find what they are meant to, on small modules.
+
+#[cfg(test)]
+mod self_tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn an_over_long_role_name_is_found() {
+        let root = Module::parse(
+            r#"
+    variable "name" {
+      type    = string
+      default = "x"
+      validation {
+        condition     = can(regex("^[a-z][a-z0-9-]{1,50}$", var.name))
+        error_message = "2 to 51 characters."
+      }
+    }
+
+    resource "aws_iam_role" "long" {
+      name = "${var.name}-task-execution"
+    }
+
+    resource "aws_iam_role" "spaced" {
+      name = "session tasks"
+      path = "tasks/"
+    }
+
+    resource "aws_iam_role_policy" "fine" {
+      name = "calls"
+    }
+
+    resource "aws_dynamodb_table" "t" {
+      name = "${var.name}-sessions"
+      global_secondary_index {
+        name = "by"
+      }
+    }
+
+    module "f" {
+      source      = "./modules/function"
+      name_prefix = "${var.name}-fn"
+      crate       = "task-events"
+    }
+    "#,
+        );
+        let function = Module::parse(
+            r#"
+    variable "name_prefix" {
+      type = string
+    }
+    variable "crate" {
+      type = string
+    }
+    locals {
+      function_name = "${var.name_prefix}-${var.crate}"
+    }
+    resource "aws_iam_role" "this" {
+      name = local.function_name
+    }
+    resource "aws_lambda_function" "this" {
+      function_name = local.function_name
+    }
+    "#,
+        );
+        let children = BTreeMap::from([("./modules/function".to_owned(), function)]);
+        let report = refused(&root, &children);
+        // var.name as long as its validation allows: 51 characters.
+        let name = longest_match("^[a-z][a-z0-9-]{1,50}$").unwrap();
+        assert_eq!(name.len(), 51);
+        assert_eq!(
+            report.refused,
+            vec![
+                "aws_dynamodb_table.t.global_secondary_index: name \"by\" is 2 characters, at least 3 needed (DynamoDB table or index name)".to_owned(),
+                format!("aws_iam_role.long: name \"{name}-task-execution\" is 66 characters, at most 64 allowed (IAM role name)"),
+                "aws_iam_role.spaced: name \"session tasks\" has \" \"; allowed: a-zA-Z0-9 and _+=,.@- (IAM role name)".to_owned(),
+                "aws_iam_role.spaced: path \"tasks/\" must begin and end with / (IAM path)".to_owned(),
+                format!("module.f.aws_iam_role.this: name \"{name}-fn-task-events\" is 66 characters, at most 64 allowed (IAM role name)"),
+                format!("module.f.aws_lambda_function.this: function_name \"{name}-fn-task-events\" is 66 characters, at most 64 allowed (Lambda function name)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_description_or_name_ec2_refuses_is_found() {
+        let long = "x".repeat(256);
+        let module = Module::parse(&format!(
+            r#"
+    resource "aws_security_group" "a" {{
+      name        = "sg-users"
+      description = "Users' storage"
+      ingress {{
+        description = "from ${{var.name}}'s tasks"
+      }}
+      dynamic "egress" {{
+        for_each = var.ports
+        content {{
+          description = "port ${{egress.value}} | out"
+        }}
+      }}
+    }}
+    resource "aws_security_group_rule" "b" {{
+      description = "{long}"
+    }}
+    resource "aws_vpc_security_group_ingress_rule" "c" {{
+      description = "Session port ${{each.value[0]}} (tcp): fine"
+    }}
+    resource "aws_vpc_security_group_egress_rule" "d" {{
+      description = "NFS to EFS, fine"
+    }}
+    resource "aws_security_group" "e" {{
+      egress = [{{ description = "caf\u00e9" }}]
+    }}
+    resource "aws_instance" "f" {{
+      description = "not a security group's"
+    }}
+    "#
+        ));
+        let report = refused(&module, &BTreeMap::new());
+        let allowed =
+            "allowed: a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$* (security group (rule) description)";
+        assert_eq!(
+            report.refused,
+            vec![
+                format!("aws_security_group.a.egress: description \"port ${{…}} | out\" has \"|\"; {allowed}"),
+                format!("aws_security_group.a.ingress: description \"from ${{…}}'s tasks\" has \"'\"; {allowed}"),
+                format!("aws_security_group.a: description \"Users' storage\" has \"'\"; {allowed}"),
+                "aws_security_group.a: name \"sg-users\" starts with sg- (security group name)".to_owned(),
+                format!("aws_security_group.e.egress: description \"café\" has \"é\"; {allowed}"),
+                format!("aws_security_group_rule.b: description \"{long}\" is 256 characters, at most 255 allowed (security group (rule) description)"),
+            ]
+        );
+        // The fine ones were checked too, and aws_instance is no security group.
+        let checked: BTreeSet<&str> = report
+            .checked
+            .iter()
+            .map(|(at, _, _)| at.as_str())
+            .collect();
+        assert!(checked.contains("aws_vpc_security_group_ingress_rule.c"));
+        assert!(checked.contains("aws_vpc_security_group_egress_rule.d"));
+        assert!(!checked.iter().any(|at| at.starts_with("aws_instance")));
+    }
+
+    #[test]
+    fn a_bucket_name_s3_refuses_is_found() {
+        let module = Module::parse(
+            r#"
+    variable "name" {
+      type    = string
+      default = "x"
+      validation {
+        condition     = can(regex("^[a-z][a-z0-9-]{0,34}[a-z0-9]$", var.name))
+        error_message = "2 to 36 characters."
+      }
+    }
+    resource "aws_s3_bucket" "fine" {
+      bucket = "sessions-logs.example"
+    }
+    resource "aws_s3_bucket" "upper" {
+      bucket = "Sessions_Logs"
+    }
+    resource "aws_s3_bucket" "dots" {
+      bucket = "logs..example-"
+    }
+    resource "aws_s3_bucket" "prefix" {
+      bucket_prefix = "${var.name}-logs-"
+    }
+    "#,
+        );
+        let report = refused(&module, &BTreeMap::new());
+        let name = longest_match("^[a-z][a-z0-9-]{0,34}[a-z0-9]$").unwrap();
+        assert_eq!(
+            report.refused,
+            vec![
+                "aws_s3_bucket.dots: bucket \"logs..example-\" has two adjacent periods (S3 bucket name)".to_owned(),
+                format!("aws_s3_bucket.prefix: bucket_prefix \"{name}-logs-\" is 42 characters, at most 37 allowed (S3 bucket name prefix)"),
+                "aws_s3_bucket.upper: bucket \"Sessions_Logs\" does not begin with a letter or digit (S3 bucket name)".to_owned(),
+                "aws_s3_bucket.upper: bucket \"Sessions_Logs\" has \"S_L\"; allowed: a-z, 0-9, . and - (S3 bucket name)".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_result_of_a_conditional_name_or_description_is_checked() {
+        let module = Module::parse(
+            r#"
+    resource "aws_security_group" "a" {
+      name        = var.on ? "tasks" : "sg-tasks"
+      description = var.on ? "Session tasks: fine" : "Users' tasks"
+    }
+    "#,
+        );
+        let report = refused(&module, &BTreeMap::new());
+        assert_eq!(
+            report.refused,
+            vec![
+                "aws_security_group.a: description \"Users' tasks\" has \"'\"; allowed: a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$* (security group (rule) description)".to_owned(),
+                "aws_security_group.a: name \"sg-tasks\" starts with sg- (security group name)".to_owned(),
+            ]
+        );
+        assert_eq!(report.checked.len(), 4);
+    }
+
+    #[test]
+    fn the_longest_value_a_validation_admits_walks_each_class_punctuation_first() {
+        assert_eq!(
+            longest_match("^[a-z][a-z0-9-]{1,30}$").as_deref(),
+            Some("a-0123456789abcdefghijklmnopqrs")
+        );
+        assert_eq!(longest_match("^x\\.[0-9]{2}y?$").as_deref(), Some("x.01y"));
+        for unbounded in [
+            "[a-z]+",
+            "^[a-z]+$",
+            "^(a|b)$",
+            "^[^a]$",
+            "^a.$",
+            "^[a-z]{1,}$",
+        ] {
+            assert_eq!(longest_match(unbounded), None, "{unbounded}");
+        }
+    }
+}

@@ -698,3 +698,408 @@ impl Checker<'_> {
         }
     }
 }
+
+/// `>= 6.37.0, < 7.0.0` admits `6.66.0`.
+pub(crate) fn admits(constraint: &str, version: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> {
+        v.trim()
+            .split('.')
+            .map(|n| n.parse().unwrap_or(0))
+            .collect()
+    };
+    let version = parse(version);
+    constraint.split(',').all(|part| {
+        let part = part.trim();
+        let (op, bound) = ["~>", ">=", "<=", "!=", ">", "<", "="]
+            .iter()
+            .find_map(|op| part.strip_prefix(op).map(|rest| (*op, parse(rest))))
+            .unwrap_or(("=", parse(part)));
+        match op {
+            ">=" => version >= bound,
+            "<=" => version <= bound,
+            ">" => version > bound,
+            "<" => version < bound,
+            "!=" => version != bound,
+            "~>" => {
+                let prefix = &bound[..bound.len() - 1];
+                version >= bound && version[..prefix.len()] == *prefix
+            }
+            _ => version == bound,
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Self-tests: the checks above find what they are meant to, on small modules.
+
+#[cfg(test)]
+mod self_tests {
+    use super::*;
+    use crate::schemas;
+
+    #[test]
+    fn a_version_constraint_admits_what_it_says() {
+        assert!(admits(">= 6.37.0, < 7.0.0", "6.66.0"));
+        assert!(!admits(">= 6.37.0, < 7.0.0", "6.36.1"));
+        assert!(!admits(">= 6.37.0, < 7.0.0", "7.0.0"));
+        assert!(admits("~> 6.37", "6.66.0") && !admits("~> 6.37.0", "6.66.0"));
+        assert!(admits("6.66.0", "6.66.0") && !admits("!= 6.66.0", "6.66.0"));
+    }
+
+    #[test]
+    fn the_provider_schema_reads_as_terraform_spells_it() {
+        let schemas = schemas();
+        let aws = schemas.provider("aws").expect("the aws provider's schema");
+        assert_eq!(aws.source, "hashicorp/aws");
+        assert!(aws.version.starts_with("6."), "{}", aws.version);
+        assert!(aws.resources.len() > 1500 && aws.data_sources.len() > 500);
+
+        let table = &aws.resources["aws_dynamodb_table"];
+        assert_eq!(table.body.arguments.get("name"), Some(&true));
+        assert_eq!(table.body.arguments.get("hash_key"), Some(&false));
+        let index = &table.body.blocks["global_secondary_index"];
+        assert!(!index.required && !index.max_one);
+        assert_eq!(index.body.arguments.get("projection_type"), Some(&true));
+        let key_schema = &index.body.blocks["key_schema"];
+        assert_eq!(
+            key_schema.body.arguments,
+            BTreeMap::from([("attribute_name".into(), true), ("key_type".into(), true)])
+        );
+        assert!(table.body.blocks["point_in_time_recovery"].max_one);
+        assert!(table.attributes.contains("arn") && table.attributes.contains("stream_arn"));
+
+        // Renamed in the bindings: the Terraform names are the registry's.
+        let instance = &aws.resources["aws_instance"];
+        assert!(instance.body.arguments.contains_key("get_password_data"));
+        assert!(!instance.body.arguments.contains_key("fetch_password_data"));
+
+        // Attributes written as blocks keep their fields.
+        let route = &aws.resources["aws_route_table"].body.objects["route"];
+        assert!(
+            route.arguments.contains_key("cidr_block")
+                && route.arguments.contains_key("gateway_id")
+        );
+
+        let statement = &aws.data_sources["aws_iam_policy_document"].body.blocks["statement"];
+        assert_eq!(
+            statement.body.blocks["condition"].body.arguments,
+            BTreeMap::from([
+                ("test".into(), true),
+                ("values".into(), true),
+                ("variable".into(), true)
+            ])
+        );
+        assert!(aws.provider.blocks.contains_key("default_tags"));
+        assert_eq!(aws.provider.arguments.get("region"), Some(&false));
+
+        let random = schemas
+            .provider("random")
+            .expect("the random provider's schema");
+        assert_eq!(
+            random.resources["random_password"]
+                .body
+                .arguments
+                .get("length"),
+            Some(&true)
+        );
+        assert!(random.resources["random_password"]
+            .attributes
+            .contains("result"));
+    }
+
+    fn schema_findings(text: &str) -> Vec<String> {
+        findings(&Module::parse(text), &BTreeMap::new(), &schemas())
+    }
+
+    #[test]
+    fn an_unknown_argument_or_block_is_found() {
+        let aws = format!(
+            "hashicorp/aws {}",
+            schemas().provider("aws").unwrap().version
+        );
+        let found = schema_findings(
+            r#"
+    resource "aws_dynamodb_table" "t" {
+      name         = "t"
+      billing_mode = "PAY_PER_REQUEST"
+      hash_kye     = "id"
+      ttl          = { enabled = true }
+
+      global_secondary_idx {
+        name = "by-user"
+      }
+
+      global_secondary_index {
+        name            = "by-user"
+        projection_type = "ALL"
+        key_schema {
+          attribute_name = "user_id"
+          key_type       = "HASH"
+          sort           = true
+        }
+        hash_key {}
+      }
+
+      lifecycle {
+        prevent_destroy = true
+        prevent_update  = true
+      }
+    }
+
+    resource "aws_dynamo_table" "typo" {}
+    data "aws_iam_policy_documents" "typo" {}
+
+    provider "aws" {
+      regoin = "eu-west-1"
+    }
+    "#,
+        );
+        assert_eq!(
+            found,
+            vec![
+                format!("aws_dynamo_table.typo: aws_dynamo_table is not a resource type of {aws}"),
+                "aws_dynamodb_table.t.global_secondary_index.key_schema: unknown argument sort".to_owned(),
+                "aws_dynamodb_table.t.global_secondary_index: hash_key is an argument, not a block".to_owned(),
+                "aws_dynamodb_table.t.lifecycle: unknown lifecycle setting prevent_update".to_owned(),
+                "aws_dynamodb_table.t: ttl is a block, not an argument".to_owned(),
+                "aws_dynamodb_table.t: unknown argument hash_kye".to_owned(),
+                "aws_dynamodb_table.t: unknown block global_secondary_idx".to_owned(),
+                format!("data.aws_iam_policy_documents.typo: aws_iam_policy_documents is not a data source type of {aws}"),
+                "provider.aws: unknown argument regoin".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_module_call_is_checked_against_the_module() {
+        let root = Module::parse(
+            r#"
+    module "f" {
+      source      = "./modules/function"
+      crate       = "api"
+      memory_mb   = 256
+    }
+
+    module "g" {
+      source = "./modules/gone"
+    }
+
+    output "arn" {
+      value = module.f.function_arn
+    }
+    "#,
+        );
+        let function = Module::parse(
+            r#"
+    variable "crate" {
+      type = string
+    }
+    variable "name_prefix" {
+      type = string
+    }
+    variable "memory_size" {
+      type    = number
+      default = 256
+    }
+    output "arn" {
+      value = "arn"
+    }
+    "#,
+        );
+        let children = BTreeMap::from([("./modules/function".to_owned(), function)]);
+        assert_eq!(
+            findings(&root, &children, &schemas()),
+            vec![
+                "module.f: missing required variable name_prefix",
+                "module.f: the module has no variable memory_mb",
+                "module.g: no module at ./modules/gone",
+                "output.arn: module.f has no output function_arn",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_required_argument_or_block_is_found() {
+        let found = schema_findings(
+            r#"
+    resource "aws_dynamodb_table" "t" {
+      billing_mode = "PAY_PER_REQUEST"
+
+      global_secondary_index {
+        name = "by-user"
+      }
+
+      point_in_time_recovery {
+        enabled = true
+      }
+      point_in_time_recovery {
+        enabled = false
+      }
+    }
+
+    resource "aws_lb_listener" "l" {
+      load_balancer_arn = "arn"
+    }
+
+    data "aws_iam_policy_document" "d" {
+      statement {
+        actions = ["s3:GetObject"]
+        condition {
+          test     = "Bool"
+          variable = "aws:SecureTransport"
+        }
+      }
+      dynamic "statement" {
+        for_each = []
+        content {
+          condition {
+            test = "Bool"
+          }
+        }
+      }
+    }
+    "#,
+        );
+        assert_eq!(
+            found,
+            vec![
+                "aws_dynamodb_table.t.global_secondary_index: missing required argument projection_type",
+                "aws_dynamodb_table.t: block point_in_time_recovery may be written at most once, not 2 times",
+                "aws_dynamodb_table.t: missing required argument name",
+                "aws_lb_listener.l: missing required block default_action",
+                "data.aws_iam_policy_document.d.statement.condition: missing required argument values",
+                "data.aws_iam_policy_document.d.statement.condition: missing required argument variable",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dangling_reference_is_found() {
+        let found = schema_findings(
+            r#"
+    variable "name" {
+      type    = string
+      default = "x"
+    }
+
+    locals {
+      names = [for n in [var.name, var.nmae] : upper(n)]
+      azs   = data.aws_availability_zones.here.names
+    }
+
+    data "aws_availability_zones" "available" {}
+
+    resource "aws_vpc" "this" {
+      cidr_block = "10.0.0.0/16"
+      tags       = { Name = "${local.name}-${each.key}" }
+    }
+
+    resource "aws_subnet" "a" {
+      count      = 2
+      vpc_id     = aws_vpc.this.id
+      cidr_block = cidrsubnet(aws_vpc.this.cidr, 4, count.index)
+      tags       = { Zone = data.aws_availability_zones.available.names[count.index] }
+      depends_on = [aws_internet_gateway.this]
+    }
+
+    resource "aws_route_table" "r" {
+      vpc_id = aws_subnet.a[0].vpc_id
+
+      dynamic "route" {
+        for_each = local.azs
+        content {
+          cidr_block = route.value
+          gateway_id = module.network.gateway_id
+        }
+      }
+    }
+
+    output "subnets" {
+      value = aws_subnet.a[*].id
+    }
+    "#,
+        );
+        assert_eq!(
+            found,
+            vec![
+                "aws_route_table.r: module.network is not declared",
+                "aws_subnet.a: aws_internet_gateway.this is not declared",
+                "aws_subnet.a: aws_vpc.this.cidr: aws_vpc has no attribute cidr",
+                "aws_vpc.this: each where no for_each is set",
+                "aws_vpc.this: local.name is not declared",
+                "locals: data.aws_availability_zones.here is not declared",
+                "locals: var.nmae is not declared",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ephemeral_resource_is_checked_and_its_value_kept_out_of_the_state() {
+        let schemas = schemas();
+        // The bindings' ephemeral resource types, read as Terraform spells them.
+        let password = schemas
+            .ephemeral("aws_secretsmanager_random_password")
+            .expect("the aws provider's ephemeral aws_secretsmanager_random_password");
+        assert_eq!(password.body.arguments.get("password_length"), Some(&false));
+        assert!(password.attributes.contains("random_password"));
+        assert!(schemas
+            .ephemeral("random_password")
+            .is_some_and(|p| p.attributes.contains("result")));
+        assert!(schemas.ephemeral("aws_secretsmanager_secret").is_none());
+        let version =
+            &schemas.provider("aws").unwrap().resources["aws_secretsmanager_secret_version"];
+        for write_only in ["secret_string_wo", "secret_string_wo_version"] {
+            assert_eq!(
+                version.body.arguments.get(write_only),
+                Some(&false),
+                "{write_only}"
+            );
+        }
+
+        let aws = format!("hashicorp/aws {}", schemas.provider("aws").unwrap().version);
+        let found = schema_findings(
+            r#"
+    ephemeral "aws_secretsmanager_random_password" "p" {
+      count           = 1
+      password_length = 64
+      lenght          = 3
+    }
+
+    ephemeral "aws_secretsmanager_random_pasword" "typo" {}
+
+    resource "aws_secretsmanager_secret" "s" {}
+
+    resource "aws_secretsmanager_secret_version" "good" {
+      secret_id                = aws_secretsmanager_secret.s.id
+      secret_string_wo         = ephemeral.aws_secretsmanager_random_password.p[0].random_password
+      secret_string_wo_version = 1
+    }
+
+    resource "aws_secretsmanager_secret_version" "stored" {
+      secret_id     = aws_secretsmanager_secret.s.id
+      secret_string = ephemeral.aws_secretsmanager_random_password.p[0].random_password
+    }
+
+    resource "aws_secretsmanager_secret_version" "dangling" {
+      secret_id        = aws_secretsmanager_secret.s.id
+      secret_string_wo = ephemeral.aws_secretsmanager_random_password.q.random_password
+    }
+
+    resource "aws_secretsmanager_secret_version" "attribute" {
+      secret_id        = aws_secretsmanager_secret.s.id
+      secret_string_wo = ephemeral.aws_secretsmanager_random_password.p[0].result
+    }
+    "#,
+        );
+        assert_eq!(
+            found,
+            vec![
+                "aws_secretsmanager_secret_version.attribute: ephemeral.aws_secretsmanager_random_password.p.result: aws_secretsmanager_random_password has no attribute result".to_owned(),
+                "aws_secretsmanager_secret_version.dangling: ephemeral.aws_secretsmanager_random_password.q is not declared".to_owned(),
+                "aws_secretsmanager_secret_version.stored: secret_string takes an ephemeral value but is not write-only".to_owned(),
+                "ephemeral.aws_secretsmanager_random_password.p: unknown argument lenght".to_owned(),
+                format!("ephemeral.aws_secretsmanager_random_pasword.typo: aws_secretsmanager_random_pasword is not an ephemeral resource type of {aws}"),
+            ]
+        );
+    }
+}
